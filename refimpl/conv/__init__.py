@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 
-def _implementation(impl: str):
+def implementation(impl: str):
+    """The kernel module (:mod:`~refimpl.conv.fast` or :mod:`~refimpl.conv.naive`) named ``impl``."""
     try:
         return IMPLEMENTATIONS[impl]
     except KeyError:
@@ -99,7 +100,7 @@ def conv2d(x, weight, bias=None, stride: int = 1, pad: int = 0, impl: str = "fas
         check_bias(bias, weight.shape[0], weight.shape)
     _check_same_dtype(x=x, weight=weight, bias=bias)
     geom = conv_geometry(x.shape, weight.shape, stride, pad)
-    return _implementation(impl).forward(geom, x, weight, bias)
+    return implementation(impl).forward(geom, x, weight, bias)
 
 
 def conv2d_adjoint(y, weight, input_size, stride: int = 1, pad: int = 0, impl: str = "fast"):
@@ -125,7 +126,7 @@ def conv2d_adjoint(y, weight, input_size, stride: int = 1, pad: int = 0, impl: s
     x_shape = (y.shape[0], weight.shape[1], height, width)
     geom = conv_geometry(x_shape, weight.shape, stride, pad, x_name="input_size")
     _check_output_grad(y, geom, "y")
-    return _implementation(impl).adjoint(geom, y, weight)
+    return implementation(impl).adjoint(geom, y, weight)
 
 
 def conv2d_weight_grad(x, y, kernel_size: int, stride: int = 1, pad: int = 0, impl: str = "fast"):
@@ -149,10 +150,10 @@ def conv2d_weight_grad(x, y, kernel_size: int, stride: int = 1, pad: int = 0, im
     w_shape = (y.shape[1], x.shape[1], k, k)
     geom = conv_geometry(x.shape, w_shape, stride, pad)
     _check_output_grad(y, geom, "y")
-    return _implementation(impl).weight_grad(geom, x, y)
+    return implementation(impl).weight_grad(geom, x, y)
 
 
 def conv2d_bias_grad(y, impl: str = "fast"):
     """Gradient of ``<conv2d(x, w, b), y>`` w.r.t. ``b``: ``sum_{n,i,j} y[n, o, i, j]``, Eq. (7.4)."""
     _check_tensor(y, "y", "(N, O, H_out, W_out)")
-    return _implementation(impl).bias_grad(y)
+    return implementation(impl).bias_grad(y)

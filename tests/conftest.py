@@ -1,0 +1,25 @@
+"""Test configuration: Hypothesis profiles.
+
+``default`` (100 examples a property) keeps the suite within a few minutes on 2 cores; ``thorough`` runs many
+more examples: ``HYPOTHESIS_PROFILE=thorough python -m pytest``.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default",
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.register_profile(
+    "thorough",
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

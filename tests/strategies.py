@@ -1,0 +1,138 @@
+"""Hypothesis strategies shared by every test: architectures, networks, images, conv problems.
+
+Ranges (issue 2): depth 1-4, channels 1-5, kernels 1-7, strides 1-3, padding 0-3, 1-3 image
+channels, images up to 20 x 20. Arrays are drawn from a seeded NumPy generator (the seed
+is what Hypothesis draws and shrinks), which keeps examples fast and reproducible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+
+from refimpl import ConvNet, LayerSpec
+from refimpl.conv import conv_output_size
+
+MAX_IMAGE = 20
+MAX_KERNEL = 7
+MAX_STRIDE = 3
+MAX_PAD = 3
+MAX_CHANNELS = 5
+MAX_DEPTH = 4
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Image shape plus layer specs, guaranteed valid (every layer output is non-empty)."""
+
+    in_channels: int
+    height: int
+    width: int
+    specs: tuple
+
+    def image_shape(self, batch: int) -> tuple:
+        return (batch, self.in_channels, self.height, self.width)
+
+
+@st.composite
+def layer_stacks(draw, in_channels: int, height: int, width: int,
+                 min_depth: int = 1, max_depth: int = MAX_DEPTH, allow_linear: bool = True):
+    """Layer specs that fit an input of ``height x width``; the top layer may be linear."""
+    depth = draw(st.integers(min_depth, max_depth))
+    specs, h, w = [], height, width
+    for l in range(depth):
+        pad = draw(st.integers(0, MAX_PAD))
+        kernel = draw(st.integers(1, min(MAX_KERNEL, h + 2 * pad, w + 2 * pad)))
+        stride = draw(st.integers(1, MAX_STRIDE))
+        out = draw(st.integers(1, MAX_CHANNELS))
+        top = l == depth - 1
+        relu = not (top and allow_linear and draw(st.booleans()))
+        specs.append(LayerSpec(out, kernel, stride, pad, relu))
+        h, w = conv_output_size(h, kernel, stride, pad), conv_output_size(w, kernel, stride, pad)
+    return tuple(specs)
+
+
+@st.composite
+def architectures(draw, max_image: int = MAX_IMAGE, max_depth: int = MAX_DEPTH,
+                  min_depth: int = 1, allow_linear: bool = True):
+    in_channels = draw(st.integers(1, 3))
+    height = draw(st.integers(1, max_image))
+    width = draw(st.integers(1, max_image))
+    specs = draw(layer_stacks(in_channels, height, width, min_depth, max_depth, allow_linear))
+    return Architecture(in_channels, height, width, specs)
+
+
+# A small positive bias mean keeps deep random nets alive: with mean 0 about a quarter of
+# drawn networks have every top unit off (f constant, gradients zero), where gradient and
+# piece checks would pass vacuously. Tests still reject such examples with `alive`.
+BIAS_MEAN = 0.1
+
+
+@st.composite
+def networks(draw, arch=None, dtype="float64", conv_impl="fast", bias_std=0.3, **arch_kwargs):
+    """``(net, arch)``: a random ConvNet (He weights, N(0.1, bias_std^2) biases) of an architecture."""
+    arch = arch if arch is not None else draw(architectures(**arch_kwargs))
+    net = ConvNet.random(arch.in_channels, arch.specs, seed=draw(seeds), dtype=dtype,
+                         bias_std=bias_std, conv_impl=conv_impl)
+    for layer in net.layers:
+        layer.bias += BIAS_MEAN
+    return net, arch
+
+
+def alive(net, I) -> bool:
+    """True if f depends on the image for every image of the batch (df/dI not all zero)."""
+    grad = net.grad_input(I).reshape(len(I), -1)
+    return bool(np.all(np.any(grad != 0, axis=1)))
+
+
+@st.composite
+def images(draw, shape, dtype="float64", scale: float = 1.0):
+    """Standard normal images of ``shape`` (times ``scale``)."""
+    rng = np.random.default_rng(draw(seeds))
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+@st.composite
+def net_and_images(draw, max_batch: int = 3, dtype="float64", **kwargs):
+    """``(net, I)`` with ``I`` of shape ``(M, C, H, W)`` matching the net."""
+    net, arch = draw(networks(dtype=dtype, **kwargs))
+    batch = draw(st.integers(1, max_batch))
+    return net, draw(images(arch.image_shape(batch), dtype=dtype))
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """One convolution: input, filters, bias, output-shaped probe ``y``, stride and padding."""
+
+    x: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    y: np.ndarray
+    stride: int
+    pad: int
+
+
+@st.composite
+def conv_problems(draw, dtype="float64", max_image: int = MAX_IMAGE, max_batch: int = 2):
+    """A random valid convolution problem within the issue's ranges."""
+    batch = draw(st.integers(1, max_batch))
+    c_in = draw(st.integers(1, MAX_CHANNELS))
+    c_out = draw(st.integers(1, MAX_CHANNELS))
+    pad = draw(st.integers(0, MAX_PAD))
+    kernel = draw(st.integers(1, MAX_KERNEL))
+    stride = draw(st.integers(1, MAX_STRIDE))
+    low = max(1, kernel - 2 * pad)
+    height = draw(st.integers(low, max(low, max_image)))
+    width = draw(st.integers(low, max(low, max_image)))
+    rng = np.random.default_rng(draw(seeds))
+    x = rng.standard_normal((batch, c_in, height, width)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in, kernel, kernel)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    out_h = conv_output_size(height, kernel, stride, pad)
+    out_w = conv_output_size(width, kernel, stride, pad)
+    y = rng.standard_normal((batch, c_out, out_h, out_w)).astype(dtype)
+    return ConvProblem(x, weight, bias, y, stride, pad)

@@ -1,0 +1,74 @@
+"""The public API documented in the README: construction, specs, copies, parameter access."""
+
+import numpy as np
+import pytest
+
+import refimpl
+from refimpl import ConvLayer, ConvNet, LayerSpec
+
+from checks import EXACT, assert_close
+
+
+def test_public_names():
+    for name in ("ConvLayer", "ConvNet", "LayerSpec", "basis_functions", "piece_from_basis",
+                 "conv", "backend"):
+        assert hasattr(refimpl, name)
+
+
+def test_spec_formats_are_equivalent():
+    specs = [
+        [LayerSpec(4, 3, 2, 1), LayerSpec(2, 3, relu=False)],
+        [(4, 3, 2, 1), (2, 3, 1, 0, False)],
+        [dict(out_channels=4, kernel_size=3, stride=2, pad=1),
+         dict(out_channels=2, kernel_size=3, relu=False)],
+    ]
+    nets = [ConvNet.random(1, s, seed=0) for s in specs]
+    assert all(n.spec() == nets[0].spec() for n in nets)
+    assert not nets[0].layers[1].relu and nets[0].layers[0].relu
+
+
+def test_constructor_api_matches_readme():
+    rng = np.random.default_rng(0)
+    layer1 = ConvLayer(rng.standard_normal((4, 3, 5, 5)), rng.standard_normal(4), stride=2, pad=2)
+    layer2 = ConvLayer(rng.standard_normal((1, 4, 8, 8)), rng.standard_normal(1), relu=False)
+    net = ConvNet([layer1, layer2])
+    I = rng.standard_normal((5, 3, 16, 16))
+    assert net.feature_shapes(I.shape) == [(4, 8, 8), (1, 1, 1)]
+    assert net.score(I).shape == (5,)
+    assert net.grad_input(I).shape == I.shape
+    assert [g.shape for pair in net.grad_params(I) for g in pair] == [(4, 3, 5, 5), (4,), (1, 4, 8, 8), (1,)]
+    assert [d.shape for d in net.activation_pattern(I)] == [(5, 4, 8, 8), (5, 1, 1, 1)]
+    alpha, B = net.linear_piece(I)
+    assert alpha.shape == (5,) and B.shape == I.shape
+
+
+def test_grad_params_is_gradient_of_the_sum_over_images():
+    net = ConvNet.random(1, [(3, 3), (2, 3)], seed=1)
+    I = np.random.default_rng(2).standard_normal((4, 1, 8, 8))
+    total = net.grad_params(I)
+    parts = [net.grad_params(I[m : m + 1]) for m in range(4)]
+    for l, (dw, db) in enumerate(total):
+        assert_close(dw, sum(p[l][0] for p in parts), EXACT, "sum of per-image dW")
+        assert_close(db, sum(p[l][1] for p in parts), EXACT, "sum of per-image db")
+
+
+def test_parameters_are_live_and_copy_is_deep():
+    net = ConvNet.random(1, [(2, 3)], seed=0)
+    clone = net.copy()
+    I = np.ones((1, 1, 5, 5))
+    before = net.score(I).copy()
+    w, b = net.parameters()[0]
+    b += 10.0  # in-place update, as learning does
+    assert np.all(net.score(I) > before)
+    assert_close(clone.score(I), before, EXACT, "copy unaffected")
+
+
+def test_with_parameters_checks_shapes():
+    net = ConvNet.random(1, [(2, 3)], seed=0)
+    with pytest.raises(ValueError, match=r"layer 1: weight must have shape \(2, 1, 3, 3\)"):
+        net.with_parameters([(np.zeros((2, 1, 5, 5)), np.zeros(2))])
+
+
+def test_repr_names_the_architecture():
+    text = repr(ConvNet.random(3, [(100, 15, 3)], seed=0))
+    assert "ConvLayer(100x3x15x15, stride=3, pad=0, activation='relu'" in text
