@@ -16,6 +16,8 @@ PACKAGE = pathlib.Path(refimpl.__file__).parent
 # the namespace `xp` that refimpl.backend hands out, so it runs on CuPy unchanged.
 HOST_ONLY = {
     "backend.py": "defines the namespace; the one home of `import numpy`",
+    "data.py": "reads image and CSV files into host arrays",
+    "plotting.py": "draws host arrays with matplotlib",
 }
 
 

@@ -18,11 +18,8 @@ from hypothesis import strategies as st
 from checks import EXACT, FLOAT32, assert_close, assert_piece_identity, relative_error
 from gradcheck import assert_gradient, coordinate_gradient, input_gradient
 from refimpl import ConvLayer, ConvNet, basis_functions, piece_from_basis
+from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces, same_pattern
 from strategies import alive, images, net_and_images, networks, seeds
-
-
-def same_pattern(p, q) -> bool:
-    return all(np.array_equal(a, b) for a, b in zip(p, q))
 
 
 def probes_in_piece(net, I_m, probes) -> bool:
@@ -30,26 +27,6 @@ def probes_in_piece(net, I_m, probes) -> bool:
     base = net.activation_pattern(I_m[None])
     pattern = net.activation_pattern(probes)
     return all(np.array_equal(np.broadcast_to(b, p.shape), p) for b, p in zip(base, pattern))
-
-
-def image_in_same_piece(net, I, rng, min_step: float = 1e-4):
-    """An image ``J != I`` with the activation pattern of ``I`` (one image ``(1, C, H, W)``).
-
-    Walk from ``I`` along a random unit direction, halving the step until the pattern
-    matches. Pieces are convex polytopes (intersections of half-spaces, one per unit), so
-    the whole segment from I to J then lies in the piece. Returns ``(J, step)``; ``step`` is
-    None if no step >= ``min_step`` keeps the pattern.
-    """
-    direction = rng.standard_normal(I.shape)
-    direction /= np.linalg.norm(direction)
-    base = net.activation_pattern(I)
-    step = 1.0
-    while step >= min_step:
-        J = I + step * direction
-        if same_pattern(net.activation_pattern(J), base):
-            return J, step
-        step /= 2
-    return None, None
 
 
 def small_mixed_net():
@@ -174,7 +151,8 @@ def test_same_piece_same_alpha_and_B(case, seed):
     """An image J built in I's piece has I's (alpha, B), and f(J) = alpha_I + <J, B_I>."""
     net, I = case
     assume(alive(net, I))
-    J, step = image_in_same_piece(net, I, np.random.default_rng(seed))
+    direction = np.random.default_rng(seed).standard_normal(I.shape)
+    J, step = image_in_same_piece(net, I, direction / np.linalg.norm(direction))
     assume(J is not None)
     alpha_i, B_i = net.linear_piece(I)
     alpha_j, B_j = net.linear_piece(J)
@@ -329,3 +307,25 @@ def test_softplus_breaks_piecewise_linearity():
     alpha, B = smooth.linear_piece(I)
     with pytest.raises(AssertionError, match="alpha"):
         assert_piece_identity(smooth.score(I), alpha, B, I)
+
+
+# --- along a line: f is exactly linear between kinks --------------------------------------
+
+
+@settings(max_examples=30)
+@given(net_and_images(max_batch=1, max_image=10), seeds)
+def test_f_is_linear_between_kinks_along_a_line(case, seed):
+    net, I = case
+    direction = np.random.default_rng(seed).standard_normal(I.shape)
+    line = line_through_pieces(net, I, direction, np.linspace(-2, 2, 201))
+    assume(line.points_tested > 0)
+    assert line.max_residual < EXACT
+    assert line.pieces_crossed == int(line.kinks.sum()) + 1
+
+
+def test_negative_control_line_check_sees_a_smooth_network():
+    """With softplus f is curved between sample points, so the linearity residual is large."""
+    net, I = small_mixed_net()
+    smooth = softplus_net(net)
+    direction = np.random.default_rng(0).standard_normal(I[:1].shape)
+    assert line_through_pieces(smooth, I[:1], direction, np.linspace(-2, 2, 201)).max_residual > 1e-4

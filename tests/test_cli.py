@@ -1,0 +1,69 @@
+"""The command line: help texts, the `pieces` main job, and clear errors on bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from refimpl.cli import main
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "refimpl", *args], capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_help_answers():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "pieces" in result.stdout and "generative ConvNet" in result.stdout
+
+
+def test_pieces_help_describes_the_checks(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pieces", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--image" in text and "--seed" in text and "(6.7)" in text
+
+
+def test_pieces_runs_and_every_check_passes(tmp_path, capsys):
+    assert main(["pieces", "--size", "16", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["passed"] and len(summary["checks"]) >= 6
+    assert summary["facts"]["pieces_crossed_on_line"] > 1
+    assert summary["facts"]["line_points_in_segments_of_3_or_more"] > 0
+    for name in ("pieces.png", "basis.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_pieces_on_another_texture_and_user_file(tmp_path):
+    from refimpl.data import texture_path
+
+    assert main(["pieces", "--image", "gravel", "--size", "16", "--out", str(tmp_path / "a")]) == 0
+    assert main(["pieces", "--image", str(texture_path("grass")), "--size", "16",
+                 "--out", str(tmp_path / "b")]) == 0
+
+
+def test_missing_image_is_a_clear_error(tmp_path, capsys):
+    assert main(["pieces", "--image", str(tmp_path / "nope.png"), "--out", str(tmp_path)]) == 2
+    assert "image file not found" in capsys.readouterr().err
+
+
+def test_unreadable_image_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    assert main(["pieces", "--image", str(bad), "--out", str(tmp_path)]) == 2
+    assert "could not read" in capsys.readouterr().err
+
+
+def test_image_too_small_for_the_network(tmp_path, capsys):
+    assert main(["pieces", "--size", "2", "--out", str(tmp_path)]) == 2
+    assert "kernel" in capsys.readouterr().err
+
+
+def test_bad_argument_is_rejected():
+    result = run_cli("pieces", "--size", "0")
+    assert result.returncode == 2 and "positive integer" in result.stderr
