@@ -35,11 +35,17 @@ passes outside the GEMM (gather, shift-add, scatter-add); ``fast/torch`` is the 
 over PyTorch CPU (target >= 1.0 in float64, >= 0.7 in float32). The ``targets`` column
 says PASS/FAIL for each target; a summary follows the table.
 
+Noise: best-of-N removes noise *within* the process, not between processes. On a shared
+2-core VM, L1 (large fresh arrays, page faults) was seen to vary by up to ~1.5x from one
+process to the next; the summary flags rows whose median is far above their best, and
+the footer gives the process's system CPU time and the host's steal time. Compare runs,
+not single numbers.
+
 Memory: a fresh subprocess (``--memory-only``) runs one forward + grad_input +
 grad_weight at L1 in float64 and reports the tracemalloc peak (NumPy reports its data
 buffers to tracemalloc) and the growth of ``ru_maxrss`` after the inputs were created.
 
-Run ``python benchmarks/conv.py`` (several minutes on 2 cores) or ``--quick`` for a smoke
+Run ``python benchmarks/conv.py`` (about a minute on 2 cores) or ``--quick`` for a smoke
 run whose numbers must not be quoted. Results go to ``benchmarks/results/conv.{md,json}``.
 """
 
@@ -83,6 +89,7 @@ DEFAULT_REPEATS = 5
 NAIVE_OUT_CHANNELS = 2
 SQUARE_SIZE = 2048
 MIN_SAMPLE_SECONDS = 0.01  # calls shorter than this are repeated inside one timing sample
+NOISY_SPREAD = 1.25  # a median this much above the best flags a disturbed measurement
 
 TARGET_PEAK_FRACTION = 0.5
 TARGET_TORCH_RATIO = {"float64": 1.0, "float32": 0.7}
@@ -152,6 +159,39 @@ class PartClock:
 # --- the environment -----------------------------------------------------------------------
 
 
+def steal_seconds() -> float | None:
+    """CPU time the hypervisor gave to other guests so far (/proc/stat ``steal``), or None."""
+    try:
+        with open("/proc/stat", encoding="utf-8") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_usage(steal_at_start: float | None) -> dict:
+    """This process's user and system CPU seconds, and the machine's steal time since start.
+
+    A large system share means page faults (fresh large arrays); steal means a busy host.
+    """
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    steal = steal_seconds()
+    return {
+        "user_s": usage.ru_utime,
+        "sys_s": usage.ru_stime,
+        "steal_s": None if steal is None or steal_at_start is None else steal - steal_at_start,
+        "load_average_at_end": load_average(),
+    }
+
+
+def load_average() -> float | None:
+    """The 1-minute load average: above ~0.5 on an idle box, something else shares the cores."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def cpu_model() -> str:
     """The ``model name`` line of /proc/cpuinfo, or the platform's processor string."""
     try:
@@ -202,6 +242,7 @@ def environment(args, torch) -> dict:
         "blas": numpy_blas(),
         "torch": torch_text,
         "command": shlex.join(argv),
+        "load_average_at_start": load_average(),
         "quick": args.quick,
         "batch": args.batch,
         "repeats": args.repeats,
@@ -229,10 +270,10 @@ def make_problem(layer: str, dtype: str, batch: int) -> Problem:
     (_, c, h, w), w_shape, stride = LAYERS[layer]
     x_shape = (batch, c, h, w)
     geom = conv_geometry(x_shape, w_shape, stride, PAD)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(x_shape).astype(dtype)
-    w = rng.standard_normal(w_shape).astype(dtype)
-    y = rng.standard_normal(geom.output_shape).astype(dtype)
+    rng = np.random.default_rng(0)  # drawn in ``dtype`` directly: no temporary copies
+    x = rng.standard_normal(x_shape, dtype=dtype)
+    w = rng.standard_normal(w_shape, dtype=dtype)
+    y = rng.standard_normal(geom.output_shape, dtype=dtype)
     return Problem(layer, dtype, geom, x, w, y, fast.make_plan(geom))
 
 
@@ -278,11 +319,20 @@ def torch_call(torch, p: Problem, op: str):
     return lambda: torch.nn.grad.conv2d_weight(x, w.shape, y, stride=s, padding=pad)
 
 
-def measure_torch(torch, p: Problem, op: str, repeats: int) -> Timing:
-    """Time PyTorch CPU's version of ``op`` under ``torch.no_grad()``."""
+def measure_torch(torch, p: Problem, op: str, repeats: int) -> dict:
+    """Time PyTorch CPU's version of ``op`` under ``torch.no_grad()``; check it matches fast.
+
+    ``max_rel_diff`` is ``max |fast - torch| / max |torch|``: a sanity check that both
+    compute the same thing (rounding level: ~1e-15 in float64, ~1e-6 in float32).
+    """
     fn = torch_call(torch, p, op)
     with torch.no_grad():
-        return time_call(fn, repeats)
+        timing = time_call(fn, repeats)
+        reference = fn().numpy()
+    ours = kernel(fast, op)(p.geom, *op_args(op, p.x, p.w, p.y))
+    diff = np.max(np.abs(ours - reference)) / np.max(np.abs(reference))
+    return {**asdict(timing), "gflops_best": gflops(p.geom.flops, timing.best),
+            "max_rel_diff": float(diff)}
 
 
 def gemm_operands(rng, op: str, m: int, k: int, n: int, dtype: str):
@@ -352,11 +402,11 @@ def measure_row(p: Problem, op: str, args, torch, peak: dict, clock: PartClock) 
     flops = p.geom.flops
     timing = clock.run("fast", measure_fast, p, op, args.repeats)
     naive_result = None if args.no_naive else clock.run("naive", measure_naive, p, op)
-    torch_timing = None if torch is None else clock.run("torch", measure_torch, torch, p, op,
+    torch_result = None if torch is None else clock.run("torch", measure_torch, torch, p, op,
                                                         args.repeats)
     plan_gemm = clock.run("gemm", measure_plan_gemm, p, op, args.repeats)
     fast_rate = gflops(flops, timing.best)
-    torch_rate = None if torch_timing is None else gflops(flops, torch_timing.best)
+    torch_rate = None if torch_result is None else torch_result["gflops_best"]
     row = {
         "layer": p.layer,
         "dtype": p.dtype,
@@ -368,8 +418,7 @@ def measure_row(p: Problem, op: str, args, torch, peak: dict, clock: PartClock) 
         "naive": naive_result,
         "fast": {**asdict(timing), "gflops_best": fast_rate,
                  "gflops_median": gflops(flops, timing.median)},
-        "torch": None if torch_timing is None else {**asdict(torch_timing),
-                                                     "gflops_best": torch_rate},
+        "torch": torch_result,
         "square_gemm": peak,
         "plan_gemm": plan_gemm,
         "fast_over_peak": fast_rate / peak["gflops"],
@@ -407,21 +456,42 @@ def maxrss_mb() -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss * 1024 / 2**20
 
 
+def vm_hwm_mb() -> float | None:
+    """``VmHWM`` of /proc/self/status in MB (Linux): the peak RSS of this process's own memory.
+
+    Unlike ``ru_maxrss`` it does not inherit the parent's peak across fork + exec, so it
+    cross-checks the baseline of :func:`memory_probe`.
+    """
+    try:
+        with open("/proc/self/status", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def memory_probe(batch: int) -> dict:
     """Peak memory of forward + grad_input + grad_weight at L1 in float64, in this process.
 
     The three results stay alive (as in a training step). ``tracemalloc_peak_mb`` counts
     allocations made during the three calls; ``maxrss_growth_mb`` is the growth of the
     process's high-water RSS over its value right after the inputs were created.
+
+    Linux carries a parent's ``ru_maxrss`` over fork + exec: start this probe from a small
+    parent (the main run does it before importing torch). ``vmhwm_growth_mb`` is the same
+    growth measured with ``VmHWM``, which is immune to that.
     """
     p = make_problem(MEMORY_LAYER, MEMORY_DTYPE, batch)
     gc.collect()
-    rss_before = maxrss_mb()
+    rss_before, hwm_before = maxrss_mb(), vm_hwm_mb()
     tracemalloc.start()
     results = [kernel(fast, op)(p.geom, *op_args(op, p.x, p.w, p.y)) for op in OPS]
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_growth = maxrss_mb() - rss_before
+    hwm_after = vm_hwm_mb()
     del results
     return {
         "layer": MEMORY_LAYER,
@@ -431,6 +501,7 @@ def memory_probe(batch: int) -> dict:
         "tracemalloc_peak_mb": peak / 2**20,
         "maxrss_growth_mb": rss_growth,
         "maxrss_before_mb": rss_before,
+        "vmhwm_growth_mb": None if hwm_before is None else hwm_after - hwm_before,
         "target_mb": TARGET_MEMORY_MB,
         "pass": max(peak / 2**20, rss_growth) < TARGET_MEMORY_MB,
     }
@@ -463,6 +534,7 @@ def fmt(value, digits: int = 1, suffix: str = "") -> str:
 
 
 def verdict(ok) -> str:
+    """"PASS", "FAIL" or "n/a" (None: not measured)."""
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
@@ -486,6 +558,21 @@ TABLE_HEADERS = [
 ]
 
 
+def noisy_rows(rows: list) -> list:
+    """Rows where fast, torch or the same-shape GEMM has median > ``NOISY_SPREAD`` x best."""
+    flagged = []
+    for r in rows:
+        spreads = {"fast": r["fast"]["median"] / r["fast"]["best"],
+                   "GEMM": r["plan_gemm"]["median_s"] / r["plan_gemm"]["best_s"]}
+        if r["torch"] is not None:
+            spreads["torch"] = r["torch"]["median"] / r["torch"]["best"]
+        noisy = [f"{name} {spread:.2f}x" for name, spread in spreads.items()
+                 if spread > NOISY_SPREAD]
+        if noisy:
+            flagged.append(f"{r['layer']} {r['dtype']} {r['op']} ({', '.join(noisy)})")
+    return flagged
+
+
 def summary_lines(rows: list, memory: dict | None) -> list:
     """Counts of rows meeting each target, and the memory verdict."""
     lines = []
@@ -501,6 +588,15 @@ def summary_lines(rows: list, memory: dict | None) -> list:
         elif failed:
             line += "; FAIL: " + ", ".join(failed)
         lines.append(line)
+    checked = [r for r in rows if r["torch"] is not None]
+    if checked:
+        worst = {dtype: max(r["torch"]["max_rel_diff"] for r in checked if r["dtype"] == dtype)
+                 for dtype in dict.fromkeys(r["dtype"] for r in checked)}
+        lines.append("- fast vs torch results, max relative difference: "
+                     + ", ".join(f"{diff:.1e} ({dtype})" for dtype, diff in worst.items()))
+    noisy = noisy_rows(rows)
+    lines.append(f"- timing noise (median > {NOISY_SPREAD}x best): "
+                 + ("; ".join(noisy) + "; rerun before quoting these rows" if noisy else "none"))
     if memory is not None:
         lines.append(f"- memory at {MEMORY_LAYER} {MEMORY_DTYPE} < {TARGET_MEMORY_MB:.0f} MB: "
                      + ("error" if "error" in memory else verdict(memory["pass"])))
@@ -542,13 +638,15 @@ def memory_lines(memory: dict | None) -> list:
     ]
 
 
-def report(env: dict, rows: list, memory: dict | None, parts: dict, total: float) -> str:
+def report(env: dict, rows: list, memory: dict | None, parts: dict, total: float,
+           cpu: dict) -> str:
     """The whole Markdown report: header, table, notes, memory, summary, run time."""
     title = "# Convolution benchmark" + (" (QUICK RUN: smoke test, do not quote)"
                                          if env["quick"] else "")
     header = [f"- {key}: {env[key]}" for key in
               ("date", "cpu", "cpu_count", "python", "numpy", "blas", "torch")]
     header.append(f"- command: `{env['command']}`")
+    header.append(f"- load average (1 min) at start: {fmt(env['load_average_at_start'], 2)}")
     header.append(f"- batch {env['batch']}, best/median of {env['repeats']} runs after 1 warm-up")
     notes = [
         "Rates in GFLOP/s of the true convolution flops 2·N·O·C·k²·H_out·W_out "
@@ -564,10 +662,15 @@ def report(env: dict, rows: list, memory: dict | None, parts: dict, total: float
         *plan_notes(rows),
     ]
     timing = ", ".join(f"{part} {sec:.1f} s" for part, sec in parts.items())
+    cpu_text = (f"CPU time of this process: user {cpu['user_s']:.1f} s, system "
+                f"{cpu['sys_s']:.1f} s; host steal during the run: {fmt(cpu['steal_s'], 1, ' s')}; "
+                f"load average (1 min) at the end: {fmt(cpu['load_average_at_end'], 2)} "
+                "(this run alone adds up to ~2 on 2 cores).")
     lines = [
         title, "", *header, "", markdown_table(TABLE_HEADERS, [table_row(r) for r in rows]),
         "", *notes, "", *memory_lines(memory), "", "Summary:", "",
-        *summary_lines(rows, memory), "", f"Total run time: {total:.1f} s ({timing}).", "",
+        *summary_lines(rows, memory), "", f"Total run time: {total:.1f} s ({timing}).",
+        cpu_text, "",
     ]
     return "\n".join(lines)
 
@@ -637,19 +740,21 @@ def main(argv=None) -> int:
     if args.memory_only:
         print(json.dumps(memory_probe(args.batch)))
         return 0
-    start = time.perf_counter()
+    start, steal_at_start = time.perf_counter(), steal_seconds()
     clock = PartClock()
-    torch = load_torch(not args.no_torch)
-    env = environment(args, torch)
     print(f"benchmarking {','.join(args.layers)} x {','.join(args.dtypes)} x "
           f"{','.join(args.ops)} ...", file=sys.stderr, flush=True)
+    # before importing torch: the child inherits this process's ru_maxrss (see memory_probe)
     memory = None if args.no_memory else clock.run("memory", run_memory_subprocess, args)
+    torch = load_torch(not args.no_torch)
+    env = environment(args, torch)
     rows = run_speed(args, torch, clock)
     total = time.perf_counter() - start
-    markdown = report(env, rows, memory, clock.seconds, total)
+    cpu = cpu_usage(steal_at_start)
+    markdown = report(env, rows, memory, clock.seconds, total, cpu)
     print(markdown)
     payload = {"environment": env, "rows": rows, "memory": memory,
-               "part_seconds": clock.seconds, "total_seconds": total}
+               "part_seconds": clock.seconds, "total_seconds": total, "cpu": cpu}
     write_results(args.out, markdown, payload)
     return 0
 

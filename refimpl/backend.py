@@ -156,3 +156,26 @@ def random_normal(shape, std: float, rng, xp: ModuleType, dtype) -> object:
     """
     values = host_rng(rng).standard_normal(shape) * std
     return to_backend(values, xp, dtype=resolve_dtype(dtype))
+
+
+def make_rng(seed=None, backend=None):
+    """A random generator on ``backend`` for sampling (noise of Langevin chains, MALA).
+
+    NumPy: ``numpy.random.Generator``; CuPy: ``cupy.random.Generator``. ``seed`` may be an
+    int, None, or an existing generator (returned as is). Unlike parameter draws these
+    streams differ between backends: sampling noise is drawn where the chains live.
+    """
+    if seed is not None and not isinstance(seed, (int, numpy.integer)):
+        return seed  # already a generator
+    xp = backend if isinstance(backend, ModuleType) else get_namespace(backend)
+    return numpy.random.default_rng(seed) if xp is numpy else xp.random.default_rng(seed)
+
+
+def standard_normal(rng, shape, dtype=None):
+    """Standard normal draws of ``shape`` from generator ``rng``, in ``dtype`` (default float64)."""
+    return rng.standard_normal(shape, dtype=resolve_dtype(dtype))
+
+
+def uniform(rng, shape, dtype=None):
+    """Uniform [0, 1) draws of ``shape`` from generator ``rng``."""
+    return rng.random(shape, dtype=resolve_dtype(dtype))

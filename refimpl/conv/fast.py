@@ -37,6 +37,7 @@ additions, never an ``add.at`` scatter).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from refimpl.backend import backend_name, namespace_of
 from refimpl.conv.geometry import ConvGeometry
@@ -142,8 +143,9 @@ def _moved_per_column(plan: Plan) -> int:
     return gathered + shifted + g.out_channels
 
 
+@lru_cache(maxsize=256)
 def make_plan(geom: ConvGeometry, name: str | None = None) -> Plan:
-    """The plan ``name`` for ``geom``, or when None the cheaper of the two.
+    """The plan ``name`` for ``geom``, or when None the cheaper of the two (cached per geometry).
 
     "rows" is chosen when its extra flops are small (at most ``ROWS_MAX_OVERHEAD``) and it
     moves less memory than "im2col" (see :func:`_moved_per_column`); else "im2col".
@@ -304,6 +306,7 @@ def _spread_length(plan: Plan) -> int:
     return plan.out_shifts[-1] + plan.geom.out_height * plan.wq
 
 
+@lru_cache(maxsize=256)
 def _chunks(plan: Plan, xp):
     """Batch ranges ``(n0, n1)`` whose work buffers stay under ``CHUNK_ELEMENTS``."""
     g = plan.geom

@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from refimpl.backend import namespace_of
 
 
+def as_pattern_list(pattern) -> list:
+    """A ConvNet returns one pattern array per layer, the prototype model a single array."""
+    return pattern if isinstance(pattern, list) else [pattern]
+
+
 def pattern_keys(pattern) -> object:
     """Flatten an activation pattern ``[(M, N_l, H_l, W_l), ...]`` into one ``(M, units)`` bool array."""
     xp = namespace_of(pattern[0])

@@ -1,0 +1,366 @@
+"""Exact references in one and two dimensions: Z(w), piece masses and means, density, CDF, samples.
+
+For a piecewise-linear scoring function ``f`` and ``q = N(0, sigma^2 I)``, restrict the
+unnormalised density ``exp(f(I)) q(I)`` to a line ``I = o + t d`` (``|d| = 1``). Between two
+kinks (changes of the activation pattern) ``f(o + t d) = c0 + c1 t`` exactly (Eq. (6.8)), so
+
+    exp(f) q  ~  exp(K - (t - mu)^2 / (2 sigma^2)),   mu = sigma^2 c1 - <o, d>,
+
+a Gaussian in ``t`` truncated to the segment: its mass and mean are closed-form (normal
+CDFs), with no discretisation error. Kinks are located by bisection on the activation
+pattern, to 1e-13 of the line's length. Every piece is convex (see
+:mod:`refimpl.convnet.pieces`), so it meets a line in one interval.
+
+* D = 1: one line through 0 is the whole space. ``Z``, the pieces' masses and means, the
+  CDF and exact samples follow; the end segments extend to +-infinity, so nothing is cut.
+* D = 2: lines along the first axis at each height ``y``; the outer integral over ``y`` is
+  adaptive Gauss-Kronrod (``scipy.integrate.quad_vec``) to ``rtol`` (default 1e-10).
+
+Per-piece masses ``P(A)`` and means ``E[I | A]`` give what the checks need:
+``E[delta_u I] = sum_A delta_u(A) P(A) E[I | A]``; and since ``df/dw`` is affine in ``I`` on
+a piece, ``E[df/dw] = sum_A P(A) df/dw(E[I | A])`` exactly.
+
+Host-only (SciPy), so this module imports NumPy; the model must live on the NumPy backend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import integrate, special, stats  # noqa: F401
+
+from refimpl.convnet.pieces import as_pattern_list, pattern_keys
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def _log_diff_ndtr(a, b):
+    """``log(Phi(b) - Phi(a))`` for ``a <= b`` elementwise, stable in both tails."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    upper = a > 0  # then use Phi(b) - Phi(a) = Phi(-a) - Phi(-b)
+    hi = np.where(upper, special.log_ndtr(-a), special.log_ndtr(b))
+    lo = np.where(upper, special.log_ndtr(-b), special.log_ndtr(a))
+    with np.errstate(divide="ignore"):
+        return hi + np.log1p(-np.exp(lo - hi))
+
+
+def _log_phi(x):
+    """``log phi(x)`` of the standard normal density (``-inf`` at +-inf)."""
+    return -0.5 * np.square(x) - LOG_SQRT_2PI
+
+
+@dataclass
+class LineModel:
+    """The model seen through flat points: ``(M, D)`` arrays in, patterns and pieces out."""
+
+    model: object
+    event_shape: tuple
+
+    def images(self, points):
+        return np.asarray(points, float).reshape((len(points),) + self.event_shape)
+
+    def keys(self, points):
+        """Activation patterns as ``(M, units)`` bool rows."""
+        return pattern_keys(as_pattern_list(self.model.scoring.activation_pattern(self.images(points))))
+
+    def pieces(self, points):
+        """``(alpha (M,), B (M, D))`` at flat points."""
+        alpha, B = self.model.scoring.linear_piece(self.images(points))
+        return np.asarray(alpha), np.asarray(B).reshape(len(points), -1)
+
+
+@dataclass
+class Segments:
+    """Where the line ``o + t d`` crosses pieces.
+
+    ``bounds (n+1,)`` (first and last are -inf, +inf), ``keys (n, units)``, and on segment
+    ``j`` the truncated Gaussian ``t ~ N(mu_j, sigma^2)`` restricted to ``bounds[j:j+2]`` with
+    log mass ``log_mass_j`` (the integral of ``exp(f - |I|^2 / (2 sigma^2))``, without q's constant).
+    """
+
+    bounds: np.ndarray
+    keys: np.ndarray
+    mu: np.ndarray
+    log_mass: np.ndarray
+    sigma: float
+
+    @property
+    def standardised(self):
+        """Truncation limits ``(a, b)`` in units of sigma around ``mu``."""
+        return (self.bounds[:-1] - self.mu) / self.sigma, (self.bounds[1:] - self.mu) / self.sigma
+
+    def mean_t(self):
+        """``E[t]`` on each segment: ``mu + sigma (phi(a) - phi(b)) / (Phi(b) - Phi(a))``, in logs."""
+        a, b = self.standardised
+        log_z = _log_diff_ndtr(a, b)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ratio = np.exp(_log_phi(a) - log_z) - np.exp(_log_phi(b) - log_z)
+        return self.mu + self.sigma * np.nan_to_num(ratio)
+
+
+def line_segments(line: LineModel, origin, direction, radius: float, sigma: float,
+                  n_probe: int = 129, tol: float = 1e-13) -> Segments:
+    """Kinks of ``f`` along ``origin + t direction`` (``|t| <= radius``) and the segments' Gaussians.
+
+    Probes ``n_probe`` points, bisects (vectorised) every probe interval whose end patterns
+    differ, and repeats on the part right of each kink found until the right end's pattern
+    is reached (convexity: a line cannot leave a piece and come back).
+    """
+    ts = np.linspace(-radius, radius, n_probe)
+    keys = line.keys(origin + ts[:, None] * direction)
+    changed = np.nonzero((keys[1:] != keys[:-1]).any(axis=1))[0]
+    lo, hi = ts[changed], ts[changed + 1]
+    key_lo, end_key, end = keys[changed], keys[changed + 1], ts[changed + 1]
+    kinks = []
+    while len(lo):
+        key_hi = end_key.copy()
+        while np.max(hi - lo) > tol * radius:
+            mid = 0.5 * (lo + hi)
+            key_mid = line.keys(origin + mid[:, None] * direction)
+            left = (key_mid == key_lo).all(axis=1)
+            lo, hi = np.where(left, mid, lo), np.where(left, hi, mid)
+            key_hi = np.where(left[:, None], key_hi, key_mid)
+        kinks.append(0.5 * (lo + hi))
+        more = ~(key_hi == end_key).all(axis=1)
+        lo, hi, key_lo = hi[more], end[more], key_hi[more]
+        end_key, end = end_key[more], end[more]
+    kinks = np.sort(np.concatenate(kinks)) if kinks else np.zeros(0)
+    inner = np.concatenate([[-radius], kinks, [radius]])
+    mids = origin + (0.5 * (inner[:-1] + inner[1:]))[:, None] * direction
+    alpha, B = line.pieces(mids)
+    c0, c1 = alpha + B @ origin, B @ direction  # f = c0 + c1 t on each segment
+    var = sigma * sigma
+    mu = var * c1 - origin @ direction
+    K = c0 - (origin @ origin) / (2 * var) + mu * mu / (2 * var)
+    bounds = np.concatenate([[-np.inf], kinks, [np.inf]])
+    a, b = (bounds[:-1] - mu) / sigma, (bounds[1:] - mu) / sigma
+    log_mass = K + math.log(sigma) + LOG_SQRT_2PI + _log_diff_ndtr(a, b)
+    return Segments(bounds, line.keys(mids), mu, log_mass, sigma)
+
+
+@dataclass
+class ExactDistribution:
+    """The exact distribution of a piecewise-linear generative model in D = 1 or 2.
+
+    Attributes:
+        log_Z: ``log Z(w) = log E_q[exp f(I; w)]``.
+        keys: ``(P, units)`` activation patterns of the pieces with positive mass.
+        probs: ``(P,)`` piece masses ``P(A)``, summing to 1.
+        means: ``(P, D)`` conditional means ``E[I | A]``.
+        segments: D = 1 only: the :class:`Segments` of the real line.
+    """
+
+    line: LineModel
+    log_Z: float
+    keys: np.ndarray
+    probs: np.ndarray
+    means: np.ndarray
+    radius: float
+    segments: Segments | None = None
+
+    @property
+    def model(self):
+        return self.line.model
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def log_density(self, points):
+        """``log p(I)`` at flat points ``(M, D)``."""
+        return np.asarray(self.model.log_density_unnormalised(self.line.images(points))) - self.log_Z
+
+    def mean(self):
+        """``E[I]``, ``(D,)``."""
+        return self.probs @ self.means
+
+    def unit_moments(self):
+        """``(E[delta_u] (units,), E[delta_u I] (units, D))`` for every unit ``u``."""
+        on = self.keys.astype(float)
+        return self.probs @ on, (on * self.probs[:, None]).T @ self.means
+
+    def expected_param_grads(self):
+        """``E_w[df/dw]`` in the format of ``scoring.grad_params``: ``sum_A P(A) df/dw(E[I | A])``."""
+        total = None
+        for p, m in zip(self.probs, self.means):
+            g = _scale(self.model.scoring.grad_params(self.line.images(m[None])), p)
+            total = g if total is None else _add(total, g)
+        return total
+
+    def piece_of(self, points):
+        """Row index into ``keys`` of each flat point's piece (-1 if not listed)."""
+        keys = self.line.keys(points)
+        match = (keys[:, None, :] == self.keys[None]).all(axis=2)
+        return np.where(match.any(axis=1), match.argmax(axis=1), -1)
+
+    def cdf(self, x):
+        """D = 1: ``P(I <= x)`` at points ``x (n,)``, exact (a mixture of truncated normals)."""
+        seg = self._one_d()
+        a, b = seg.standardised
+        weights = np.exp(seg.log_mass - seg.log_mass.max())
+        weights /= weights.sum()
+        x = np.asarray(x, float)[:, None]
+        parts = stats.truncnorm.cdf(x, a, b, loc=seg.mu, scale=seg.sigma)
+        return parts @ weights
+
+    def sample(self, n: int, rng) -> np.ndarray:
+        """D = 1: ``n`` exact draws ``(n, 1)``: pick a segment by mass, draw its truncated normal."""
+        seg = self._one_d()
+        a, b = seg.standardised
+        weights = np.exp(seg.log_mass - seg.log_mass.max())
+        which = rng.choice(len(weights), size=n, p=weights / weights.sum())
+        draws = stats.truncnorm.rvs(a[which], b[which], loc=seg.mu[which], scale=seg.sigma,
+                                    random_state=rng)
+        return draws[:, None]
+
+    def _one_d(self) -> Segments:
+        if self.segments is None:
+            raise ValueError("defined for D = 1 only")
+        return self.segments
+
+
+def _scale(grads, p):
+    if isinstance(grads, list):
+        return [_scale(g, p) for g in grads]
+    return tuple(p * np.asarray(x) for x in grads)
+
+
+def _add(a, b):
+    if isinstance(a, list):
+        return [_add(x, y) for x, y in zip(a, b)]
+    return tuple(x + y for x, y in zip(a, b))
+
+
+def default_radius(line: LineModel, dim: int, sigma: float) -> float:
+    """A radius beyond which the density is negligible: ``sigma^2 L + 15 sigma``.
+
+    ``L = max |df/dI| = max |B|``. ``B`` takes finitely many values; the unbounded pieces
+    show on a circle of large radius, the bounded ones near the origin, so probing both
+    finds ``L``. Beyond ``sigma^2 L + 15 sigma`` the density is below ``e^-100`` of its peak.
+    """
+    if dim == 1:
+        rays = np.array([[-1.0], [1.0]])
+    else:
+        angles = np.linspace(0, 2 * np.pi, 721)[:-1]
+        rays = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    radii = np.concatenate([np.linspace(0, 5, 26), [10, 30, 100, 1000]]) * sigma
+    points = (radii[:, None, None] * rays[None]).reshape(-1, dim)
+    _, B = line.pieces(points)
+    return sigma * sigma * float(np.linalg.norm(B, axis=1).max()) + 15 * sigma
+
+
+def exact_distribution(model, event_shape=None, radius: float | None = None,
+                       rtol: float = 1e-10) -> ExactDistribution:
+    """Pieces, masses, means and ``log Z`` of a piecewise-linear model in D = 1 or 2.
+
+    Args:
+        model: a :class:`~refimpl.models.GenerativeModel` with a piecewise-linear scoring
+            function (ReLU/linear layers) on the NumPy backend.
+        event_shape: one image's shape for the scoring function: ``(D,)`` for a prototype
+            model (the default, from ``model.scoring.dim``), ``(2, 1, 1)`` for a ConvNet on
+            2-channel 1x1 images, etc.
+        radius: integration radius (default :func:`default_radius`).
+        rtol: relative tolerance of the outer adaptive integral (D = 2).
+    """
+    if not getattr(model.scoring, "piecewise_linear", True):
+        raise ValueError("exact_distribution needs a piecewise-linear scoring function (ReLU/linear)")
+    event_shape = tuple(event_shape) if event_shape is not None else (model.scoring.dim,)
+    dim = int(np.prod(event_shape))
+    if dim not in (1, 2):
+        raise ValueError(f"exact references exist for D = 1 or 2; event_shape {event_shape} has D = {dim}")
+    line = LineModel(model, event_shape)
+    sigma = model.sigma
+    radius = default_radius(line, dim, sigma) if radius is None else float(radius)
+    log_q_const = -0.5 * dim * math.log(2 * math.pi * sigma * sigma)
+    if dim == 1:
+        seg = line_segments(line, np.zeros(1), np.ones(1), radius, sigma)
+        shift = seg.log_mass.max()
+        mass = np.exp(seg.log_mass - shift)
+        keys, masses, firsts, segments = seg.keys, mass, (mass * seg.mean_t())[:, None], seg
+    else:
+        shift, keys, masses, firsts = _integrate_plane(line, radius, sigma, rtol)
+        segments = None
+    total = masses.sum()
+    keep = masses > 0
+    return ExactDistribution(
+        line=line, log_Z=float(math.log(total) + shift + log_q_const), keys=keys[keep],
+        probs=masses[keep] / total, means=firsts[keep] / masses[keep, None], radius=radius,
+        segments=segments,
+    )
+
+
+def _signature(seg: Segments) -> bytes:
+    """The sequence of pieces a line crosses; it changes only where the line meets a vertex."""
+    return seg.keys.tobytes()
+
+
+def _vertex_heights(along, ys, scan, radius: float, tol: float = 1e-9) -> list:
+    """Heights ``y`` where the pieces met by the horizontal line change (polygon vertices).
+
+    Between two scan lines whose signatures differ, bisect on ``y`` for the first change,
+    then go on from there; heights are located to ``tol * radius``. Vertices of a piece that
+    lies wholly between two scan lines are not found; the adaptive integral still resolves them.
+    """
+    heights = []
+    sigs = [_signature(seg) for seg in scan]
+    for i in range(len(ys) - 1):
+        lo, sig_lo, hi, sig_end = ys[i], sigs[i], ys[i + 1], sigs[i + 1]
+        while sig_lo != sig_end:
+            a, b, sig_b = lo, hi, sig_end
+            while b - a > tol * radius:
+                mid = 0.5 * (a + b)
+                sig_mid = _signature(along(mid))
+                if sig_mid == sig_lo:
+                    a = mid
+                else:
+                    b, sig_b = mid, sig_mid
+            heights.append(0.5 * (a + b))
+            lo, sig_lo = b, sig_b
+    return heights
+
+
+def _integrate_plane(line: LineModel, radius: float, sigma: float, rtol: float):
+    """D = 2: per-piece masses and first moments (scaled by ``exp(-shift)``), outer integral over y.
+
+    The per-piece line masses are analytic in ``y`` between the heights of the pieces'
+    vertices, so those heights are handed to the adaptive integrator as break points.
+    """
+    direction = np.array([1.0, 0.0])
+
+    def along(y: float) -> Segments:
+        return line_segments(line, np.array([0.0, y]), direction, radius, sigma)
+
+    ys = np.linspace(-radius, radius, 65)
+    scan = [along(y) for y in ys]
+    shift = max(float(s.log_mass.max()) for s in scan)
+    breaks = _vertex_heights(along, ys, scan, radius)
+    table = {}
+    for seg in scan:
+        for key in seg.keys:
+            table.setdefault(key.tobytes(), key)
+    while True:
+        index = {k: i for i, k in enumerate(table)}
+        unlisted = {}
+
+        def integrand(y, index=index, unlisted=unlisted):
+            seg = along(float(y))
+            mass = np.exp(seg.log_mass - shift)
+            out = np.zeros((len(index) + 1, 3))
+            for key, m, t in zip(seg.keys, mass, seg.mean_t()):
+                row = index.get(key.tobytes())
+                if row is None:
+                    unlisted[key.tobytes()] = key
+                    row = len(index)
+                out[row] += (m, m * t, m * y)
+            return out.ravel()
+
+        result, _ = integrate.quad_vec(integrand, -radius, radius, epsrel=rtol, epsabs=0.0,
+                                       limit=4000, points=breaks or None)
+        result = result.reshape(-1, 3)
+        if not unlisted:
+            break
+        table.update(unlisted)  # pieces the scan missed: integrate again with a row each
+    keys = np.stack(list(table.values()))
+    return shift, keys, result[:-1, 0], result[:-1, 1:]
