@@ -18,7 +18,13 @@ HOST_ONLY = {
     "backend.py": "defines the namespace; the one home of `import numpy`",
     "data.py": "reads image and CSV files into host arrays",
     "plotting.py": "draws host arrays with matplotlib",
+    "lowdim.py": "exact 1-D/2-D references by SciPy quadrature, on the host",
+    "theorems/": "numerical checks on small host instances (SciPy statistics, quadrature)",
 }
+
+
+def allowed(rel: str) -> bool:
+    return any(rel == name or (name.endswith("/") and rel.startswith(name)) for name in HOST_ONLY)
 
 
 def numpy_imports(source: str) -> list:
@@ -36,7 +42,7 @@ def test_no_compute_module_imports_numpy():
     offenders = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(PACKAGE).as_posix()
-        if rel in HOST_ONLY:
+        if allowed(rel):
             continue
         for line in numpy_imports(path.read_text()):
             offenders.append(f"refimpl/{rel}:{line}")
