@@ -150,6 +150,9 @@ class ExactDistribution:
         probs: ``(P,)`` piece masses ``P(A)``, summing to 1.
         means: ``(P, D)`` conditional means ``E[I | A]``.
         segments: D = 1 only: the :class:`Segments` of the real line.
+        strips: D = 2 only: horizontal strips ``(y0, y1, {piece: (left0, left1, right0, right1)})``
+            between consecutive vertex heights; in a strip each piece meets a horizontal
+            line in one interval whose ends move linearly with ``y`` (convexity).
     """
 
     line: LineModel
@@ -159,6 +162,7 @@ class ExactDistribution:
     means: np.ndarray
     radius: float
     segments: Segments | None = None
+    strips: list | None = None
 
     @property
     def model(self):
@@ -205,15 +209,33 @@ class ExactDistribution:
         parts = stats.truncnorm.cdf(x, a, b, loc=seg.mu, scale=seg.sigma)
         return parts @ weights
 
-    def sample(self, n: int, rng) -> np.ndarray:
-        """D = 1: ``n`` exact draws ``(n, 1)``: pick a segment by mass, draw its truncated normal."""
-        seg = self._one_d()
-        a, b = seg.standardised
-        weights = np.exp(seg.log_mass - seg.log_mass.max())
-        which = rng.choice(len(weights), size=n, p=weights / weights.sum())
-        draws = stats.truncnorm.rvs(a[which], b[which], loc=seg.mu[which], scale=seg.sigma,
-                                    random_state=rng)
-        return draws[:, None]
+    def sample(self, n: int, rng, y_nodes: int = 400) -> np.ndarray:
+        """``n`` exact draws ``(n, D)``.
+
+        D = 1: pick a segment by its mass, draw its truncated normal. D = 2: pick a piece
+        ``A`` by ``P(A)``; on ``A`` the density is ``N(s^2 B_A, s^2 I)`` truncated to ``A``
+        (Theorem 1), whose ``y``-marginal within a strip is
+        ``phi((y - mu_y)/s) [Phi((r(y) - mu_x)/s) - Phi((l(y) - mu_x)/s)]`` with linear ends
+        ``l, r``: draw ``y`` by inverse CDF over ``y_nodes`` nodes per strip (error far below
+        sampling noise), then ``x | y`` exactly from the truncated normal on ``[l(y), r(y)]``.
+        """
+        if self.segments is not None:
+            seg = self.segments
+            a, b = seg.standardised
+            weights = np.exp(seg.log_mass - seg.log_mass.max())
+            which = rng.choice(len(weights), size=n, p=weights / weights.sum())
+            draws = stats.truncnorm.rvs(a[which], b[which], loc=seg.mu[which], scale=seg.sigma,
+                                        random_state=rng)
+            return draws[:, None]
+        sigma = self.model.sigma
+        pieces = rng.choice(len(self.probs), size=n, p=self.probs)
+        out = np.empty((n, 2))
+        for a in np.unique(pieces):
+            rows = np.nonzero(pieces == a)[0]
+            _, B = self.line.pieces(self.means[a : a + 1])
+            out[rows] = _sample_piece(self.strips, int(a), sigma * sigma * B[0], sigma, len(rows),
+                                      rng, y_nodes)
+        return out
 
     def _one_d(self) -> Segments:
         if self.segments is None:
@@ -237,15 +259,15 @@ def default_radius(line: LineModel, dim: int, sigma: float) -> float:
     """A radius beyond which the density is negligible: ``sigma^2 L + 15 sigma``.
 
     ``L = max |df/dI| = max |B|``. ``B`` takes finitely many values; the unbounded pieces
-    show on a circle of large radius, the bounded ones near the origin, so probing both
-    finds ``L``. Beyond ``sigma^2 L + 15 sigma`` the density is below ``e^-100`` of its peak.
+    show on a circle of large radius, the bounded ones near the origin, so probing rays
+    densely out to 30 sigma and then at 100 and 1000 sigma finds ``L``. Beyond ``sigma^2 L + 15 sigma`` the density is below ``e^-100`` of its peak.
     """
     if dim == 1:
         rays = np.array([[-1.0], [1.0]])
     else:
         angles = np.linspace(0, 2 * np.pi, 721)[:-1]
         rays = np.stack([np.cos(angles), np.sin(angles)], axis=1)
-    radii = np.concatenate([np.linspace(0, 5, 26), [10, 30, 100, 1000]]) * sigma
+    radii = np.concatenate([np.linspace(0, 30, 151), [100, 1000]]) * sigma
     points = (radii[:, None, None] * rays[None]).reshape(-1, dim)
     _, B = line.pieces(points)
     return sigma * sigma * float(np.linalg.norm(B, axis=1).max()) + 15 * sigma
@@ -278,17 +300,88 @@ def exact_distribution(model, event_shape=None, radius: float | None = None,
         seg = line_segments(line, np.zeros(1), np.ones(1), radius, sigma)
         shift = seg.log_mass.max()
         mass = np.exp(seg.log_mass - shift)
-        keys, masses, firsts, segments = seg.keys, mass, (mass * seg.mean_t())[:, None], seg
+        keys, masses, firsts, segments, strips = seg.keys, mass, (mass * seg.mean_t())[:, None], seg, None
     else:
-        shift, keys, masses, firsts = _integrate_plane(line, radius, sigma, rtol)
+        shift, keys, masses, firsts, strips = _integrate_plane(line, radius, sigma, rtol)
         segments = None
     total = masses.sum()
     keep = masses > 0
+    if strips is not None:  # re-index the strips' pieces after dropping massless ones
+        new_row = {old: new for new, old in enumerate(np.nonzero(keep)[0])}
+        strips = [(y0, y1, {new_row[a]: e for a, e in ends.items() if a in new_row})
+                  for y0, y1, ends in strips]
     return ExactDistribution(
         line=line, log_Z=float(math.log(total) + shift + log_q_const), keys=keys[keep],
         probs=masses[keep] / total, means=firsts[keep] / masses[keep, None], radius=radius,
-        segments=segments,
+        segments=segments, strips=strips,
     )
+
+
+def _sample_piece(strips, piece: int, mean, sigma: float, n: int, rng, y_nodes: int) -> np.ndarray:
+    """``n`` draws of ``N(mean, sigma^2 I)`` truncated to piece ``piece`` (see ExactDistribution.sample)."""
+    ys, left, right = [], [], []
+    for y0, y1, ends in strips:
+        if piece not in ends:
+            continue
+        l0, l1, r0, r1 = ends[piece]
+        u = np.linspace(0.0, 1.0, y_nodes)
+        ys.append(y0 + u * (y1 - y0))
+        left.append(l0 + u * (l1 - l0))
+        right.append(r0 + u * (r1 - r0))
+    y, l, r = (np.concatenate(v) for v in (ys, left, right))
+    log_g = _log_phi((y - mean[1]) / sigma) + _log_diff_ndtr((l - mean[0]) / sigma, (r - mean[0]) / sigma)
+    g = np.exp(log_g - log_g.max())
+    # trapezoid CDF along the concatenated nodes (strips are disjoint and ordered in y)
+    width = np.diff(y)
+    cell = 0.5 * (g[1:] + g[:-1]) * np.where(width > 0, width, 0.0)
+    cdf = np.concatenate([[0.0], np.cumsum(cell)])
+    cdf /= cdf[-1]
+    u = rng.random(n)
+    k = np.clip(np.searchsorted(cdf, u, side="right") - 1, 0, len(y) - 2)
+    frac = (u - cdf[k]) / np.where(cdf[k + 1] > cdf[k], cdf[k + 1] - cdf[k], 1.0)
+    y_draw = y[k] + frac * (y[k + 1] - y[k])
+    lo = l[k] + frac * (l[k + 1] - l[k])
+    hi = r[k] + frac * (r[k + 1] - r[k])
+    a, b = (lo - mean[0]) / sigma, (np.maximum(hi, lo) - mean[0]) / sigma
+    x_draw = stats.truncnorm.rvs(a, b, loc=mean[0], scale=sigma, size=n, random_state=rng)
+    return np.stack([x_draw, y_draw], axis=1)
+
+
+def _piece_ends(seg: Segments, index: dict, radius: float) -> dict:
+    """``{piece row: (left, right)}`` of the finite segments of one line (ends clipped to +-radius)."""
+    out = {}
+    for key, lo, hi in zip(seg.keys, seg.bounds[:-1], seg.bounds[1:]):
+        row = index.get(key.tobytes())
+        if row is not None:
+            out[row] = (max(lo, -radius), min(hi, radius))
+    return out
+
+
+def _strips(along, index: dict, radius: float, breaks, tol: float = 1e-7, depth: int = 12) -> list:
+    """Horizontal strips between break heights in which every piece's ends move linearly in y.
+
+    Each strip is checked at its midpoint (the ends there must be the average of the ends at
+    the strip's edges, to ``tol * radius``); a strip that fails holds a vertex the scan missed
+    and is split in two, up to ``depth`` times.
+    """
+    edge = 1e-9 * radius
+    heights = sorted(set([-radius] + [b for b in breaks if -radius < b < radius] + [radius]))
+    todo = [(y0, y1, 0) for y0, y1 in zip(heights[:-1], heights[1:]) if y1 - y0 > 4 * edge]
+    strips = []
+    while todo:
+        y0, y1, level = todo.pop()
+        low = _piece_ends(along(y0 + edge), index, radius)
+        high = _piece_ends(along(y1 - edge), index, radius)
+        mid = _piece_ends(along(0.5 * (y0 + y1)), index, radius)
+        linear = set(low) == set(high) == set(mid) and all(
+            abs(0.5 * (low[a][i] + high[a][i]) - mid[a][i]) <= tol * radius for a in mid for i in (0, 1))
+        if linear or level >= depth:
+            strips.append((y0, y1, {a: (low[a][0], high[a][0], low[a][1], high[a][1])
+                                    for a in mid if a in low and a in high}))
+        else:
+            half = 0.5 * (y0 + y1)
+            todo += [(y0, half, level + 1), (half, y1, level + 1)]
+    return sorted(strips, key=lambda s: s[0])
 
 
 def _signature(seg: Segments) -> bytes:
@@ -363,4 +456,5 @@ def _integrate_plane(line: LineModel, radius: float, sigma: float, rtol: float):
             break
         table.update(unlisted)  # pieces the scan missed: integrate again with a row each
     keys = np.stack(list(table.values()))
-    return shift, keys, result[:-1, 0], result[:-1, 1:]
+    strips = _strips(along, {k: i for i, k in enumerate(table)}, radius, breaks)
+    return shift, keys, result[:-1, 0], result[:-1, 1:], strips

@@ -136,3 +136,50 @@ def conv_problems(draw, dtype="float64", max_image: int = MAX_IMAGE, max_batch: 
     out_w = conv_output_size(width, kernel, stride, pad)
     y = rng.standard_normal((batch, c_out, out_h, out_w)).astype(dtype)
     return ConvProblem(x, weight, bias, y, stride, pad)
+
+
+# --- prototype models (Eq. (5.1)) and reference standard deviations --------------------
+
+# sigma of q = N(0, sigma^2 I): the paper's sigma = 1 and values a factor 4 either side, so
+# that a missing or doubled power of sigma shows.
+sigmas = st.floats(min_value=0.25, max_value=4.0, allow_nan=False, allow_infinity=False)
+
+MAX_FILTERS = 5
+MAX_DIM = 8
+
+
+@st.composite
+def prototypes(draw, max_filters: int = MAX_FILTERS, max_dim: int = MAX_DIM, dim=None,
+               activation: str = "relu", bias_std: float = 1.0):
+    """A random :class:`~refimpl.models.PrototypeModel`: K filters in R^D, N(0, 4 / D) weights.
+
+    Weights of norm ~2 and N(0, bias_std^2) biases put the hyperplanes <I, w_k> + b_k = 0
+    within a few units of the origin, so standard normal images see mixed patterns.
+    """
+    from refimpl.models import PrototypeModel
+
+    n_filters = draw(st.integers(1, max_filters))
+    dim = dim if dim is not None else draw(st.integers(1, max_dim))
+    return PrototypeModel.random(n_filters, dim, seed=draw(seeds), scale=2.0, bias_std=bias_std,
+                                 activation=activation)
+
+
+@st.composite
+def prototype_and_images(draw, max_batch: int = 4, scale: float = 1.0, **kwargs):
+    """``(model, I)`` with ``I`` of shape ``(M, D)``, standard normal times ``scale``."""
+    model = draw(prototypes(**kwargs))
+    batch = draw(st.integers(1, max_batch))
+    return model, draw(images((batch, model.dim), scale=scale))
+
+
+def probes_in_piece(scoring, x, probes) -> bool:
+    """True if every probe has the activation pattern of the single image ``x`` (no kink crossed).
+
+    Works for any scoring function with ``activation_pattern`` (a ConvNet's list of layers
+    or a prototype model's single array).
+    """
+    from refimpl.convnet.pieces import as_pattern_list, pattern_keys
+
+    base = pattern_keys(as_pattern_list(scoring.activation_pattern(x[None])))
+    keys = pattern_keys(as_pattern_list(scoring.activation_pattern(probes)))
+    return bool((keys == base).all())

@@ -67,3 +67,27 @@ def test_image_too_small_for_the_network(tmp_path, capsys):
 def test_bad_argument_is_rejected():
     result = run_cli("pieces", "--size", "0")
     assert result.returncode == 2 and "positive integer" in result.stderr
+
+
+def test_verify_quick_passes_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "verify.json"
+    assert main(["verify", "--quick", "--seed", "5", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "FAIL " not in out and "checks passed" in out
+    payload = json.loads(path.read_text())
+    assert payload["passed"] and payload["seed"] == 5 and payload["quick"]
+    assert all({"claim", "equation", "residual", "tolerance", "passed"} <= set(r) for r in payload["results"])
+
+
+def test_verify_exits_non_zero_on_a_failure(monkeypatch, capsys):
+    from refimpl.theorems import CheckResult
+
+    failing = [CheckResult("x", "a claim that fails", "(0.0)", 1.0, 1e-10)]
+    monkeypatch.setattr("refimpl.theorems.run_all", lambda seed, quick, progress=None: (failing, {"g": 0.0}))
+    assert main(["verify", "--quick"]) == 1
+    assert "FAILED: x" in capsys.readouterr().out
+
+
+def test_verify_help():
+    result = run_cli("verify", "--help")
+    assert result.returncode == 0 and "--seed" in result.stdout and "--quick" in result.stdout

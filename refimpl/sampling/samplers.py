@@ -48,6 +48,11 @@ def check_step_size(step_size, sigma: float) -> float:
 
 
 def _check_finite_chains(xp, I, step: int, eps: float, sigma: float, sampler: str):
+    """Raise ``FloatingPointError`` (naming the step size) once a chain holds NaN or inf.
+
+    Checked after every update: one cheap pass, and without it the next update would hand
+    the non-finite chain to the model, whose input check reports it without the likely cause.
+    """
     if not bool(xp.isfinite(I).all()):
         raise FloatingPointError(
             f"{sampler} diverged: non-finite values after {step} steps (step size {eps:g}, "
@@ -93,8 +98,8 @@ def langevin(model, I0, n_steps: int, step_size: float, rng, record=None, record
     for step in range(1, n_steps + 1):
         drift = model.grad_log_density(I)
         I = I + (0.5 * eps**2) * drift + eps * standard_normal(rng, I.shape, I.dtype)
+        _check_finite_chains(xp, I, step, eps, model.sigma, "Langevin dynamics")
         _record(record, record_every, step, I, trace)
-    _check_finite_chains(xp, I, n_steps, eps, model.sigma, "Langevin dynamics")
     return SamplerResult(I, n_steps, trace=trace)
 
 
@@ -103,7 +108,8 @@ def grade(model, I0, n_steps: int, step_size: float, tol: float = 1e-12, record=
     """GRADE attractor dynamics: ``I <- I + (eps^2 / 2) (B_{w,delta(I)} - I / sigma^2)``, no noise.
 
     Gradient ascent on ``log p`` from every chain of ``I0``; a chain has converged when its
-    update is smaller than ``tol`` times its norm (relative), and then stays put.
+    update is smaller than ``tol * (|I| + sigma)`` (relative, with sigma as the scale of a
+    mode at 0), and then stays put.
 
     Returns:
         :class:`SamplerResult`; ``converged (M,)`` bool.
@@ -120,13 +126,13 @@ def grade(model, I0, n_steps: int, step_size: float, tol: float = 1e-12, record=
     for step in range(1, n_steps + 1):
         update = (0.5 * eps**2) * model.grad_log_density(I)
         size = xp.sqrt(squared_norm(update))
-        moving = moving & (size > tol * (xp.sqrt(squared_norm(I)) + tol))
+        moving = moving & (size > tol * (xp.sqrt(squared_norm(I)) + model.sigma))
         I = I + update * _per_chain(moving, I)
         updates = updates + moving
+        _check_finite_chains(xp, I, step, eps, model.sigma, "GRADE dynamics")
         _record(record, record_every, step, I, trace)
         if not bool(moving.any()):
             break
-    _check_finite_chains(xp, I, step, eps, model.sigma, "GRADE dynamics")
     return SamplerResult(I, step, converged=~moving, chain_steps=updates, trace=trace)
 
 
@@ -174,7 +180,8 @@ def mala(model, I0, n_steps: int, step_size: float, rng, record=None, record_eve
 
     Proposal ``J = I + (eps^2 / 2) g(I) + eps Z``; accept with probability
     ``min(1, p(J) k(I | J) / (p(I) k(J | I)))`` where ``k(J | I) = N(J; I + (eps^2/2) g(I), eps^2)``.
-    The chain then has ``p`` exactly as its stationary law, whatever ``eps``.
+    The chain then has ``p`` exactly as its stationary law, whatever ``eps``. A proposal
+    with NaN or inf entries (an overflowing gradient) has no density and is rejected.
 
     Returns:
         :class:`SamplerResult`; ``acceptance (M,)`` is each chain's acceptance rate.
@@ -190,17 +197,19 @@ def mala(model, I0, n_steps: int, step_size: float, rng, record=None, record_eve
     _record(record, record_every, 0, I, trace)
     for step in range(1, n_steps + 1):
         J = I + half * grad + eps * standard_normal(rng, I.shape, I.dtype)
+        finite = xp.isfinite(J.reshape(J.shape[0], -1)).all(axis=1)
+        J = xp.where(_per_chain(finite, J) > 0, J, I)  # evaluate the model on finite images only
         energy_j, grad_j = model.energy_and_grad(J)
         forward = squared_norm(J - I - half * grad)  # -log k(J | I) * 2 eps^2
         backward = squared_norm(I - J - half * grad_j)
         log_ratio = (energy - energy_j) + (forward - backward) / (2 * eps**2)
-        accept = xp.log(uniform(rng, (I.shape[0],), I.dtype)) < log_ratio
+        finite = finite & xp.isfinite(energy_j) & xp.isfinite(grad_j.reshape(J.shape[0], -1)).all(axis=1)
+        accept = (xp.log(uniform(rng, (I.shape[0],), I.dtype)) < log_ratio) & finite
         mask = _per_chain(accept, I)
         I = mask * J + (1 - mask) * I
         energy = xp.where(accept, energy_j, energy)
         grad = mask * grad_j + (1 - mask) * grad
         accepted = accepted + accept
         _record(record, record_every, step, I, trace)
-    _check_finite_chains(xp, I, n_steps, eps, model.sigma, "MALA")
     rate = accepted / max(n_steps, 1)
     return SamplerResult(I, n_steps, acceptance=rate, trace=trace)

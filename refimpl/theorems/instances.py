@@ -55,8 +55,13 @@ def lowdim_convnet(rng, dim: int, widths=(4, 3), linear_top: bool = True, sig: f
 
 
 def image_convnet(rng, channels: int = 1, size: int = 8, depth: int = 3, activation: str = "relu",
-                  sig: float | None = None):
-    """A small image ConvNet with strides and padding, for the image-space checks."""
+                  sig: float | None = None, convex: bool = False):
+    """A small image ConvNet with strides and padding, for the image-space checks.
+
+    ``convex=True`` makes every weight above the first layer non-negative: a ReLU of a
+    non-negative combination of convex functions is convex, so ``f`` is convex in ``I``
+    (like the prototype model's) and ``log p`` has no concave kinks.
+    """
     from refimpl.convnet import ConvLayer
 
     sig = sigma(rng) if sig is None else sig
@@ -71,6 +76,9 @@ def image_convnet(rng, channels: int = 1, size: int = 8, depth: int = 3, activat
             continue
         for layer in net.layers:
             layer.bias += 0.1 / sig
+        if convex:
+            for layer in net.layers[1:]:
+                layer.weight[...] = abs(layer.weight)
         if activation != "relu":
             net = ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation=activation)
                            for l in net.layers])

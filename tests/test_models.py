@@ -1,0 +1,493 @@
+"""The probability models: q = N(0, sigma^2 I), the generative model (3.4), the prototype (5.1).
+
+Properties, each with a negative control (the same check on a deliberately wrong
+computation fails, shown with ``pytest.raises(AssertionError)``):
+
+* GaussianReference: log q equals SciPy's multivariate normal log-density; d log q / dI
+  matches central differences; invalid sigma is refused;
+* GenerativeModel: log p + log Z = f + log q; U = -f + |I|^2 / (2 sigma^2); d log p / dI
+  matches central differences away from kinks (ConvNet and prototype); energy_and_grad is
+  energy and grad_log_density; the piece mean is sigma^2 B; the piece constant of Theorem 1
+  (Eq. (6.9)) is alpha + sigma^2 |B|^2 / 2 - (D/2) log(2 pi sigma^2), the same for every
+  image of a piece (and not for softplus, section 9);
+* PrototypeModel: Eqs. (5.1)-(5.5) on a hand-computed example; f = alpha + <I, B>;
+  df/dw matches central differences; the model equals its one-layer ConvNet; bad
+  arguments raise the right exception, naming the argument.
+"""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from checks import EXACT, assert_close, assert_piece_identity
+from gradcheck import assert_gradient, coordinate_gradient, input_gradient
+from refimpl import ConvLayer, ConvNet
+from refimpl.convnet.pieces import image_in_same_piece
+from refimpl.models import GaussianReference, GenerativeModel, PrototypeModel
+from strategies import (
+    alive,
+    images,
+    net_and_images,
+    probes_in_piece,
+    prototype_and_images,
+    prototypes,
+    seeds,
+    sigmas,
+)
+
+
+def small_mixed_net():
+    """A fixed 2-layer net and images with mixed on/off patterns (as in test_convnet)."""
+    net = ConvNet.random(2, [(4, 3, 1, 1), (3, 3, 2, 0)], seed=3, bias_std=0.3)
+    I = np.random.default_rng(4).standard_normal((2, 2, 9, 9))
+    for delta in net.activation_pattern(I):
+        assert 0 < delta.mean() < 1, "the negative controls need a mixed activation pattern"
+    return net, I
+
+
+def softplus_net(net):
+    return ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus")
+                    for l in net.layers])
+
+
+# --- q = N(0, sigma^2 I), Eq. (5.2) -------------------------------------------------------
+
+image_shapes = st.sampled_from([(3, 1), (2, 5), (1, 1, 2, 2), (2, 3, 4, 4)])
+
+
+@given(sigmas, image_shapes, seeds)
+def test_reference_log_density_equals_scipy(sigma, shape, seed):
+    I = sigma * np.random.default_rng(seed).standard_normal(shape)
+    flat = I.reshape(len(I), -1)
+    expected = stats.multivariate_normal(np.zeros(flat.shape[1]), sigma**2 * np.eye(flat.shape[1]))
+    # Both sides sum D squares and a log: rounding ~1e-15 relative; 1e-12 is EXACT.
+    assert_close(GaussianReference(sigma).log_density(I), expected.logpdf(flat).reshape(-1),
+                 EXACT, "log q")
+
+
+def test_negative_control_reference_check_catches_wrong_normaliser():
+    """log q with log(2 pi sigma) in place of log(2 pi sigma^2) is caught."""
+    sigma, I = 2.0, np.random.default_rng(0).standard_normal((4, 3))
+    wrong = -(I**2).sum(1) / (2 * sigma**2) - 1.5 * math.log(2 * math.pi * sigma)
+    expected = stats.multivariate_normal(np.zeros(3), sigma**2 * np.eye(3)).logpdf(I)
+    assert_close(GaussianReference(sigma).log_density(I), expected, EXACT, "log q")
+    with pytest.raises(AssertionError, match="log q"):
+        assert_close(wrong, expected, EXACT, "log q")
+
+
+@given(sigmas, image_shapes, seeds)
+def test_reference_gradient_matches_finite_differences(sigma, shape, seed):
+    I = sigma * np.random.default_rng(seed).standard_normal(shape)
+    ref = GaussianReference(sigma)
+    grad = ref.grad_log_density(I)
+    assert grad.shape == I.shape
+    for m in range(len(I)):
+        # log q is quadratic: central differences are exact up to rounding (gradcheck's floor).
+        assert_gradient(grad[m], input_gradient(ref.log_density, I[m]), what="d log q / dI")
+
+
+def test_negative_control_reference_gradient_check_catches_wrong_power_of_sigma():
+    sigma, I = 2.0, np.random.default_rng(1).standard_normal((1, 5))
+    ref = GaussianReference(sigma)
+    fd = input_gradient(ref.log_density, I[0])
+    assert_gradient(ref.grad_log_density(I)[0], fd)
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_gradient(-I[0] / sigma, fd)  # -I / sigma instead of -I / sigma^2
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0, float("nan"), float("inf"), float("-inf")])
+def test_reference_refuses_invalid_sigma(sigma):
+    with pytest.raises(ValueError, match="sigma"):
+        GaussianReference(sigma)
+    with pytest.raises(ValueError, match="sigma"):
+        GenerativeModel(PrototypeModel(np.ones((1, 2)), np.zeros(1)), sigma=sigma)
+
+
+@pytest.mark.parametrize("sigma", [1e-3, 1.0, 7.5])
+def test_reference_accepts_valid_sigma(sigma):
+    """The negative control of the refusal: positive finite sigmas are kept as given."""
+    assert GaussianReference(sigma).sigma == sigma
+    assert GaussianReference(sigma).variance == sigma**2
+
+
+# --- the generative model, Eq. (3.4) ------------------------------------------------------
+
+
+def log_q_by_hand(I, sigma):
+    flat = I.reshape(len(I), -1)
+    return -(flat**2).sum(1) / (2 * sigma**2) - 0.5 * flat.shape[1] * math.log(2 * math.pi * sigma**2)
+
+
+def relative_residual(lhs, rhs, terms):
+    """Largest ``|lhs - rhs|`` relative to the sum of ``|terms|`` that make them up (rounding scale)."""
+    scale = sum(np.abs(t) for t in terms)
+    return float(np.max(np.abs(lhs - rhs) / scale))
+
+
+@given(net_and_images(max_image=8), sigmas)
+def test_log_density_and_energy_of_convnet_model(case, sigma):
+    net, I = case
+    model = GenerativeModel(net, sigma)
+    f, log_q = net.score(I), log_q_by_hand(I, sigma)
+    sq = (I.reshape(len(I), -1) ** 2).sum(1)
+    # Sums of a few terms each rounded to ~1e-16 of its size: EXACT relative to those sizes.
+    assert relative_residual(model.log_density_unnormalised(I), f + log_q, [f, log_q]) < EXACT
+    assert relative_residual(model.energy(I), -f + sq / (2 * sigma**2), [f, sq / sigma**2]) < EXACT
+
+
+def test_negative_control_energy_check_catches_dropped_sign():
+    net, I = small_mixed_net()
+    model = GenerativeModel(net, 1.5)
+    f, sq = net.score(I), (I.reshape(len(I), -1) ** 2).sum(1)
+    assert relative_residual(model.energy(I), -f + sq / 4.5, [f, sq]) < EXACT
+    assert relative_residual(model.energy(I), f + sq / 4.5, [f, sq]) > 1e-3  # U = +f + ... is wrong
+
+
+@given(net_and_images(max_batch=2, max_image=8), sigmas)
+def test_grad_log_density_of_convnet_model_matches_finite_differences(case, sigma):
+    net, I = case
+    model = GenerativeModel(net, sigma)
+    grad = model.grad_log_density(I)
+    assert grad.shape == I.shape
+    for m in range(len(I)):
+        fd = input_gradient(model.log_density_unnormalised, I[m])
+        assume(probes_in_piece(net, I[m], fd.probes))  # away from kinks
+        assert_gradient(grad[m], fd, what="d log p / dI")
+
+
+@given(prototype_and_images(max_batch=3), sigmas)
+def test_grad_log_density_of_prototype_model_matches_finite_differences(case, sigma):
+    proto, I = case
+    model = GenerativeModel(proto, sigma)
+    grad = model.grad_log_density(I)
+    for m in range(len(I)):
+        fd = input_gradient(model.log_density_unnormalised, I[m])
+        assume(probes_in_piece(proto, I[m], fd.probes))
+        assert_gradient(grad[m], fd, what="d log p / dI")
+
+
+def test_negative_control_grad_log_density_check_catches_missing_reference_term():
+    """d log p / dI = B alone (forgetting -I / sigma^2) is caught."""
+    net, I = small_mixed_net()
+    model = GenerativeModel(net, 0.8)
+    fd = input_gradient(model.log_density_unnormalised, I[0])
+    assert probes_in_piece(net, I[0], fd.probes)
+    assert_gradient(model.grad_log_density(I)[0], fd)
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_gradient(net.grad_input(I)[0], fd)
+
+
+@given(st.one_of(net_and_images(max_image=8), prototype_and_images()), sigmas)
+def test_energy_and_grad_agree_with_separate_calls(case, sigma):
+    scoring, I = case
+    model = GenerativeModel(scoring, sigma)
+    energy, grad = model.energy_and_grad(I)
+    # One forward pass vs two: the same arithmetic, so equal to rounding.
+    assert_close(energy, model.energy(I), EXACT, "energy")
+    assert_close(grad, model.grad_log_density(I), EXACT, "d log p / dI")
+
+
+def test_negative_control_energy_and_grad_check_sees_log_density():
+    """-U differs from log p + log Z by the constant of q: the comparison is not vacuous."""
+    net, I = small_mixed_net()
+    model = GenerativeModel(net, 1.0)
+    with pytest.raises(AssertionError, match="energy"):
+        assert_close(model.energy_and_grad(I)[0], -model.log_density_unnormalised(I), EXACT, "energy")
+
+
+@given(st.one_of(net_and_images(max_image=8), prototype_and_images()), sigmas)
+def test_piece_mean_is_sigma_squared_B(case, sigma):
+    scoring, I = case
+    model = GenerativeModel(scoring, sigma)
+    # B = df/dI on the piece (backprop, an independent code path from linear_piece's deconvolution)
+    assert_close(model.piece_mean(I), sigma**2 * scoring.grad_input(I), EXACT, "piece mean")
+
+
+def test_negative_control_piece_mean_check_catches_sigma_instead_of_sigma_squared():
+    net, I = small_mixed_net()
+    model = GenerativeModel(net, 2.0)
+    with pytest.raises(AssertionError, match="piece mean"):
+        assert_close(model.piece_mean(I), 2.0 * net.grad_input(I), EXACT, "piece mean")
+
+
+def piece_constant_by_hand(model, I):
+    """alpha + sigma^2 |B|^2 / 2 - (D/2) log(2 pi sigma^2) (Theorem 1) and the size of its terms."""
+    alpha, B = model.scoring.linear_piece(I)
+    var, D = model.sigma**2, I[0].size
+    half_B2 = var * (B.reshape(len(I), -1) ** 2).sum(1) / 2
+    const = 0.5 * D * math.log(2 * math.pi * var)
+    return alpha + half_B2 - const, np.abs(alpha) + half_B2 + const
+
+
+def assert_piece_constant(model, I, what="piece constant"):
+    """Eq. (6.9): log p + log Z + |I - sigma^2 B|^2 / (2 sigma^2) = the piece's constant."""
+    expected, size = piece_constant_by_hand(model, I)
+    f, sq = model.scoring.score(I), (I.reshape(len(I), -1) ** 2).sum(1) / (2 * model.sigma**2)
+    # The identity cancels f, <I, B> and |I|^2 / (2 sigma^2): rounding is ~1e-16 of the
+    # largest of them, so the residual is measured relative to their sum.
+    scale = size + np.abs(f) + sq
+    res = float(np.max(np.abs(model.piece_log_constant(I) - expected) / scale))
+    assert res < EXACT, f"{what}: residual {res:.3e} exceeds {EXACT:.0e}"
+    return res
+
+
+@given(net_and_images(max_batch=1, max_image=8), sigmas, seeds)
+def test_piece_log_constant_of_convnet_model(case, sigma, seed):
+    net, I = case
+    assume(alive(net, I))
+    model = GenerativeModel(net, sigma)
+    assert_piece_constant(model, I)
+    direction = np.random.default_rng(seed).standard_normal(I.shape)
+    J, _ = image_in_same_piece(net, I, direction / np.linalg.norm(direction))
+    assume(J is not None)
+    assert_piece_constant(model, J)
+    c_i, c_j = model.piece_log_constant(I), model.piece_log_constant(J)
+    _, size = piece_constant_by_hand(model, I)
+    # Two images of one piece: equal up to the rounding of each (EXACT relative to the terms).
+    assert float(abs(c_i - c_j)[0] / (size[0] + abs(net.score(I)[0]) + abs(net.score(J)[0]))) < EXACT
+
+
+@given(prototype_and_images(max_batch=3), sigmas)
+def test_piece_log_constant_of_prototype_model(case, sigma):
+    proto, I = case
+    assert_piece_constant(GenerativeModel(proto, sigma), I)
+
+
+def test_negative_control_softplus_piece_constant_depends_on_the_image():
+    """Section 9: with softplus there are no Gaussian pieces, so the 'constant' moves with I."""
+    net, I = small_mixed_net()
+    smooth = GenerativeModel(softplus_net(net), 1.0)
+    relu = GenerativeModel(net, 1.0)
+    direction = np.random.default_rng(7).standard_normal(I[:1].shape)
+    direction /= np.linalg.norm(direction)
+    J, step = image_in_same_piece(net, I[:1], direction)  # same ReLU piece, step ~0.1-1
+    assert J is not None
+    relu_gap = abs(relu.piece_log_constant(J) - relu.piece_log_constant(I[:1]))[0]
+    smooth_gap = abs(smooth.piece_log_constant(J) - smooth.piece_log_constant(I[:1]))[0]
+    assert relu_gap < 1e-10 < 1e-3 < smooth_gap
+    with pytest.raises(AssertionError, match="piece constant"):
+        assert_piece_constant(smooth, I)
+
+
+# --- the prototype model, Eqs. (5.1)-(5.5) ------------------------------------------------
+
+# Filters, biases and images chosen so that every product is exact in binary floating point.
+W_HAND = np.array([[1.0, 2.0], [-1.0, 0.5]])
+B_HAND = np.array([0.5, -1.0])
+I_HAND = np.array([[1.0, 1.0], [2.0, -1.0], [-2.0, 0.0], [0.0, 3.0], [0.0, -2.0], [-1.0, 0.0]])
+
+
+def test_prototype_by_hand():
+    """Eqs. (5.1)-(5.5) on K = 2 filters in D = 2, computed from the definitions.
+
+    Responses r_k = <I, w_k> + b_k per image (rows of I_HAND):
+        (1, 1):  r = (1 + 2 + .5, -1 + .5 - 1)  = (3.5, -1.5) -> delta (1, 0), f = 3.5
+        (2, -1): r = (2 - 2 + .5, -2 - .5 - 1)  = (0.5, -3.5) -> delta (1, 0), f = 0.5
+        (-2, 0): r = (-2 + .5, 2 - 1)           = (-1.5, 1)   -> delta (0, 1), f = 1
+        (0, 3):  r = (6 + .5, 1.5 - 1)          = (6.5, 0.5)  -> delta (1, 1), f = 7
+        (0, -2): r = (-4 + .5, -1 - 1)          = (-3.5, -2)  -> delta (0, 0), f = 0
+        (-1, 0): r = (-1 + .5, 1 - 1)           = (-0.5, 0)   -> delta (0, 0): 1(r > 0) at the kink
+    B = sum_k delta_k w_k, alpha = sum_k delta_k b_k; df/dW = sum_m delta_m I_m^T, df/db = sum_m delta_m.
+    """
+    model = PrototypeModel(W_HAND, B_HAND)
+    delta = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 0], [0, 0]], dtype=bool)
+    f = np.array([3.5, 0.5, 1.0, 7.0, 0.0, 0.0])
+    B = np.array([[1.0, 2.0], [1.0, 2.0], [-1.0, 0.5], [0.0, 2.5], [0.0, 0.0], [0.0, 0.0]])
+    alpha = np.array([0.5, 0.5, -1.0, -0.5, 0.0, 0.0])
+    dW = np.array([[1 + 2 + 0, 1 - 1 + 3], [-2 + 0, 0 + 3]])  # rows: images 1,2,4 and 3,4
+    db = np.array([3.0, 2.0])
+    assert np.array_equal(model.activation_pattern(I_HAND), delta)
+    assert_close(model.score(I_HAND), f, EXACT, "f")
+    got_alpha, got_B = model.linear_piece(I_HAND)
+    assert_close(got_B, B, EXACT, "B")
+    assert_close(got_alpha, alpha, EXACT, "alpha")
+    assert_close(model.grad_input(I_HAND), B, EXACT, "df/dI")
+    got_dW, got_db = model.grad_params(I_HAND)
+    assert_close(got_dW, dW, EXACT, "df/dW")
+    assert_close(got_db, db, EXACT, "df/db")
+    # f = alpha + <I, B> on every image (Eq. (5.4))
+    assert_piece_identity(f, alpha, B, I_HAND)
+
+
+def test_negative_control_hand_check_catches_transposed_filters():
+    """A model that applies W^T (filters as columns) gives other scores."""
+    wrong = PrototypeModel(W_HAND.T.copy(), B_HAND)
+    with pytest.raises(AssertionError, match="f"):
+        assert_close(wrong.score(I_HAND), np.array([3.5, 0.5, 1.0, 7.0, 0.0, 0.0]), EXACT, "f")
+
+
+@given(prototype_and_images(scale=2.0))
+def test_prototype_f_equals_alpha_plus_inner_product(case):
+    proto, I = case
+    alpha, B = proto.linear_piece(I)
+    assert alpha.shape == (len(I),) and B.shape == I.shape
+    assert_piece_identity(proto.score(I), alpha, B, I)
+    assert_close(B, proto.grad_input(I), EXACT, "B vs df/dI")
+
+
+def test_negative_control_piece_identity_fails_for_softplus_prototype():
+    proto = PrototypeModel.random(3, 4, seed=0, scale=2.0, activation="softplus")
+    I = np.random.default_rng(1).standard_normal((5, 4))
+    alpha, B = proto.linear_piece(I)
+    with pytest.raises(AssertionError, match="alpha"):
+        assert_piece_identity(proto.score(I), alpha, B, I)
+
+
+def _prototype_grad_check(proto, I, dW, db):
+    base = proto.activation_pattern(I)
+    crossed = []
+    objective = lambda: float(proto.score(I).sum())
+    on_probe = lambda: crossed.append(not np.array_equal(proto.activation_pattern(I), base))
+    for array, analytic in ((proto.weight, dW), (proto.bias, db)):
+        fd = coordinate_gradient(objective, array, np.arange(array.size), on_probe=on_probe)
+        if any(crossed):
+            return False
+        assert_gradient(np.asarray(analytic).reshape(-1), fd, what="df/dw")
+    return True
+
+
+@given(prototype_and_images())
+def test_prototype_grad_params_match_finite_differences(case):
+    proto, I = case
+    dW, db = proto.grad_params(I)
+    assert dW.shape == proto.weight.shape and db.shape == proto.bias.shape
+    assume(_prototype_grad_check(proto, I, dW, db))  # rejected if a probe crossed a kink
+
+
+def test_negative_control_prototype_grad_check_catches_ungated_gradient():
+    """df/dW = sum_m I_m (every unit counted, delta ignored) is caught."""
+    proto = PrototypeModel.random(3, 4, seed=2, scale=2.0)
+    I = np.random.default_rng(3).standard_normal((4, 4))
+    assert 0 < proto.activation_pattern(I).mean() < 1
+    dW, db = proto.grad_params(I)
+    assert _prototype_grad_check(proto, I, dW, db)
+    ungated = np.tile(I.sum(0), (3, 1)), np.full(3, float(len(I)))
+    with pytest.raises(AssertionError, match="relative error"):
+        _prototype_grad_check(proto, I, *ungated)
+
+
+@given(prototype_and_images())
+def test_prototype_grad_input_matches_finite_differences(case):
+    proto, I = case
+    for m in range(len(I)):
+        fd = input_gradient(proto.score, I[m])
+        assume(probes_in_piece(proto, I[m], fd.probes))
+        assert_gradient(proto.grad_input(I)[m], fd, what="df/dI")
+
+
+# --- the prototype is a one-layer ConvNet ----------------------------------------------
+
+CONV_SHAPES = [(1, 1, 1), (4, 1, 1), (1, 3, 3), (2, 2, 2), (3, 2, 2)]
+
+
+def convnet_view(proto, I, shape):
+    """Score, pattern (M, K), alpha, B (M, D), dW (K, D), db of ``proto.as_convnet(shape)``."""
+    net = proto.as_convnet(shape)
+    X = I.reshape((len(I),) + shape)
+    (pattern,) = net.activation_pattern(X)
+    alpha, B = net.linear_piece(X)
+    ((dW, db),) = net.grad_params(X)
+    return (net.score(X), pattern.reshape(len(I), -1), alpha, B.reshape(len(I), -1),
+            dW.reshape(proto.n_filters, -1), db)
+
+
+@settings(max_examples=50)
+@given(st.sampled_from(CONV_SHAPES), st.data())
+def test_prototype_equals_its_convnet(shape, data):
+    D = int(np.prod(shape))
+    proto, I = data.draw(prototype_and_images(dim=D, scale=2.0))
+    score, pattern, alpha, B, dW, db = convnet_view(proto, I, shape)
+    p_alpha, p_B = proto.linear_piece(I)
+    p_dW, p_db = proto.grad_params(I)
+    # Same sums in another order (GEMM vs im2col): equal to rounding.
+    assert_close(score, proto.score(I), EXACT, "score")
+    assert np.array_equal(pattern, proto.activation_pattern(I))
+    assert_close(alpha, p_alpha, EXACT, "alpha")
+    assert_close(B, p_B, EXACT, "B")
+    assert_close(dW, p_dW, EXACT, "df/dW")
+    assert_close(db, p_db, EXACT, "df/db")
+
+
+def test_negative_control_convnet_equivalence_catches_wrong_kernel_layout():
+    """Laying the filter out as (C, W, H) instead of (C, H, W) changes the scores."""
+    proto = PrototypeModel.random(3, 8, seed=5, scale=2.0)
+    I = np.random.default_rng(6).standard_normal((4, 8))
+    kernel = proto.weight.reshape(3, 2, 2, 2).transpose(0, 1, 3, 2).copy()
+    wrong = ConvNet([ConvLayer(kernel, proto.bias.copy())])
+    assert_close(convnet_view(proto, I, (2, 2, 2))[0], proto.score(I), EXACT, "score")
+    with pytest.raises(AssertionError, match="score"):
+        assert_close(wrong.score(I.reshape(4, 2, 2, 2)), proto.score(I), EXACT, "score")
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 4), (2, 1, 2), (1, 3, 3)])
+def test_as_convnet_refuses_wrong_shapes(shape):
+    proto = PrototypeModel.random(2, 8, seed=0)
+    with pytest.raises(ValueError, match="image_shape"):
+        proto.as_convnet(shape)
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def _proto(**overrides):
+    args = dict(weight=np.ones((2, 3)), bias=np.zeros(2))
+    args.update(overrides)
+    return PrototypeModel(**args)
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(weight=np.ones(3)), ValueError, "weight must be a 2-D"),
+    (dict(weight=np.ones((2, 3, 1))), ValueError, "weight must be a 2-D"),
+    (dict(weight=np.ones((2, 3), dtype=int)), TypeError, "weight must have a floating dtype"),
+    (dict(weight=np.ones((2, 3), dtype=bool)), TypeError, "weight must have a floating dtype"),
+    (dict(weight=np.array([[1.0, np.nan, 0], [0, 0, 1]])), ValueError, "weight contains 1 non-finite"),
+    (dict(bias=np.zeros(3)), ValueError, r"bias must have shape \(2,\)"),
+    (dict(bias=np.zeros((2, 1))), ValueError, r"bias must have shape \(2,\)"),
+    (dict(bias=np.zeros(2, dtype=np.int64)), TypeError, "bias must have a floating dtype"),
+    (dict(bias=np.array([np.inf, 0.0])), ValueError, "bias contains 1 non-finite"),
+    (dict(activation="tanh"), ValueError, "activation must be one of"),
+])
+def test_prototype_constructor_errors(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        _proto(**kwargs)
+
+
+IMAGE_ERRORS = [
+    (np.ones(3), ValueError, "I must be a 2-D array"),
+    (np.ones((1, 1, 3)), ValueError, "I must be a 2-D array"),
+    (np.ones((2, 4)), ValueError, "I has dimension 4"),
+    (np.ones((2, 3), dtype=np.int32), TypeError, "I must have a floating dtype"),
+    (np.array([[0.0, np.nan, 1.0]]), ValueError, "I contains 1 non-finite"),
+    ([[0.0, 1.0, 2.0]], TypeError, "I must be a NumPy or CuPy array"),
+]
+
+
+@pytest.mark.parametrize("method", ["score", "grad_input", "activation_pattern", "linear_piece",
+                                    "grad_params", "score_and_grad_input"])
+@pytest.mark.parametrize("I, error, pattern", IMAGE_ERRORS)
+def test_prototype_image_errors(method, I, error, pattern):
+    with pytest.raises(error, match=pattern):
+        getattr(_proto(), method)(I)
+
+
+@pytest.mark.parametrize("I, error, pattern", IMAGE_ERRORS)
+def test_generative_model_passes_image_errors_on(I, error, pattern):
+    model = GenerativeModel(_proto(), 1.0)
+    for method in (model.log_density_unnormalised, model.grad_log_density, model.energy_and_grad):
+        with pytest.raises(error, match=pattern):
+            method(I)
+
+
+def test_negative_control_valid_arguments_are_accepted():
+    """The counterpart of the error checks: valid inputs (float32 included) raise nothing."""
+    proto = _proto(weight=np.ones((2, 3), dtype=np.float32), bias=np.zeros(2, dtype=np.float32))
+    assert proto.dtype == np.float32 and proto.bias.dtype == np.float32
+    out = proto.score(np.ones((4, 3)))  # float64 images are cast to the model's dtype
+    assert out.dtype == np.float32 and out.shape == (4,)
+    assert proto.prepare_images(np.zeros((1, 3)), "J").shape == (1, 3)
+    with pytest.raises(ValueError, match="J has dimension 2"):  # the message names the argument given
+        proto.prepare_images(np.zeros((1, 2)), "J")
