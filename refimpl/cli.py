@@ -1,8 +1,10 @@
 """Command line: ``python -m refimpl <command> [options]`` (also installed as ``refimpl``).
 
 Commands:
-    pieces    the piecewise-linear structure of a ConvNet on a bundled image (section 6)
-    verify    every theorem and proposition of the paper, checked numerically
+    synthesize   learn a generative ConvNet from an image and synthesize new ones (Algorithm 1)
+    reconstruct  learn by one-step contrastive divergence and reconstruct the images (exp. 3)
+    verify       every theorem and proposition of the paper, checked numerically
+    pieces       the piecewise-linear structure of a ConvNet on a bundled image (section 6)
 """
 
 from __future__ import annotations
@@ -54,6 +56,61 @@ def _run_pieces(args) -> int:
     return 0 if report.passed else 1
 
 
+def _add_learning(commands, name: str, default_preset: str, help_text: str, description: str):
+    from refimpl.learning.presets import PRESETS
+
+    p = commands.add_parser(name, help=help_text, description=description,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="presets:\n" + "\n".join(
+                                f"  {k:18s} {v['description']}" for k, v in PRESETS.items()))
+    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
+                   help=f"settings to start from (default: {default_preset}; see below)")
+    p.add_argument("--image", help="a bundled texture (brick, grass, gravel) or an image file "
+                                   "(texture presets; default: the preset's)")
+    p.add_argument("--digit", type=int, help="digit class 0-9 (object presets)")
+    p.add_argument("--size", type=_positive_int, help="image side in pixels (default: the preset's)")
+    p.add_argument("--iterations", type=_positive_int,
+                   help="learning iterations per layer (T; default: the preset's)")
+    p.add_argument("--seed", type=int, help="random seed (default: 0)")
+    p.add_argument("--out", help=f"run folder (default: runs/{name}-PRESET)")
+    p.add_argument("--backend", choices=["numpy", "cupy"], help="array backend (default: numpy)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    p.set_defaults(run=_run_learning, command=name)
+
+
+def _run_learning(args) -> int:
+    from refimpl.learning import runs
+    from refimpl.learning.presets import preset_config
+    from refimpl.learning.trainer import DivergenceError
+
+    if args.resume:
+        trainer, mean, raw, out, command = runs.resume_run(args.resume)
+        print(f"resuming {out} at iteration {trainer.iteration}/{trainer.config.total_iterations}")
+    else:
+        overrides = dict(image=args.image, digit=args.digit, size=args.size,
+                         iterations_per_layer=args.iterations, seed=args.seed, backend=args.backend)
+        config = preset_config(args.preset, **overrides)
+        out = args.out or f"runs/{args.command}-{args.preset}"
+        trainer, mean, raw, out = runs.start_run(config, out, preset=args.preset, command=args.command)
+        command = args.command
+        print(f"{command}: preset {args.preset}, {trainer.config.total_iterations} iterations, "
+              f"images {tuple(trainer.data.shape)}, run folder {out}")
+    try:
+        summary = runs.execute(trainer, mean, raw, out, command, progress=not args.no_progress)
+    except DivergenceError as exc:
+        print(f"error: learning diverged: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    print(f"done in {summary['seconds']:.0f} s: final moment mismatch per layer "
+          f"{[round(m, 3) for m in summary['final_mismatch']]}, reconstruction error "
+          f"{summary['final_reconstruction_error']:.3f}")
+    print(f"wrote {out}/samples.png, curves.png, samples.npy, train.npy, reconstructions.npy, "
+          "summary.json, checkpoint.npz")
+    return 0
+
+
 def _add_verify(commands):
     p = commands.add_parser(
         "verify",
@@ -70,7 +127,7 @@ def _add_verify(commands):
     p.add_argument("--quick", action="store_true", help="smaller instances, skip the slowest references")
     p.add_argument("--json", metavar="PATH", help="also write the results (with details) as JSON")
     p.add_argument("--details", action="store_true", help="print each check's details under the table")
-    p.set_defaults(run=_run_verify)
+    p.set_defaults(run=_run_verify, user_errors=False)
 
 
 def _run_verify(args) -> int:
@@ -109,8 +166,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Xie, Lu, Zhu, Wu). Equation numbers refer to 'A Theory of Generative ConvNet'.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    _add_pieces(commands)
+    _add_learning(
+        commands, "synthesize", "texture",
+        "learn a generative ConvNet from an image and synthesize new ones (Algorithm 1)",
+        "Learn a generative ConvNet p(I) ~ exp(f(I; w)) N(I; 0, sigma^2) from the training "
+        "image(s) by maximum likelihood with persistent Langevin chains (Algorithm 1, section 7), "
+        "growing the layers one at a time (section 8), and synthesize new images. Default: the "
+        "bundled brick texture with the CPU preset (a few minutes on 2 cores). Writes a run "
+        "folder with samples.npy, train.npy, samples.png, curves.png, config.json, summary.json "
+        "and an atomic checkpoint (every few iterations and on Ctrl-C; continue with --resume).",
+    )
+    _add_learning(
+        commands, "reconstruct", "reconstruct",
+        "learn by one-step contrastive divergence and reconstruct the training images",
+        "Learn by contrastive divergence (Langevin chains restarted at the observed images, one "
+        "step each; section 7 and experiment 3) and reconstruct each training image by its "
+        "auto-encoding sigma^2 B_{w,delta(I)} (Propositions 2-3). Same outputs as synthesize, "
+        "plus reconstructions.npy; samples.png shows training images over reconstructions.",
+    )
     _add_verify(commands)
+    _add_pieces(commands)
     return parser
 
 
@@ -120,9 +195,11 @@ def main(argv=None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
+    if not getattr(args, "user_errors", True):  # errors there are bugs: show the traceback
+        return args.run(args)
     try:
         return args.run(args)
-    except (FileNotFoundError, ValueError, TypeError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

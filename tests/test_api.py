@@ -72,3 +72,13 @@ def test_with_parameters_checks_shapes():
 def test_repr_names_the_architecture():
     text = repr(ConvNet.random(3, [(100, 15, 3)], seed=0))
     assert "ConvLayer(100x3x15x15, stride=3, pad=0, activation='relu'" in text
+
+
+def test_score_and_grad_params_equal_the_separate_calls():
+    net = ConvNet.random(2, [(3, 3, 1, 1), (2, 3, 2)], seed=4)
+    I = np.random.default_rng(5).standard_normal((3, 2, 9, 9))
+    f, grads = net.score_and_grad_params(I)
+    assert_close(f, net.score(I), EXACT, "score")
+    for (a, b), (c, d) in zip(grads, net.grad_params(I)):
+        assert_close(a, c, EXACT, "dW")
+        assert_close(b, d, EXACT, "db")

@@ -20,6 +20,8 @@ HOST_ONLY = {
     "plotting.py": "draws host arrays with matplotlib",
     "lowdim.py": "exact 1-D/2-D references by SciPy quadrature, on the host",
     "theorems/": "numerical checks on small host instances (SciPy statistics, quadrature)",
+    "learning/checkpoint.py": "the checkpoint file format (npz) on the host",
+    "learning/runs.py": "run folders: reading images, writing npy/PNG outputs on the host",
 }
 
 

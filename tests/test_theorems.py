@@ -143,10 +143,10 @@ def test_proposition2_grade_on_convex_nets_and_prototypes(seed):
     rng = rng_of(seed)
     net, shape = instances.image_convnet(rng, 1, 6, 3, convex=True)
     assert structure.check_proposition2_grade(net, 2 * net.sigma * rng.standard_normal((4,) + shape),
-                                              0.5 * net.sigma, 4000).passed
+                                              0.5 * net.sigma, 20000).passed
     proto = instances.prototype(rng, 4, 6)
     starts = 3 * proto.sigma * rng.standard_normal((16, 4))
-    assert structure.check_proposition2_grade(proto, starts[:4], 0.5 * proto.sigma, 4000).passed
+    assert structure.check_proposition2_grade(proto, starts[:4], 0.5 * proto.sigma, 20000).passed
     result = structure.check_fixed_point_prototype(proto, starts)
     assert result.passed and result.details["jumps_max"] >= 1
 
@@ -157,7 +157,7 @@ def test_negative_control_proposition2_grade():
     proto = instances.prototype(rng, 4, 6, sig=1.7)
     starts = 3 * proto.sigma * rng.standard_normal((4, 4))
     wrong = Broken(proto, reference=Broken(proto.reference, variance=1.0))
-    assert not structure.check_proposition2_grade(wrong, starts, 0.5 * proto.sigma, 4000).passed
+    assert not structure.check_proposition2_grade(wrong, starts, 0.5 * proto.sigma, 20000).passed
 
 
 def test_negative_control_fixed_point_needs_convexity():
@@ -333,7 +333,7 @@ def test_section9(seed):
     net, images, rng = softplus_case(seed)
     assert smooth.check_smooth_top_down_is_gradient(net, images, rng).passed
     assert smooth.check_theorem1_fails_for_smooth_h(net, images, rng).passed
-    assert structure.check_proposition2_grade(net, 2 * images, 0.5 * net.sigma, 4000).passed
+    assert structure.check_proposition2_grade(net, 2 * images, 0.5 * net.sigma, 20000).passed
 
 
 def test_negative_control_section9():

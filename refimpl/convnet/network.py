@@ -298,6 +298,15 @@ class ConvNet:
         fwd = self.forward(I)
         return self._backprop(fwd, self._ones_top(fwd), want_input=False, want_params=True)[1]
 
+    def score_and_grad_params(self, I):
+        """``(f(I) (M,), [(dW, db), ...])`` from one forward and one backward pass.
+
+        The gradients are of ``sum_m f(I_m)``, as :meth:`grad_params` returns them.
+        """
+        fwd = self.forward(I)
+        grads = self._backprop(fwd, self._ones_top(fwd), want_input=False, want_params=True)[1]
+        return fwd.outputs[-1].sum(axis=(1, 2, 3)), grads
+
     # --- top-down: the linear piece ----------------------------------------------------
 
     def piece_from_pattern(self, pattern, image_shape):

@@ -210,6 +210,8 @@ def check_proposition3_noisy(model, I_obs, step_size: float, rng, draws: int = 2
     varies = se > 0
     z = np.abs(mean - target)[varies] / se[varies]
     resolved = np.abs(target)[varies] / se[varies]
+    if not varies.any():  # every unit off at every observation: nothing to average
+        z = resolved = np.array([math.inf])
     return CheckResult(name, "CD with noise: Monte Carlo mean -> reconstruction gradient (max |z|)",
                        "(7.7),(7.9)", float(z.max()), Z_CRITICAL,
                        details=dict(draws=n_total, pattern_kept_fraction=kept / (n_total * len(I_obs)),
@@ -219,7 +221,9 @@ def check_proposition3_noisy(model, I_obs, step_size: float, rng, draws: int = 2
 
 
 def far_from_kinks(proto, candidates, margin: float):
-    """Rows of ``candidates (n, D)`` whose distance to every hyperplane exceeds ``margin``."""
+    """Rows of ``candidates (n, D)`` farther than ``margin`` from every hyperplane and with
+    at least one unit on (else the CD gradient is identically zero)."""
     r = np.asarray(proto.responses(candidates))
     norms = np.linalg.norm(np.asarray(proto.weight), axis=1)
-    return candidates[(np.abs(r) / norms).min(axis=1) > margin]
+    keep = ((np.abs(r) / norms).min(axis=1) > margin) & (r > 0).any(axis=1)
+    return candidates[keep]

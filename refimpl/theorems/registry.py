@@ -63,12 +63,12 @@ def proposition2(rng, quick: bool) -> list:
     chains = 6 if quick else 16
     convex, shape = instances.image_convnet(rng, 1, 6, 3, convex=True)
     starts = 2 * convex.sigma * rng.standard_normal((chains,) + shape)
-    r_net = structure.check_proposition2_grade(convex, starts, 0.5 * convex.sigma, 4000,
+    r_net = structure.check_proposition2_grade(convex, starts, 0.5 * convex.sigma, 20000,
                                                name="proposition2-grade-convex-convnet")
     r_net.claim = "convex 3-layer ConvNet: GRADE modes auto-encode, I = sigma^2 B"
     proto = instances.prototype(rng, 4, 6)
     p_starts = 3 * proto.sigma * rng.standard_normal((chains * 4, 4))
-    r_proto = structure.check_proposition2_grade(proto, p_starts[:chains], 0.5 * proto.sigma, 4000,
+    r_proto = structure.check_proposition2_grade(proto, p_starts[:chains], 0.5 * proto.sigma, 20000,
                                                  name="proposition2-grade-prototype")
     r_proto.claim = "prototype: GRADE modes auto-encode, I = sigma^2 B_{w,delta(I)}"
     results = [r_net, r_proto, structure.check_fixed_point_prototype(proto, p_starts)]
@@ -117,7 +117,7 @@ def learning_group(rng, quick: bool) -> list:
                                                rng.choice(n_params, min(n_params, 40), replace=False)))
     proto = instances.prototype(rng, 2, 3)
     eps = 0.1 * proto.sigma
-    far = learning.far_from_kinks(proto.scoring, 2 * proto.sigma * rng.standard_normal((400, 2)), 10 * eps)
+    far = learning.far_from_kinks(proto.scoring, 3 * proto.sigma * rng.standard_normal((2000, 2)), 10 * eps)
     results.append(learning.check_proposition3_noisy(proto, far[:3], eps, rng,
                                                      draws=50000 if quick else 200000))
     return results
@@ -145,7 +145,7 @@ def proposition1(rng, quick: bool) -> list:
 def section9(rng, quick: bool) -> list:
     net, shape = instances.image_convnet(rng, 1, 6, 3, activation="softplus")
     images = net.sigma * rng.standard_normal((4,) + shape)
-    grade = structure.check_proposition2_grade(net, 2 * images, 0.5 * net.sigma, 4000,
+    grade = structure.check_proposition2_grade(net, 2 * images, 0.5 * net.sigma, 20000,
                                                name="section9-proposition2")
     grade.claim = "smooth h: GRADE modes still auto-encode, I = sigma^2 df/dI"
     grade.equation = "(6.11),(9.2)"
