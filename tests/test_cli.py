@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from refimpl.cli import main
@@ -91,3 +92,53 @@ def test_verify_exits_non_zero_on_a_failure(monkeypatch, capsys):
 def test_verify_help():
     result = run_cli("verify", "--help")
     assert result.returncode == 0 and "--seed" in result.stdout and "--quick" in result.stdout
+
+
+def test_synthesize_and_resume_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["synthesize", "--preset", "object", "--iterations", "2", "--size", "8", "--seed", "1",
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["iterations"] == 6 and summary["stages"] == 3
+    assert np.load(out / "samples.npy").shape == (16, 1, 8, 8)
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "object" and config["config"]["iterations_per_layer"] == 2
+    assert main(args) == 2  # the folder holds a run: refuse, point to --resume
+    assert "--resume" in capsys.readouterr().err
+    assert main(["synthesize", "--resume", str(out), "--no-progress"]) == 0  # finished: just rewrites outputs
+
+
+def test_reconstruct_through_the_cli(tmp_path):
+    out = tmp_path / "rec"
+    assert main(["reconstruct", "--iterations", "3", "--size", "8", "--out", str(out), "--no-progress"]) == 0
+    assert np.load(out / "reconstructions.npy").shape == np.load(out / "train.npy").shape == (10, 1, 8, 8)
+    assert json.loads((out / "config.json").read_text())["command"] == "reconstruct"
+
+
+def test_synthesize_errors_are_clear(tmp_path, capsys):
+    assert main(["synthesize", "--image", str(tmp_path / "none.png"), "--out", str(tmp_path / "a"),
+                 "--no-progress"]) == 2
+    assert "image file not found" in capsys.readouterr().err
+    assert main(["synthesize", "--resume", str(tmp_path / "nothing"), "--no-progress"]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    # the unpadded paper-scale network cannot see an 8x8 image: refused before any work
+    assert main(["synthesize", "--preset", "texture-paper", "--size", "8", "--out", str(tmp_path / "b"),
+                 "--no-progress"]) == 2
+    assert "kernel" in capsys.readouterr().err
+
+
+def test_synthesize_divergence_exits_3(tmp_path, monkeypatch, capsys):
+    from refimpl.learning import presets
+
+    monkeypatch.setitem(presets.PRESETS["object"]["config"], "learning_rate", [1e4] * 4)
+    assert main(["synthesize", "--preset", "object", "--iterations", "2", "--size", "8",
+                 "--out", str(tmp_path / "d"), "--no-progress"]) == 3
+    assert "diverged" in capsys.readouterr().err
+
+
+def test_synthesize_help_lists_the_presets():
+    result = run_cli("synthesize", "--help")
+    assert result.returncode == 0
+    for name in ("texture", "texture-paper", "object", "object-paper", "reconstruct", "reconstruct-paper"):
+        assert name in result.stdout

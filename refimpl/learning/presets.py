@@ -43,7 +43,8 @@ PRESETS = {
         config=dict(dataset="digits", digit=3, images=10, size=16, scale="0-255",
                     spec=[(16, 3, 1, 1), (16, 3, 1, 1), (8, 3, 1, 1)], top_filter=True,
                     iterations_per_layer=100, chains=16, langevin_steps=10, step_size=0.3,
-                    sigma=1.0, learning_rate=1e-3, init_std=0.01, checkpoint_every=50),
+                    sigma=1.0, learning_rate=[1e-3, 1e-4, 1e-4, 1e-4],
+                    init_std=[0.01, "he", "he", "he"], checkpoint_every=50),
     ),
     "object-paper": dict(
         description="experiment 2 at the paper's scale (GPU): 224x224 digits, 100 7x7 stride 2 / "
@@ -51,7 +52,8 @@ PRESETS = {
         config=dict(dataset="digits", digit=3, images=10, size=224, scale="0-255",
                     spec=[(100, 7, 2, 0), (64, 5, 1, 0), (20, 3, 1, 0)], top_filter=True,
                     iterations_per_layer=700, chains=16, langevin_steps=10, step_size=0.3,
-                    sigma=1.0, learning_rate=1e-3, init_std=0.01, checkpoint_every=50),
+                    sigma=1.0, learning_rate=[1e-3, 1e-4, 1e-4, 1e-4],
+                    init_std=[0.01, "he", "he", "he"], checkpoint_every=50),
     ),
     "reconstruct": dict(
         description="experiment 3 on the CPU: one-step contrastive divergence on 10 digits (one of "
@@ -59,7 +61,7 @@ PRESETS = {
         config=dict(dataset="digit-classes", images=10, size=16, scale="0-255", method="cd",
                     grow=False, spec=[(32, 5, 1, 2), (32, 3, 1, 1), (16, 3, 1, 1)],
                     iterations_per_layer=300, langevin_steps=1, step_size=0.3, sigma=1.0,
-                    learning_rate=1e-3, init_std=0.01, checkpoint_every=50),
+                    learning_rate=[1e-2, 1e-3, 1e-3], init_std=[0.01, "he", "he"], checkpoint_every=50),
     ),
     "reconstruct-paper": dict(
         description="experiment 3 at the paper's scale (GPU): 10 texture crops 224x224, the "
@@ -67,8 +69,8 @@ PRESETS = {
         config=dict(dataset="texture-crops", image="brick", images=10, size=224, factor=1,
                     scale="0-255", method="cd", grow=False,
                     spec=[(100, 15, 3, 0), (64, 5, 1, 0), (30, 3, 1, 0)], iterations_per_layer=1200,
-                    langevin_steps=1, step_size=0.3, sigma=1.0, learning_rate=1e-3, init_std=0.01,
-                    checkpoint_every=100),
+                    langevin_steps=1, step_size=0.3, sigma=1.0, learning_rate=[1e-2, 1e-3, 1e-3],
+                    init_std=[0.01, "he", "he"], checkpoint_every=100),
     ),
 }
 
