@@ -183,3 +183,25 @@ def probes_in_piece(scoring, x, probes) -> bool:
     base = pattern_keys(as_pattern_list(scoring.activation_pattern(x[None])))
     keys = pattern_keys(as_pattern_list(scoring.activation_pattern(probes)))
     return bool((keys == base).all())
+
+
+# --- fixed instances for negative controls -------------------------------------------------
+
+
+def small_mixed_net():
+    """A fixed 2-layer net and images whose patterns mix on and off units (for negative controls)."""
+    from refimpl import ConvNet
+
+    net = ConvNet.random(2, [(4, 3, 1, 1), (3, 3, 2, 0)], seed=3, bias_std=0.3)
+    I = np.random.default_rng(4).standard_normal((2, 2, 9, 9))
+    for delta in net.activation_pattern(I):
+        assert 0 < delta.mean() < 1, "the negative controls need a mixed activation pattern"
+    return net, I
+
+
+def softplus_net(net):
+    """The same network with softplus instead of ReLU (section 9's smooth h)."""
+    from refimpl import ConvLayer, ConvNet
+
+    return ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus")
+                    for l in net.layers])

@@ -19,23 +19,8 @@ from checks import EXACT, FLOAT32, assert_close, assert_piece_identity, relative
 from gradcheck import assert_gradient, coordinate_gradient, input_gradient
 from refimpl import ConvLayer, ConvNet, basis_functions, piece_from_basis
 from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces, same_pattern
-from strategies import alive, images, net_and_images, networks, seeds
-
-
-def probes_in_piece(net, I_m, probes) -> bool:
-    """True if every probe image has the activation pattern of ``I_m`` (no kink crossed)."""
-    base = net.activation_pattern(I_m[None])
-    pattern = net.activation_pattern(probes)
-    return all(np.array_equal(np.broadcast_to(b, p.shape), p) for b, p in zip(base, pattern))
-
-
-def small_mixed_net():
-    """A fixed 2-layer net and images whose patterns mix on and off units (for negative controls)."""
-    net = ConvNet.random(2, [(4, 3, 1, 1), (3, 3, 2, 0)], seed=3, bias_std=0.3)
-    I = np.random.default_rng(4).standard_normal((2, 2, 9, 9))
-    for delta in net.activation_pattern(I):
-        assert 0 < delta.mean() < 1, "the negative controls need a mixed activation pattern"
-    return net, I
+from strategies import (alive, images, net_and_images, networks, probes_in_piece, seeds,
+                        small_mixed_net, softplus_net)
 
 
 # --- the scoring function ---------------------------------------------------------------
@@ -282,11 +267,6 @@ def test_float32_network_close_to_float64(case):
 
 
 # --- section 9: a smooth non-linearity ----------------------------------------------------
-
-
-def softplus_net(net):
-    return ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus")
-                    for l in net.layers])
 
 
 @given(net_and_images(max_batch=1))

@@ -29,6 +29,8 @@ from refimpl import ConvLayer, ConvNet
 from refimpl.convnet.pieces import image_in_same_piece
 from refimpl.models import GaussianReference, GenerativeModel, PrototypeModel
 from strategies import (
+    small_mixed_net,
+    softplus_net,
     alive,
     images,
     net_and_images,
@@ -38,20 +40,6 @@ from strategies import (
     seeds,
     sigmas,
 )
-
-
-def small_mixed_net():
-    """A fixed 2-layer net and images with mixed on/off patterns (as in test_convnet)."""
-    net = ConvNet.random(2, [(4, 3, 1, 1), (3, 3, 2, 0)], seed=3, bias_std=0.3)
-    I = np.random.default_rng(4).standard_normal((2, 2, 9, 9))
-    for delta in net.activation_pattern(I):
-        assert 0 < delta.mean() < 1, "the negative controls need a mixed activation pattern"
-    return net, I
-
-
-def softplus_net(net):
-    return ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus")
-                    for l in net.layers])
 
 
 # --- q = N(0, sigma^2 I), Eq. (5.2) -------------------------------------------------------

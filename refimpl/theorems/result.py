@@ -45,9 +45,10 @@ class CheckResult:
 def format_table(results) -> str:
     """A plain-text table: claim, equation, residual, bound, PASS/FAIL."""
     width = max([len(r.claim) for r in results] + [5])
-    lines = [f"{'claim':{width}s}  {'equation':14s} {'residual':>10s}  {'bound':>9s}  result",
-             "-" * (width + 48)]
+    eq = max([len(r.equation) for r in results] + [8])
+    lines = [f"{'claim':{width}s}  {'equation':{eq}s}  {'residual':>10s}  {'bound':>9s}  result",
+             "-" * (width + eq + 36)]
     for r in results:
-        lines.append(f"{r.claim:{width}s}  {r.equation:14s} {r.residual:10.2e}  {r.bound:>9s}  "
+        lines.append(f"{r.claim:{width}s}  {r.equation:{eq}s}  {r.residual:10.2e}  {r.bound:>9s}  "
                      f"{'PASS' if r.passed else 'FAIL'}")
     return "\n".join(lines)
