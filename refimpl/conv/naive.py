@@ -32,6 +32,7 @@ def forward(geom: ConvGeometry, x, weight, bias=None):
     Shapes: x ``(N, C, H, W)``, weight ``(O, C, k, k)``, bias ``(O,)`` or None ->
     ``(N, O, H_out, W_out)``.
     """
+    # BEGIN SOLUTION lesson 1
     xp = namespace_of(x, weight)
     x_pad = _padded(xp, x, geom.pad)
     y = xp.zeros(geom.output_shape, dtype=x.dtype)
@@ -44,6 +45,7 @@ def forward(geom: ConvGeometry, x, weight, bias=None):
     if bias is not None:
         y += bias[None, :, None, None]
     return y
+    # END SOLUTION
 
 
 def adjoint(geom: ConvGeometry, y, weight):
@@ -55,6 +57,7 @@ def adjoint(geom: ConvGeometry, y, weight):
 
     Shapes: y ``(N, O, H_out, W_out)``, weight ``(O, C, k, k)`` -> ``(N, C, H, W)``.
     """
+    # BEGIN SOLUTION lesson 1
     xp = namespace_of(y, weight)
     p = geom.pad
     x_pad = xp.zeros(
@@ -67,6 +70,7 @@ def adjoint(geom: ConvGeometry, y, weight):
                     rows, cols = _window(geom, i, j)
                     x_pad[n, :, rows, cols] += weight[o] * y[n, o, i, j]
     return x_pad[:, :, p : p + geom.height, p : p + geom.width]
+    # END SOLUTION
 
 
 def weight_grad(geom: ConvGeometry, x, y):
@@ -77,6 +81,7 @@ def weight_grad(geom: ConvGeometry, x, y):
 
     Shapes: x ``(N, C, H, W)``, y ``(N, O, H_out, W_out)`` -> ``(O, C, k, k)``.
     """
+    # BEGIN SOLUTION lesson 1
     xp = namespace_of(x, y)
     x_pad = _padded(xp, x, geom.pad)
     w_grad = xp.zeros(geom.weight_shape, dtype=x.dtype)
@@ -87,6 +92,7 @@ def weight_grad(geom: ConvGeometry, x, y):
                     rows, cols = _window(geom, i, j)
                     w_grad[o] += y[n, o, i, j] * x_pad[n, :, rows, cols]
     return w_grad
+    # END SOLUTION
 
 
 def bias_grad(y):

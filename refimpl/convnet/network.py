@@ -212,6 +212,7 @@ class ConvNet:
         """
         I = self.prepare_images(I)
         geoms = self.geometries(I.shape)
+        # BEGIN SOLUTION lesson 2
         inputs, pre, outs = [], [], []
         x = I
         for layer, geom in zip(self.layers, geoms):
@@ -221,6 +222,7 @@ class ConvNet:
             x = layer.activation.h(self.xp, z)
             outs.append(x)
         return Forward(inputs, pre, outs, geoms)
+        # END SOLUTION
 
     def score(self, I):
         """Scoring function ``f(I; w) = sum_{k, x} [F_k^(L) * I](x)``, Eq. (3.5). ``(M, C, H, W) -> (M,)``."""
@@ -249,9 +251,11 @@ class ConvNet:
         Returns ``[(M, N_l, H_l, W_l), ...]``: boolean for ReLU (``z > 0``) and linear
         layers (all True), float for softplus.
         """
+        # BEGIN SOLUTION lesson 2
         fwd = self.forward(I)
         return [layer.activation.h_prime(self.xp, z)
                 for layer, z in zip(self.layers, fwd.pre_activations)]
+        # END SOLUTION
 
     # --- top-down: backprop ------------------------------------------------------------
 
@@ -260,6 +264,7 @@ class ConvNet:
 
         ``top_grad`` is ``d(objective)/dx^(L)``. Returns ``(d/dI or None, [(dW, db), ...] or None)``.
         """
+        # BEGIN SOLUTION lesson 3
         grad_x = top_grad
         param_grads = []
         for l in range(self.depth - 1, -1, -1):
@@ -271,6 +276,7 @@ class ConvNet:
             if l > 0 or want_input:
                 grad_x = self.conv.adjoint(geom, grad_z, layer.weight)
         return (grad_x if want_input else None), (param_grads[::-1] if want_params else None)
+        # END SOLUTION
 
     def _ones_top(self, fwd: Forward):
         top = fwd.outputs[-1]
@@ -336,6 +342,7 @@ class ConvNet:
                     f"pattern[{l - 1}] must have shape {shape_str(geom.output_shape)} (layer {l}); "
                     f"got {shape_str(delta.shape)}"
                 )
+        # BEGIN SOLUTION lesson 2
         xp = self.xp
         coeff = xp.ones(geoms[-1].output_shape, dtype=self.dtype)  # B^(L)
         alpha = xp.zeros((batch,), dtype=self.dtype)
@@ -345,6 +352,7 @@ class ConvNet:
             alpha = alpha + gated.sum(axis=(2, 3)) @ layer.bias
             coeff = self.conv.adjoint(geoms[l], gated, layer.weight)  # B^(l-1), Eq. (6.7)
         return alpha, coeff
+        # END SOLUTION
 
     def linear_piece(self, I):
         """``(alpha (M,), B (M, C, H, W))`` of the piece containing each image, Eq. (6.8).

@@ -82,6 +82,7 @@ class Trainer:
 
     def _enter_stage(self, stage: int):
         """Build the stage's network: keep the existing conv layers, add the new ones, re-create the top."""
+        # BEGIN SOLUTION lesson 9
         self.stage = stage
         spec = self.config.spec
         keep = [] if self.net is None else self.net.layers[: self.conv_layers_at(stage - 1)]
@@ -92,14 +93,25 @@ class Trainer:
                                           s.pad, s.relu))
             channels = s.out_channels
         if self.config.top_filter:
-            probe = ConvNet(layers).feature_shapes(self.data.shape)[-1]
-            if probe[1] != probe[2]:
-                raise ValueError(f"the top filter needs a square feature map; got {probe[1]}x{probe[2]}")
-            layers.append(self._new_layer(len(spec), channels, 1, probe[1], relu=False))
+            layers.append(self._top_filter(layers, channels))
         for index in range(len(keep), len(layers)):  # new layers start with fresh optimizer state
             self.optimizer.reset_layer(index)
         self.net = ConvNet(layers)
         self.net.geometries(self.data.shape)  # a clear error now if the image is too small
+        # END SOLUTION
+
+    def _top_filter(self, layers, channels: int) -> ConvLayer:
+        """Experiment 2's single fully connected linear filter over the top feature map, Eq. (4.2).
+
+        Its kernel covers the whole ``H x W`` map below it (one output position), it has no
+        ReLU, and it is new at every stage because the map below changes as layers are grown.
+        """
+        # BEGIN SOLUTION lesson 10
+        _, height, width = ConvNet(layers).feature_shapes(self.data.shape)[-1]
+        if height != width:
+            raise ValueError(f"the top filter needs a square feature map; got {height}x{width}")
+        return self._new_layer(len(self.config.spec), channels, 1, height, relu=False)
+        # END SOLUTION
 
     def layer_rates(self) -> list:
         """Learning rate of each layer of the current network (0 for frozen lower layers)."""
@@ -116,12 +128,14 @@ class Trainer:
         return GenerativeModel(self.net, self.config.sigma)
 
     def _synthesize(self):
+        # BEGIN SOLUTION lesson 11
         cfg = self.config
         start = self.data if cfg.method == "cd" else self.chains
         try:
             return langevin(self.model(), start, cfg.langevin_steps, cfg.step_size, self.noise).samples
         except FloatingPointError as exc:
             raise DivergenceError(self._divergence_hint(f"Langevin chains blew up: {exc}")) from exc
+        # END SOLUTION
 
     def _divergence_hint(self, what: str) -> str:
         cfg = self.config
@@ -134,6 +148,7 @@ class Trainer:
 
     def _scaled_gradient(self, g_obs, g_syn):
         """``H_obs - H_syn`` per layer, area-normalised and clipped as configured."""
+        # BEGIN SOLUTION lesson 8
         cfg, xp = self.config, self.xp
         m_obs, m_syn = len(self.data), len(self.chains)
         out = []
@@ -148,6 +163,7 @@ class Trainer:
                     gW, gb = gW * (cfg.clip / norm), gb * (cfg.clip / norm)
             out.append((gW, gb))
         return out
+        # END SOLUTION
 
     def _mismatch(self, g_obs, g_syn) -> list:
         """Per layer: ``|H_obs - H_syn| / |H_obs|`` (the relative moment mismatch, Eqs. (7.3)-(7.4))."""

@@ -93,11 +93,15 @@ class PrototypeModel:
 
     def score(self, I):
         """``f(I) = sum_k h(r_k)``, Eq. (5.1): ``(M, D)`` -> ``(M,)``."""
+        # BEGIN SOLUTION lesson 5
         return self.activation.h(self.xp, self.responses(I)).sum(axis=1)
+        # END SOLUTION
 
     def activation_pattern(self, I):
         """``delta_k = h'(r_k)``, Eq. (5.3): ``(M, K)`` (bool for ReLU)."""
+        # BEGIN SOLUTION lesson 5
         return self.activation.h_prime(self.xp, self.responses(I))
+        # END SOLUTION
 
     def grad_input(self, I):
         """``df/dI = sum_k delta_k w_k = B``: ``(M, D)``."""
@@ -110,8 +114,10 @@ class PrototypeModel:
 
     def piece_from_pattern(self, pattern):
         """``(alpha, B) = (sum_k delta_k b_k, sum_k delta_k w_k)`` for patterns ``(M, K)``, Eq. (5.5)."""
+        # BEGIN SOLUTION lesson 5
         gate = pattern.astype(self.dtype)
         return gate @ self.bias, gate @ self.weight
+        # END SOLUTION
 
     def linear_piece(self, I):
         """``(alpha (M,), B (M, D))`` of each image's piece; ``f = alpha + <I, B>`` for ReLU."""
@@ -119,9 +125,11 @@ class PrototypeModel:
 
     def grad_params(self, I):
         """Gradients of ``sum_m f(I_m)``: ``(dW (K, D), db (K,)) = (delta^T I, sum_m delta)``, cf. (5.8)."""
+        # BEGIN SOLUTION lesson 5
         I = self.prepare_images(I)
         delta = self.activation.h_prime(self.xp, I @ self.weight.T + self.bias).astype(self.dtype)
         return delta.T @ I, delta.sum(axis=0)
+        # END SOLUTION
 
     def with_parameters(self, weight, bias) -> "PrototypeModel":
         return PrototypeModel(weight, bias, self.activation.name)

@@ -95,12 +95,14 @@ def langevin(model, I0, n_steps: int, step_size: float, rng, record=None, record
     I = model.scoring.prepare_images(I0).copy()
     trace: list = []
     _record(record, record_every, 0, I, trace)
+    # BEGIN SOLUTION lesson 6
     for step in range(1, n_steps + 1):
         drift = model.grad_log_density(I)
         I = I + (0.5 * eps**2) * drift + eps * standard_normal(rng, I.shape, I.dtype)
         _check_finite_chains(xp, I, step, eps, model.sigma, "Langevin dynamics")
         _record(record, record_every, step, I, trace)
     return SamplerResult(I, n_steps, trace=trace)
+    # END SOLUTION
 
 
 def grade(model, I0, n_steps: int, step_size: float, tol: float = 1e-12, record=None,
@@ -123,6 +125,7 @@ def grade(model, I0, n_steps: int, step_size: float, tol: float = 1e-12, record=
     trace: list = []
     _record(record, record_every, 0, I, trace)
     step = 0
+    # BEGIN SOLUTION lesson 7
     for step in range(1, n_steps + 1):
         update = (0.5 * eps**2) * model.grad_log_density(I)
         size = xp.sqrt(squared_norm(update))
@@ -134,6 +137,7 @@ def grade(model, I0, n_steps: int, step_size: float, tol: float = 1e-12, record=
         if not bool(moving.any()):
             break
     return SamplerResult(I, step, converged=~moving, chain_steps=updates, trace=trace)
+    # END SOLUTION
 
 
 def _per_chain(mask, I):
@@ -160,6 +164,7 @@ def fixed_point(model, I0, max_steps: int = 100, record=None):
     jumps = xp.zeros(I.shape[0], dtype=int)
     trace: list = []
     step = 0
+    # BEGIN SOLUTION lesson 7
     for step in range(1, max_steps + 1):
         target = model.piece_mean(I)
         keep = _per_chain(done, I)
@@ -173,6 +178,7 @@ def fixed_point(model, I0, max_steps: int = 100, record=None):
         if bool(done.all()):
             break
     return SamplerResult(I, step, converged=done, chain_steps=jumps, trace=trace)
+    # END SOLUTION
 
 
 def mala(model, I0, n_steps: int, step_size: float, rng, record=None, record_every: int = 1):
@@ -195,6 +201,7 @@ def mala(model, I0, n_steps: int, step_size: float, rng, record=None, record_eve
     half = 0.5 * eps**2
     trace: list = []
     _record(record, record_every, 0, I, trace)
+    # BEGIN SOLUTION lesson 6
     for step in range(1, n_steps + 1):
         J = I + half * grad + eps * standard_normal(rng, I.shape, I.dtype)
         finite = xp.isfinite(J.reshape(J.shape[0], -1)).all(axis=1)
@@ -212,4 +219,5 @@ def mala(model, I0, n_steps: int, step_size: float, rng, record=None, record_eve
         accepted = accepted + accept
         _record(record, record_every, step, I, trace)
     rate = accepted / max(n_steps, 1)
+    # END SOLUTION
     return SamplerResult(I, n_steps, acceptance=rate, trace=trace)
