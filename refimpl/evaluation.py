@@ -6,8 +6,8 @@ texture. The distances here are independent of the model and cheap; they compare
 families of statistics that a texture model should reproduce:
 
 * :func:`marginal_distance`: the pixel-intensity histogram (first order);
-* :func:`spectrum_distance`: the normalised autocorrelation (second order; the Fourier
-  pair of the power spectrum), which keeps orientation and periodicity;
+* :func:`spectrum_distance`: the power spectrum in log-spaced frequency bands and
+  orientation sectors (second order), which keeps scale and orientation;
 * :func:`filter_response_distance`: histograms of responses to a fixed bank of Gabor and
   Laplacian-of-Gaussian filters (the FRAME statistics, Zhu, Wu & Mumford 1998, that the
   generative ConvNet descends from, with learned filters in place of fixed ones).
@@ -33,9 +33,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import fftconvolve
 from scipy.stats import wasserstein_distance
-
-MAX_LAG = 16
-"""Largest lag (pixels, in each direction) of the autocorrelation in :func:`spectrum_distance`."""
 
 GABOR_SIGMAS = (1.0, 2.0, 4.0)
 """Envelope widths (pixels) of the filter bank: three scales an octave apart."""
@@ -111,70 +108,110 @@ def marginal_distance(a, b) -> float:
     return float(np.mean([wasserstein_distance(ca.ravel(), cb.ravel()) for ca, cb in zip(a, b)]))
 
 
-# --- 2. second order: autocorrelation -----------------------------------------------------------
+# --- 2. second order: the oriented power spectrum ------------------------------------------------
+
+RADIAL_BANDS = 6
+"""Log-spaced radial frequency bands of :func:`spectrum_distance`, from 1.5 cycles per image to Nyquist."""
+
+SECTORS = 4
+"""Orientation sectors of :func:`spectrum_distance`, centred at 0, 45, 90 and 135 degrees."""
 
 
-def autocorrelation(channel, max_lag: int = MAX_LAG) -> np.ndarray:
-    """Normalised autocorrelation ``rho(dy, dx)`` of one channel ``(H, W)`` for ``|dy|, |dx| <= max_lag``.
+def periodic_component(channel) -> np.ndarray:
+    """The periodic component of one channel ``(H, W)`` (Moisan's periodic + smooth decomposition).
 
-    .. math::  \\rho(d) = \\frac{1}{N_d \\, v} \\sum_{x:\\, x, x+d \\in \\Omega}
-               (I(x) - \\bar I)(I(x + d) - \\bar I), \\qquad
-               v = \\frac{1}{|\\Omega|} \\sum_x (I(x) - \\bar I)^2
+    An image is not periodic, and its discrete Fourier transform sees the jumps between
+    opposite borders as edges: a cross of spurious power along the frequency axes. Moisan
+    (2011) writes ``I = P + S`` with ``S`` the smooth image whose Laplacian is the border
+    jump image ``V`` (``V = I(opposite border) - I(border)`` on the border pixels, 0 inside):
 
-    where ``N_d = (H - |dy|)(W - |dx|)`` counts the pixel pairs at lag ``d`` inside the image
-    (no periodic wrap-around: the sum is computed by FFT on a zero-padded copy). Returns an
-    array ``(2 max_lag + 1, 2 max_lag + 1)`` with lag 0 in the centre, where ``rho = 1``. By
-    Wiener-Khinchin it is the Fourier pair of the power spectrum divided by the variance:
-    the same second-order information, contrast removed. A constant image gives ``rho = 0``
-    off lag 0.
+    .. math::  \\hat S(q, r) = \\frac{\\hat V(q, r)}{2\\cos(2\\pi q / H) + 2\\cos(2\\pi r / W) - 4},
+               \\qquad \\hat S(0, 0) = 0
+
+    and ``P = I - S`` is periodic (no border jumps) with the same mean and the same texture.
+    Unlike a window, it does not blur the spectrum.
+    """
+    u = np.asarray(channel, dtype=np.float64)
+    h, w = u.shape
+    v = np.zeros_like(u)
+    v[0, :] += u[-1, :] - u[0, :]
+    v[-1, :] += u[0, :] - u[-1, :]
+    v[:, 0] += u[:, -1] - u[:, 0]
+    v[:, -1] += u[:, 0] - u[:, -1]
+    denominator = (2 * np.cos(2 * np.pi * np.fft.fftfreq(h))[:, None]
+                   + 2 * np.cos(2 * np.pi * np.fft.fftfreq(w))[None, :] - 4)
+    denominator[0, 0] = 1.0
+    smooth = np.fft.fft2(v) / denominator
+    smooth[0, 0] = 0.0
+    return u - np.real(np.fft.ifft2(smooth))
+
+
+def oriented_spectrum(channel) -> np.ndarray:
+    """``log10`` of the fraction of power in each radial band x orientation sector: ``(RADIAL_BANDS, SECTORS)``.
+
+    With ``P`` the :func:`periodic_component` of the channel minus its mean and
+    ``|F P(f)|^2`` its power spectrum at frequency ``f = (f_y, f_x)`` in cycles per pixel:
+
+    .. math::  s(j, k) = \\log_{10} \\frac{\\operatorname{mean}_{f \\in B_j \\cap O_k} |\\mathcal F P(f)|^2}
+                                          {\\sum_f |\\mathcal F P(f)|^2}
+
+    where the bands ``B_j`` split ``1.5 / n <= |f| < 0.5`` (``n = min(H, W)``; from 1.5 cycles
+    per image to Nyquist) into :data:`RADIAL_BANDS` log-spaced rings (factor ~1.66 each, for
+    ``n = 64``) and the sectors ``O_k`` split the orientation ``atan2(f_y, f_x) mod 180``
+    into :data:`SECTORS` sectors centred at 0, 45, 90, 135 degrees (sector 0, ``f`` along
+    x, holds the power of vertical structures). Dividing by the total power (the variance,
+    up to a constant) makes it contrast-free. A constant image gives a flat ``s``.
     """
     x = np.asarray(channel, dtype=np.float64)
     h, w = x.shape
-    if max_lag >= min(h, w):
-        raise ValueError(f"max_lag {max_lag} needs images larger than {max_lag} pixels; got {h}x{w}")
-    x = x - x.mean()
-    var = float(np.mean(x * x))
-    lags = np.arange(-max_lag, max_lag + 1)
-    rho = np.zeros((lags.size, lags.size))
-    if var <= EPS:
-        rho[max_lag, max_lag] = 1.0
-        return rho
-    shape = (h + max_lag, w + max_lag)
-    spectrum = np.fft.rfft2(x, shape)
-    sums = np.fft.irfft2(spectrum * spectrum.conj(), shape)  # sums[dy, dx] = sum_x x(p) x(p + d)
-    sums = sums[np.ix_(lags % shape[0], lags % shape[1])]
-    counts = np.outer(h - np.abs(lags), w - np.abs(lags))
-    return sums / (counts * var)
+    n = min(h, w)
+    if n < 16:
+        raise ValueError(f"the oriented spectrum needs images of at least 16x16; got {h}x{w}")
+    power = np.abs(np.fft.fft2(periodic_component(x - x.mean()))) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(h), np.fft.fftfreq(w), indexing="ij")
+    radius = np.hypot(fy, fx)
+    angle = np.mod(np.arctan2(fy, fx), np.pi)
+    sector = np.floor(np.mod(angle + np.pi / (2 * SECTORS), np.pi) / (np.pi / SECTORS)).astype(int)
+    band = np.searchsorted(np.geomspace(1.5 / n, 0.5, RADIAL_BANDS + 1), radius, side="right") - 1
+    total = power.sum()
+    if total <= EPS:
+        return np.zeros((RADIAL_BANDS, SECTORS))
+    table = np.empty((RADIAL_BANDS, SECTORS))
+    for j in range(RADIAL_BANDS):
+        for k in range(SECTORS):
+            table[j, k] = power[(band == j) & (sector == k)].mean() / total
+    return np.log10(np.maximum(table, EPS))
 
 
-def _autocorrelation_distance(rho_a: np.ndarray, rho_b: np.ndarray) -> float:
-    off = np.ones(rho_a.shape, dtype=bool)
-    off[rho_a.shape[0] // 2, rho_a.shape[1] // 2] = False  # lag 0 is 1 for every image
-    return float(np.mean(np.abs(rho_a - rho_b)[off]))
+def spectrum_distance(a, b) -> float:
+    """Mean absolute difference of the oriented log power spectra (:func:`oriented_spectrum`), in decades.
 
+    .. math::  D_2(a, b) = \\frac{1}{J K} \\sum_{j, k} |s_a(j, k) - s_b(j, k)|
 
-def spectrum_distance(a, b, max_lag: int = MAX_LAG) -> float:
-    """Mean absolute difference of the normalised autocorrelations, over lags ``0 < |d|_inf <= max_lag``.
+    over ``J = 6`` radial bands and ``K = 4`` orientation sectors; 0.3 means the power in a
+    band is off by a factor ``10^0.3 = 2`` on average. Second-order statistics only (the
+    power spectrum is the Fourier transform of the autocorrelation); contrast is left to
+    :func:`marginal_distance`.
 
-    .. math::  D_2(a, b) = \\frac{1}{(2L+1)^2 - 1} \\sum_{0 < \\|d\\|_\\infty \\le L}
-               |\\rho_a(d) - \\rho_b(d)|
+    Why this form (measured on the bundled textures at the preset's scale, 64 x 64 crops of
+    the x4 block-averaged images; "ratio" = distance of matched white noise to the centre
+    crop / mean distance between disjoint quadrants, brick, grass, gravel):
 
-    (see :func:`autocorrelation`; ``L = max_lag = 16`` by default, a quarter of a 64-pixel
-    image and more than a brick of the bundled brick texture at the preset's scale).
+    * the normalised autocorrelation over lags up to 16 px separates nothing (ratios
+      1.0, 0.9, 1.0): grass and gravel decorrelate within a few pixels, so most lags
+      carry only estimation noise, which dominates the mean;
+    * the radially averaged log power spectrum separates grass and gravel (~4-5) but not
+      brick (1.2-1.3): radial averaging discards orientation, and brick is above all
+      oriented (vertical bricks whose tilt changes across the image);
+    * log-spaced bands weight every scale alike (linear bins put most weight on the
+      highest frequencies), and orientation sectors keep anisotropy: ratios 2.3, 3.3, 3.5;
+    * the periodic + smooth decomposition removes the border cross without a window's blur.
 
-    Why the autocorrelation rather than a radially averaged power spectrum: (1) it keeps
-    orientation and periodicity (bricks are horizontal rows with a period; radial
-    averaging discards exactly that); (2) it is computed in space over the pairs of pixels
-    inside the image, so there is no leakage from the non-periodic image border and no
-    window to choose; (3) it is bounded (``|rho| <= 1`` up to finite-sample effects) and
-    dimensionless, so 0.1 reads as "correlations off by 0.1 on average"; (4) dividing by
-    the variance makes it contrast-free, leaving contrast to :func:`marginal_distance`.
-    Symmetric, 0 for identical images; white noise has ``rho ~ 0`` off lag 0, so its distance to a
-    texture is about the texture's mean ``|rho|``. Averaged over channels.
+    Symmetric, 0 for identical images; blind to the phases (where structures are), not to
+    shuffling pixels (which whitens the spectrum). Averaged over channels.
     """
     a, b = _pair(a, b)
-    return float(np.mean([_autocorrelation_distance(autocorrelation(ca, max_lag), autocorrelation(cb, max_lag))
-                          for ca, cb in zip(a, b)]))
+    return float(np.mean([np.mean(np.abs(oriented_spectrum(ca) - oriented_spectrum(cb))) for ca, cb in zip(a, b)]))
 
 
 # --- 3. filter responses (FRAME) ----------------------------------------------------------------
@@ -275,23 +312,22 @@ def filter_response_distance(a, b, reference=None) -> float:
 
 METRICS = ("marginal", "spectrum", "filters")
 """Keys of the three distances in :func:`texture_report`: marginal W1 (intensity units),
-autocorrelation distance (dimensionless), filter-response distance (training response stds)."""
+oriented log-spectrum distance (decades), filter-response distance (training response stds)."""
 
 
 class _Reference:
     """The training image's statistics, computed once for many comparisons."""
 
-    def __init__(self, image, max_lag: int):
+    def __init__(self, image):
         self.image = as_channels(image)
-        self.max_lag = max_lag
-        self.rho = [autocorrelation(c, max_lag) for c in self.image]
+        self.spectra = [oriented_spectrum(c) for c in self.image]
         self.responses = [filter_responses(c) for c in self.image]
         self.scales = [[resp.std() for resp in channel] for channel in self.responses]
 
     def distances(self, image) -> dict:
         x, _ = _pair(image, self.image)
         marginal = [wasserstein_distance(c.ravel(), t.ravel()) for c, t in zip(x, self.image)]
-        spectrum = [_autocorrelation_distance(autocorrelation(c, self.max_lag), rho) for c, rho in zip(x, self.rho)]
+        spectrum = [np.mean(np.abs(oriented_spectrum(c) - s)) for c, s in zip(x, self.spectra)]
         filters = [_filter_distance(filter_responses(c), resp, scales)
                    for c, resp, scales in zip(x, self.responses, self.scales)]
         return dict(marginal=float(np.mean(marginal)), spectrum=float(np.mean(spectrum)),
@@ -311,7 +347,7 @@ def _row(reference: _Reference, images) -> dict:
     return row
 
 
-def texture_report(train, samples, references=None, max_lag: int = MAX_LAG) -> dict:
+def texture_report(train, samples, references=None) -> dict:
     """Distances of ``samples`` and of each comparison set in ``references`` to the training image.
 
     Args:
@@ -329,7 +365,7 @@ def texture_report(train, samples, references=None, max_lag: int = MAX_LAG) -> d
         standard deviation (``<metric>_std``) and the per-image values
         (``<metric>_per_image``). Lower is closer to the training texture.
     """
-    reference = _Reference(train, max_lag)
+    reference = _Reference(train)
     rows = {"samples": _row(reference, samples)}
     for name, images in (references or {}).items():
         if name in rows:

@@ -1,0 +1,143 @@
+"""Texture statistics (refimpl.evaluation): zero on identical images, symmetry, a real texture
+crop closer than white noise, and a negative control that only the spatial statistics catch."""
+
+import numpy as np
+import pytest
+
+from refimpl import evaluation as ev
+from refimpl.data import load_texture
+
+DISTANCES = {
+    "marginal": ev.marginal_distance,
+    "spectrum": ev.spectrum_distance,
+    "filters": ev.filter_response_distance,
+}
+
+
+@pytest.fixture(scope="module")
+def brick():
+    """Two disjoint 64x64 crops (top-left, bottom-right) of the x4 block-averaged brick, (1, 64, 64)."""
+    full = load_texture("brick", factor=4)
+    assert full.shape == (1, 128, 128)
+    return full[:, :64, :64], full[:, 64:, 64:]
+
+
+@pytest.fixture(scope="module")
+def shuffled(brick):
+    """The second crop with its pixels permuted: same histogram, no spatial structure."""
+    _, b = brick
+    return np.random.default_rng(0).permutation(b.ravel()).reshape(b.shape)
+
+
+@pytest.mark.parametrize("name", DISTANCES)
+def test_zero_for_identical_images(brick, name):
+    a, _ = brick
+    assert DISTANCES[name](a, a.copy()) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", ["marginal", "spectrum"])
+def test_symmetric(brick, name):
+    a, b = brick
+    assert DISTANCES[name](a, b) == pytest.approx(DISTANCES[name](b, a), rel=1e-12)
+
+
+def test_filter_distance_symmetric_for_a_fixed_reference(brick):
+    a, b = brick
+    noise = ev.matched_noise(b, 1, seed=3)[0]
+    assert ev.filter_response_distance(a, noise, reference=b) == pytest.approx(
+        ev.filter_response_distance(noise, a, reference=b), rel=1e-12)
+    # the default reference is the second argument (the training image)
+    assert ev.filter_response_distance(a, b) == ev.filter_response_distance(a, b, reference=b)
+
+
+@pytest.mark.parametrize("name", DISTANCES)
+def test_white_noise_farther_than_another_crop(brick, name):
+    a, b = brick
+    crop = DISTANCES[name](a, b)
+    noise = [DISTANCES[name](n, b) for n in ev.matched_noise(b, 4, seed=1)]
+    assert crop > 0
+    assert min(noise) > 1.5 * crop, (crop, noise)
+
+
+def test_negative_control_shuffled_pixels(brick, shuffled):
+    """Shuffling keeps the histogram (marginal distance exactly 0) and destroys the texture."""
+    a, b = brick
+    assert ev.marginal_distance(shuffled, b) == pytest.approx(0.0, abs=1e-12)
+    assert ev.spectrum_distance(shuffled, b) > 1.5 * ev.spectrum_distance(a, b)
+    assert ev.filter_response_distance(shuffled, b) > 1.5 * ev.filter_response_distance(a, b)
+
+
+def test_marginal_is_in_intensity_units():
+    x = np.random.default_rng(0).uniform(0, 255, (32, 32))
+    assert ev.marginal_distance(x + 7.0, x) == pytest.approx(7.0, rel=1e-12)
+
+
+def test_gray_shapes_and_channel_averaging(brick):
+    a, b = brick
+    for f in DISTANCES.values():
+        assert f(a[0], b[0]) == pytest.approx(f(a, b), rel=1e-12)  # (H, W) == (1, H, W)
+    colour_a = np.concatenate([a, b, a[:, ::-1]])
+    colour_b = np.concatenate([b, a, b[:, ::-1]])
+    for f in DISTANCES.values():
+        per_channel = [f(x, y) for x, y in zip(colour_a, colour_b)]
+        assert f(colour_a, colour_b) == pytest.approx(np.mean(per_channel), rel=1e-12)
+
+
+def test_errors(brick):
+    a, _ = brick
+    with pytest.raises(ValueError, match="channels"):
+        ev.marginal_distance(a, np.concatenate([a, a, a]))
+    with pytest.raises(ValueError, match="expected an image"):
+        ev.spectrum_distance(a[None], a[None])
+    with pytest.raises(ValueError, match="NaN"):
+        ev.marginal_distance(np.full((8, 8), np.nan), np.zeros((8, 8)))
+    with pytest.raises(ValueError, match="at least"):
+        ev.filter_response_distance(np.zeros((16, 16)), np.zeros((16, 16)))
+
+
+def test_spectrum_orientation_convention():
+    """Vertical stripes (variation along x) put all their power in sector 0."""
+    stripes = np.tile(np.sin(2 * np.pi * np.arange(64) / 8), (64, 1))
+    table = ev.oriented_spectrum(stripes)
+    assert table.shape == (ev.RADIAL_BANDS, ev.SECTORS)
+    assert np.all(table[:, 0] > table[:, 1:].max() + 5)
+    rotated = ev.oriented_spectrum(stripes.T)  # horizontal stripes: sector 2 (90 degrees)
+    assert np.all(rotated[:, 2] > np.delete(rotated, 2, axis=1).max() + 5)
+
+
+def test_periodic_component_of_a_ramp_has_no_border_jump():
+    ramp = np.tile(np.arange(64.0), (64, 1))
+    p = ev.periodic_component(ramp)
+    assert p.mean() == pytest.approx(ramp.mean())
+    assert abs(p[:, 0] - p[:, -1]).max() < 2.0  # the raw ramp jumps by 63
+
+
+def test_matched_noise_is_seeded_and_matched(brick):
+    _, b = brick
+    n1, n2 = ev.matched_noise(b, 16, seed=5), ev.matched_noise(b, 16, seed=5)
+    assert n1.shape == (16, 1, 64, 64) and np.array_equal(n1, n2)
+    assert n1.mean() == pytest.approx(b.mean(), rel=0.01)
+    assert n1.std() == pytest.approx(b.std(), rel=0.01)
+
+
+def test_texture_report(brick, shuffled):
+    a, b = brick
+    samples = np.stack([b, b])  # perfect "samples": the training image itself
+    noise = ev.matched_noise(b, 3, seed=2)
+    report = ev.texture_report(b, samples, {"white noise": noise, "other crop": [a[0]], "shuffled": [shuffled]})
+    assert list(report) == ["samples", "white noise", "other crop", "shuffled"]
+    assert report["samples"]["n"] == 2 and report["white noise"]["n"] == 3
+    for metric in ev.METRICS:
+        assert report["samples"][metric] == pytest.approx(0.0, abs=1e-12)
+        assert report["white noise"][metric] > report["other crop"][metric]
+        assert len(report["white noise"][f"{metric}_per_image"]) == 3
+    # the report's rows are the pairwise distances to the training image, averaged
+    assert report["other crop"]["marginal"] == pytest.approx(ev.marginal_distance(a, b), rel=1e-12)
+    assert report["other crop"]["spectrum"] == pytest.approx(ev.spectrum_distance(a, b), rel=1e-12)
+    assert report["other crop"]["filters"] == pytest.approx(ev.filter_response_distance(a, b), rel=1e-12)
+    assert report["white noise"]["filters"] == pytest.approx(
+        np.mean([ev.filter_response_distance(n, b) for n in noise]), rel=1e-12)
+    assert report["shuffled"]["marginal"] == pytest.approx(0.0, abs=1e-12)
+    # deterministic
+    again = ev.texture_report(b, samples, {"white noise": noise, "other crop": [a[0]], "shuffled": [shuffled]})
+    assert again == report
