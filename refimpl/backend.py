@@ -171,6 +171,11 @@ def make_rng(seed=None, backend=None):
     return numpy.random.default_rng(seed) if xp is numpy else xp.random.default_rng(seed)
 
 
+def derived_seed(*entropy) -> int:
+    """A 32-bit seed derived from integers (e.g. ``(seed, iteration)``), the same on every backend."""
+    return int(numpy.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0])
+
+
 def standard_normal(rng, shape, dtype=None):
     """Standard normal draws of ``shape`` from generator ``rng``, in ``dtype`` (default float64)."""
     return rng.standard_normal(shape, dtype=resolve_dtype(dtype))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from refimpl.backend import get_namespace, host_rng, make_rng, random_normal, to_backend, to_numpy
+from refimpl.backend import derived_seed, get_namespace, host_rng, make_rng, random_normal, to_backend
 from refimpl.convnet import ConvLayer, ConvNet
 from refimpl.learning.config import LearningConfig
 from refimpl.learning.optimizers import Ascent
@@ -51,7 +51,6 @@ class Trainer:
         self.data = to_backend(data, self.xp, self.dtype)
         if self.data.ndim != 4:
             raise ValueError(f"data must be (M, C, H, W); got shape {tuple(self.data.shape)}")
-        self.noise = make_rng(config.seed, self.xp)
         self.optimizer = Ascent(config.optimizer)
         self.iteration = 0
         self.stage = 0
@@ -124,6 +123,14 @@ class Trainer:
 
     # --- one iteration -------------------------------------------------------------------
 
+    def noise(self):
+        """The Langevin noise generator of the current iteration, seeded by ``(seed, iteration)``.
+
+        A fresh generator per iteration needs no state in the checkpoint (CuPy's generators
+        cannot export theirs), and a resumed run draws exactly the noise it would have drawn.
+        """
+        return make_rng(derived_seed(self.config.seed, self.iteration), self.xp)
+
     def model(self) -> GenerativeModel:
         return GenerativeModel(self.net, self.config.sigma)
 
@@ -132,7 +139,7 @@ class Trainer:
         cfg = self.config
         start = self.data if cfg.method == "cd" else self.chains
         try:
-            return langevin(self.model(), start, cfg.langevin_steps, cfg.step_size, self.noise).samples
+            return langevin(self.model(), start, cfg.langevin_steps, cfg.step_size, self.noise()).samples
         except FloatingPointError as exc:
             raise DivergenceError(self._divergence_hint(f"Langevin chains blew up: {exc}")) from exc
         # END SOLUTION
@@ -239,8 +246,7 @@ class Trainer:
             arrays[f"layer_{l}_W"], arrays[f"layer_{l}_b"] = W, b
         arrays.update(self.optimizer.state_arrays())
         meta = dict(config=self.config.to_dict(), iteration=self.iteration, stage=self.stage,
-                    layers=self.net.depth, noise_state=_rng_state(self.noise),
-                    optimizer=self.optimizer.state_meta(), history=self.history)
+                    layers=self.net.depth, optimizer=self.optimizer.state_meta(), history=self.history)
         return arrays, meta
 
     @classmethod
@@ -264,24 +270,4 @@ class Trainer:
         trainer.iteration = int(meta["iteration"])
         trainer.history = {k: list(meta["history"].get(k, [])) for k in HISTORY_KEYS}
         trainer.optimizer.load(meta["optimizer"], arrays, to_device)
-        _set_rng_state(trainer.noise, meta["noise_state"])
         return trainer
-
-
-def _rng_state(rng) -> dict:
-    state = getattr(rng, "bit_generator", None)
-    if state is None:
-        raise NotImplementedError("saving the state of this random generator is not supported")
-    return _jsonable(rng.bit_generator.state)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-
-def _set_rng_state(rng, state: dict):
-    rng.bit_generator.state = state
