@@ -13,6 +13,8 @@ function                        computes                             shapes
 :func:`conv2d_adjoint`          ``x_grad`` of ``<conv2d(x), y>``     ``(N,O,Ho,Wo) -> (N,C,H,W)``
 :func:`conv2d_weight_grad`      ``w_grad`` of ``<conv2d(x), y>``     ``-> (O, C, k, k)``
 :func:`conv2d_bias_grad`        ``b_grad`` of ``<conv2d(x), y>``     ``-> (O,)``
+:func:`max_pool2d`              window maxima and their arg-max      ``(N,C,H,W) -> (N,C,Ho,Wo)``
+:func:`max_pool2d_adjoint`      arg-max retrieval (section 9)        ``(N,C,Ho,Wo) -> (N,C,H,W)``
 =============================  ===================================  ===========================
 """
 
@@ -28,6 +30,7 @@ from refimpl.conv.geometry import (
     conv_geometry,
     conv_output_size,
 )
+from refimpl.conv.pool import max_pool2d, max_pool2d_adjoint, pool_output_size
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 IMPLEMENTATIONS = {"fast": fast, "naive": naive}
@@ -41,7 +44,10 @@ __all__ = [
     "conv_geometry",
     "conv_output_size",
     "fast",
+    "max_pool2d",
+    "max_pool2d_adjoint",
     "naive",
+    "pool_output_size",
 ]
 
 

@@ -18,9 +18,10 @@ sign ``p_c`` integrates to ``Z_c^2``, not 1. The derivation (3.2)-(3.3) and part
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp
 
 from refimpl.lowdim import exact_distribution
+from refimpl.models.discriminative import softmax_posterior
 from refimpl.models.reference import GaussianReference
 from refimpl.theorems.result import CheckResult
 
@@ -38,9 +39,9 @@ def bayes_posterior(class_models, log_Z, log_priors, images) -> np.ndarray:
 
 
 def discriminative_posterior(class_models, biases, images) -> np.ndarray:
-    """Softmax of ``f_c(I) + b_c``, Eq. (2.3). ``(M, C)``."""
+    """Softmax of ``f_c(I) + b_c``, Eq. (2.3) (:func:`refimpl.models.discriminative.softmax_posterior`). ``(M, C)``."""
     scores = np.stack([np.asarray(m.scoring.score(images)) for m in class_models], axis=1)
-    return softmax(scores + biases[None], axis=1)
+    return softmax_posterior(scores, np.asarray(biases, dtype=scores.dtype))
 
 
 def check_proposition1a(class_models, log_Z, log_priors, images, biases=None,
@@ -94,7 +95,7 @@ def check_proposition1b(class_models, log_Z, log_priors, images, biases=None,
                           for m, lz, l in zip(class_models, log_Z, lp)], axis=1)
     bayes = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
     scores = np.stack([np.zeros(len(images))] + [np.asarray(m.scoring.score(images)) for m in class_models], axis=1)
-    disc = softmax(scores + np.concatenate([[0.0], biases])[None], axis=1)
+    disc = softmax_posterior(scores, np.concatenate([[0.0], biases]).astype(scores.dtype))
     gap = max(worst_mass, worst_pointwise, float(np.abs(bayes - disc).max()))
     dim = images[0].size
     return CheckResult(name, f"{dim}-D: base category q: b_c = log rho_c - log rho_1 - log Z_c",

@@ -1,0 +1,66 @@
+"""Every lesson runs as a plain script (quick mode) and writes its figures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LESSONS = sorted(Path(__file__).resolve().parent.parent.glob("lessons/[0-9][0-9]_*.py"))
+
+
+def test_twelve_lessons():
+    assert [p.name[:2] for p in LESSONS] == [f"{n:02d}" for n in range(1, 13)]
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_lesson_runs_in_quick_mode(lesson, tmp_path):
+    env = dict(os.environ, REFIMPL_LESSON_QUICK="1", REFIMPL_LESSON_OUT=str(tmp_path), MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, lesson.name], cwd=lesson.parent, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    figures = list((tmp_path / lesson.stem).glob("*.png"))
+    assert figures, "a lesson saves at least one figure"
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
+def test_lesson_reads_like_a_chapter(lesson):
+    """Percent-format cells, equations with seed 003's numbers, a summary and exercises."""
+    text = lesson.read_text()
+    assert "# %% [markdown]" in text and "\n# %%\n" in text
+    assert "Eq. (" in text
+    assert "## Summary" in text and "## Exercises" in text
+    assert f"python -m lessons.assign {int(lesson.name[:2])}" in text
+    assert "import numpy" not in text or "from refimpl" in text  # lessons call refimpl
+
+
+def test_notebooks(tmp_path):
+    pytest.importorskip("jupytext")
+    import json
+
+    from lessons.notebooks import convert
+
+    paths = convert(tmp_path)
+    assert len(paths) == len(LESSONS)
+    notebook = json.loads(paths[0].read_text())
+    kinds = {cell["cell_type"] for cell in notebook["cells"]}
+    assert kinds == {"markdown", "code"}
+    assert (tmp_path / "_lesson.py").is_file()
+
+
+def test_notebooks_without_jupytext_is_a_clear_error(monkeypatch, capsys):
+    import builtins
+
+    from lessons import notebooks
+
+    real_import = builtins.__import__
+
+    def no_jupytext(name, *args, **kwargs):
+        if name == "jupytext":
+            raise ImportError("no jupytext")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_jupytext)
+    assert notebooks.main(["--out", "unused"]) == 2
+    assert "jupytext is not installed" in capsys.readouterr().err
