@@ -20,8 +20,13 @@ def pick(full, quick):
 
 
 def figure_folder(lesson_file: str) -> Path:
-    """``runs/lessons/<lesson name>/`` (created): where a lesson's figures go."""
-    folder = Path(os.environ.get("REFIMPL_LESSON_OUT", "runs/lessons")) / Path(lesson_file).stem
+    """``<project>/runs/lessons/<lesson name>/`` (created), or under ``$REFIMPL_LESSON_OUT``.
+
+    Anchored at the project root, not the working directory, so that ``python
+    lessons/05_prototype.py`` and ``cd lessons && python 05_prototype.py`` agree.
+    """
+    default = Path(__file__).resolve().parent.parent / "runs" / "lessons"
+    folder = Path(os.environ.get("REFIMPL_LESSON_OUT", default)) / Path(lesson_file).stem
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
