@@ -61,7 +61,9 @@ def _softplus(xp, z):
 def _sigmoid(xp, z):
     """``h'(z)`` of softplus: the logistic ``1 / (1 + e^-z)``, elementwise, without overflow (Eq. (9.1))."""
     # BEGIN SOLUTION lesson 12
-    return 0.5 * (1 + xp.tanh(0.5 * z))  # = 1 / (1 + e^-z) without exp overflow
+    # exp(-log(1 + e^-z)) = 1 / (1 + e^-z): logaddexp cannot overflow, and unlike
+    # (1 + tanh(z/2)) / 2 it keeps its relative accuracy for very negative z (e^-40, not 0)
+    return xp.exp(-xp.logaddexp(0, -z))
     # END SOLUTION
 
 
