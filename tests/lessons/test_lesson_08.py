@@ -1,0 +1,304 @@
+"""Lesson 8 (maximum likelihood, Eqs. (5.8), (7.1)-(7.4), Algorithm 1): the ML gradient.
+
+Graded functions and the tests that grade them (``GRADED``, read by grade.py). The
+independent references:
+
+* ``ml_gradient``: closed forms (one ReLU filter on the line, where ``E_w[delta]`` and
+  ``E_w[delta I]`` are integrals of ``exp(f) q`` computed here by ``scipy.integrate.quad``;
+  the linear prototype, where ``p = N(sigma^2 sum_k w_k, sigma^2 I)``; parallel filters in the
+  plane, where ``p`` factorises into a 1-D model along the filters times a Gaussian across
+  them), and central finite differences (tests/gradcheck.py) of the exact mean
+  log-likelihood ``refimpl.theorems.learning.log_likelihood``, which uses ``log Z`` only;
+* ``Trainer._scaled_gradient``: ``H_obs - H_syn`` per layer written out with NumPy from
+  ``net.grad_params`` of the observed and synthesised images, the output areas from the
+  output-size formula by hand, the clipping rule by hand; the SGD step of ``Trainer.step``
+  (Algorithm 1, step 5); and, statistically, the exact expectation of ``refimpl.lowdim``.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from scipy import integrate
+
+from checks import assert_close
+from gradcheck import assert_gradient, coordinate_gradient
+from refimpl.learning import LearningConfig, Trainer
+from refimpl.lowdim import exact_distribution
+from refimpl.models import GenerativeModel, PrototypeModel
+from refimpl.theorems import instances, learning
+from strategies import prototypes
+
+GRADED = {
+    "theorems.learning.ml_gradient": ["test_ml_gradient"],
+    "learning.trainer.Trainer._scaled_gradient": ["test_scaled_gradient"],
+}
+
+QUAD = 1e-10  # scipy.integrate.quad to epsabs/epsrel 1e-13 on smooth pieces: errors of ~1e-13 seen
+
+
+# --- the ML gradient, Eqs. (5.8), (7.2) --------------------------------------------------------
+
+
+def quad_moments(w, b, sigma):
+    """``E[delta]`` and ``E[delta I]`` for ``f(I) = max(w I + b, 0)`` on the line, by quadrature.
+
+    The unnormalised density is ``exp(f(I)) q(I)`` with ``q = N(0, sigma^2)``; it is split at
+    the kink ``-b / w`` so that ``quad`` integrates two smooth functions.
+    """
+    kink = -b / w
+    norm = math.sqrt(2 * math.pi * sigma**2)
+    q = lambda t: math.exp(-t * t / (2 * sigma**2)) / norm
+    on = lambda t: math.exp(w * t + b - t * t / (2 * sigma**2)) / norm  # exp(f) q where w t + b > 0
+    opts = dict(epsabs=1e-14, epsrel=1e-13, limit=200)
+    left, right = (-np.inf, kink), (kink, np.inf)
+    on_side, off_side = (right, left) if w > 0 else (left, right)
+    mass_on = integrate.quad(on, *on_side, **opts)[0]
+    mass_off = integrate.quad(q, *off_side, **opts)[0]
+    first_on = integrate.quad(lambda t: t * on(t), *on_side, **opts)[0]
+    Z = mass_on + mass_off
+    return mass_on / Z, first_on / Z
+
+
+@pytest.mark.parametrize("w, b, sigma", [(1.3, -0.4, 1.0), (-0.8, 0.9, 0.7), (2.5, 1.5, 1.6)])
+def test_ml_gradient_one_filter_by_quadrature(w, b, sigma):
+    """Eq. (5.8) with K = 1, D = 1: data averages minus the quadrature expectations."""
+    rng = np.random.default_rng(0)
+    data = 1.5 * sigma * rng.standard_normal((7, 1))
+    model = GenerativeModel(PrototypeModel(np.array([[w]]), np.array([b])), sigma)
+    E_delta, E_delta_I = quad_moments(w, b, sigma)
+    delta = (w * data[:, 0] + b > 0).astype(float)
+    expected = np.array([np.mean(delta * data[:, 0]) - E_delta_I, np.mean(delta) - E_delta])
+    got = learning.ml_gradient(model, data, (1,))
+    assert got.shape == (2,)  # (dL/dw, dL/db): weights first, then biases
+    assert_close(got, expected, QUAD, "dL/dw")
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_ml_gradient_linear_prototype_closed_form(dim):
+    """Linear h: p = N(m, sigma^2 I), m = sigma^2 sum_k w_k; dL/dw_k = mean(I) - m, dL/db_k = 0."""
+    sigma = 0.8
+    rng = np.random.default_rng(dim)
+    W, b = rng.standard_normal((3, dim)), rng.standard_normal(3)
+    data = rng.standard_normal((9, dim)) + 0.5
+    model = GenerativeModel(PrototypeModel(W, b, activation="linear"), sigma)
+    m = sigma**2 * W.sum(axis=0)
+    expected = np.concatenate([np.tile(data.mean(axis=0) - m, 3), np.zeros(3)])
+    got = learning.ml_gradient(model, data, (dim,))
+    assert got.shape == (3 * dim + 3,)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * (1 + np.abs(expected).max()))
+
+
+def test_ml_gradient_parallel_filters_in_the_plane():
+    """Filters w_k = c_k u: p factorises into a 1-D ReLU model for t = <I, u> and N(0, sigma^2)
+    across u, so E[delta_k I] = E[delta_k t] u and E[delta_k] come from 1-D quadrature."""
+    sigma = 0.9
+    u = np.array([0.6, 0.8])
+    c, b = np.array([1.4, -0.9]), np.array([-0.3, 0.5])
+    model = GenerativeModel(PrototypeModel(c[:, None] * u[None], b), sigma)
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((6, 2))
+    # the 1-D density of t: exp(sum_k max(c_k t + b_k, 0)) N(0, sigma^2), split at both kinks
+    kinks = sorted(-b / c)
+    f1 = lambda t: np.maximum(c * t + b, 0).sum()
+    dens = lambda t: math.exp(f1(t) - t * t / (2 * sigma**2))
+    opts = dict(epsabs=1e-14, epsrel=1e-13, limit=200)
+    edges = [-np.inf] + kinks + [np.inf]
+    integral = lambda g: sum(integrate.quad(g, lo, hi, **opts)[0] for lo, hi in zip(edges[:-1], edges[1:]))
+    Z = integral(dens)
+    E_delta = np.array([integral(lambda t, k=k: float(c[k] * t + b[k] > 0) * dens(t)) / Z for k in range(2)])
+    E_delta_t = np.array([integral(lambda t, k=k: float(c[k] * t + b[k] > 0) * t * dens(t)) / Z for k in range(2)])
+    delta = (data @ model.scoring.weight.T + b > 0).astype(float)  # (M, K)
+    grad_W = delta.T @ data / len(data) - E_delta_t[:, None] * u[None]
+    grad_b = delta.mean(axis=0) - E_delta
+    got = learning.ml_gradient(model, data, (2,))
+    assert_close(got, np.concatenate([grad_W.ravel(), grad_b]), 1e-9, "dL/dw in 2-D")
+
+
+def fd_log_likelihood(model, data, event_shape, coords):
+    """Central differences of the exact L(w) along flat coordinates; None if a probe moves a
+    data point to another piece (then L is not differentiable there along that coordinate)."""
+    flat = learning.flatten(learning.current_parameters(model.scoring))
+    keys = lambda s: np.concatenate([np.asarray(d).reshape(len(data), -1) for d in
+                                     _patterns(s, data, event_shape)], axis=1)
+    base = keys(model.scoring)
+    crossed = []
+
+    def objective():
+        scoring = learning.with_flat_parameters(model.scoring, flat)
+        crossed.append(not np.array_equal(keys(scoring), base))
+        return learning.log_likelihood(scoring, model.sigma, data, event_shape)
+
+    fd = coordinate_gradient(objective, flat, coords)
+    return None if any(crossed) else fd
+
+
+def _patterns(scoring, data, event_shape):
+    pattern = scoring.activation_pattern(np.asarray(data).reshape((len(data),) + tuple(event_shape)))
+    return pattern if isinstance(pattern, list) else [pattern]
+
+
+@settings(max_examples=15)
+@given(prototypes(max_filters=4, dim=1), st.floats(0.5, 2.0), st.integers(0, 2**31 - 1))
+def test_ml_gradient_matches_finite_differences_1d(proto, sigma, seed):
+    model = GenerativeModel(proto, sigma)
+    data = 2 * sigma * np.random.default_rng(seed).standard_normal((6, 1))
+    n = len(learning.flatten((proto.weight, proto.bias)))
+    fd = fd_log_likelihood(model, data, (1,), np.arange(n))
+    assume(fd is not None)
+    assert_gradient(learning.ml_gradient(model, data, (1,)), fd, what="dL/dw (1-D prototype)")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ml_gradient_matches_finite_differences_1d_convnet(seed):
+    """A three-layer ConvNet on 1-pixel images: f piecewise linear in I, Eq. (7.2) for every layer."""
+    model, shape = instances.lowdim_convnet(np.random.default_rng(seed), 1)
+    data = 2 * model.sigma * np.random.default_rng(100 + seed).standard_normal((5,) + shape)
+    n = len(learning.flatten(model.scoring.parameters()))
+    fd = fd_log_likelihood(model, data, shape, np.arange(n))
+    assert fd is not None
+    assert_gradient(learning.ml_gradient(model, data, shape), fd, what="dL/dw (1-D ConvNet)")
+
+
+def test_negative_control_finite_differences_catch_a_missing_model_term():
+    """The reference is sharp: the data term alone (no E_w) fails the finite-difference check."""
+    proto = PrototypeModel(np.array([[0.9], [-1.2]]), np.array([0.2, -0.5]))
+    model = GenerativeModel(proto, 1.0)
+    data = 1.5 * np.random.default_rng(3).standard_normal((8, 1))
+    fd = fd_log_likelihood(model, data, (1,), np.arange(4))
+    data_term = learning.flatten(proto.grad_params(data)) / len(data)
+    with pytest.raises(AssertionError):
+        assert_gradient(data_term, fd)
+
+
+# --- H_obs - H_syn per layer (Algorithm 1, step 5) ----------------------------------------------
+
+SPEC = [(3, 3, 1, 0), (2, 3, 2, 1)]  # 9x9 images -> 7x7 -> 4x4
+AREAS = [((9 - 3) // 1 + 1) ** 2, ((7 + 2 - 3) // 2 + 1) ** 2]  # (H + 2p - k) // s + 1, by hand
+
+
+def make_trainer(**overrides):
+    values = dict(spec=SPEC, grow=False, chains=5, langevin_steps=3, step_size=0.3, sigma=1.0,
+                  learning_rate=1e-3, init_std=0.5, normalise_by_area=False, clip=None, seed=4)
+    values.update(overrides)
+    rng = np.random.default_rng(11)
+    data = rng.standard_normal((3, 1, 9, 9))
+    trainer = Trainer(LearningConfig(**values), data)
+    for layer in trainer.net.layers:  # non-zero biases, so that both ReLU states occur
+        layer.bias[...] = rng.uniform(-0.3, 0.3, layer.bias.shape)
+    trainer.chains = 1.3 * rng.standard_normal((5, 1, 9, 9))
+    return trainer
+
+
+def by_hand(trainer, area: bool, clip=None):
+    """Per layer: sum_m df(I_m)/dw / M - sum_m df(I~_m)/dw / M~, / area, then clipped."""
+    g_obs, g_syn = trainer.net.grad_params(trainer.data), trainer.net.grad_params(trainer.chains)
+    M, M_syn = len(trainer.data), len(trainer.chains)
+    out = []
+    for l, ((Wo, bo), (Ws, bs)) in enumerate(zip(g_obs, g_syn)):
+        gW, gb = np.asarray(Wo) / M - np.asarray(Ws) / M_syn, np.asarray(bo) / M - np.asarray(bs) / M_syn
+        if area:
+            gW, gb = gW / AREAS[l], gb / AREAS[l]
+        norm = np.sqrt((gW**2).sum() + (gb**2).sum())
+        if clip is not None and norm > clip:
+            gW, gb = gW * clip / norm, gb * clip / norm
+        out.append((gW, gb))
+    return g_obs, g_syn, out
+
+
+def assert_layers_close(got, expected, rtol=1e-12):
+    assert len(got) == len(expected)
+    for l, ((gW, gb), (eW, eb)) in enumerate(zip(got, expected)):
+        assert np.shape(gW) == eW.shape and np.shape(gb) == eb.shape
+        assert_close(np.concatenate([np.ravel(gW), np.ravel(gb)]), np.concatenate([eW.ravel(), eb.ravel()]),
+                     rtol, f"layer {l + 1}")
+
+
+def test_scaled_gradient_is_h_obs_minus_h_syn():
+    trainer = make_trainer()
+    assert len(trainer.data) != len(trainer.chains)  # M != M~: the two averages differ
+    g_obs, g_syn, expected = by_hand(trainer, area=False)
+    assert_layers_close(trainer._scaled_gradient(g_obs, g_syn), expected)
+
+
+def test_scaled_gradient_divides_each_layer_by_its_output_area():
+    trainer = make_trainer(normalise_by_area=True)
+    g_obs, g_syn, expected = by_hand(trainer, area=True)
+    assert_layers_close(trainer._scaled_gradient(g_obs, g_syn), expected)
+    unnormalised = make_trainer(normalise_by_area=False)._scaled_gradient(g_obs, g_syn)
+    for (gW, _), (uW, _), area in zip(trainer._scaled_gradient(g_obs, g_syn), unnormalised, AREAS):
+        assert_close(np.asarray(gW) * area, uW, 1e-12, "area factor")
+
+
+def test_scaled_gradient_clips_each_layer_to_the_given_norm():
+    """A clip between the two layers' norms shortens one layer to exactly ``clip`` and keeps
+    its direction; the other layer is untouched. Clipping acts on the area-normalised step."""
+    trainer = make_trainer(normalise_by_area=True)
+    g_obs, g_syn, plain = by_hand(trainer, area=True)
+    norms = [np.sqrt((gW**2).sum() + (gb**2).sum()) for gW, gb in plain]
+    assert not np.isclose(norms[0], norms[1])
+    clip = float(np.sqrt(norms[0] * norms[1]))  # between the two
+    trainer.config = dataclasses.replace(trainer.config, clip=clip)
+    got = trainer._scaled_gradient(g_obs, g_syn)
+    _, _, expected = by_hand(trainer, area=True, clip=clip)
+    assert_layers_close(got, expected)
+    got_norms = [np.sqrt((np.asarray(gW)**2).sum() + (np.asarray(gb)**2).sum()) for gW, gb in got]
+    assert abs(max(got_norms) - clip) <= 1e-12 * clip  # the longer layer now has norm clip
+    assert abs(min(got_norms) - min(norms)) <= 1e-12 * min(norms)  # the shorter one is unchanged
+    # a clip above both norms changes nothing
+    trainer.config = dataclasses.replace(trainer.config, clip=2 * max(norms))
+    assert_layers_close(trainer._scaled_gradient(g_obs, g_syn), plain)
+
+
+def test_scaled_gradient_vanishes_when_the_chains_repeat_the_data():
+    """H_syn over each observed image taken twice is H_obs: per-image averages, not sums."""
+    trainer = make_trainer(normalise_by_area=True)
+    trainer.chains = np.concatenate([trainer.data, trainer.data])
+    g_obs, g_syn = trainer.net.grad_params(trainer.data), trainer.net.grad_params(trainer.chains)
+    for (gW, gb), (Wo, bo) in zip(trainer._scaled_gradient(g_obs, g_syn), g_obs):
+        scale = np.abs(Wo).sum() + np.abs(bo).sum()
+        assert np.abs(gW).max() <= 1e-13 * scale and np.abs(gb).max() <= 1e-13 * scale
+
+
+def test_scaled_gradient_is_the_sgd_step_of_algorithm_1():
+    """One ``Trainer.step`` with SGD: w_new - w_old = eta (H_obs - H_syn) / area, evaluated at the
+    old parameters on the data and on the chains the step synthesised."""
+    eta = 1e-3
+    trainer = make_trainer(normalise_by_area=True, learning_rate=eta)
+    old = trainer.net.copy()
+    trainer.step()
+    g_obs, g_syn = old.grad_params(trainer.data), old.grad_params(trainer.chains)
+    M, M_syn = len(trainer.data), len(trainer.chains)
+    for l, ((Wn, bn), (Wo, bo), (go_W, go_b), (gs_W, gs_b)) in enumerate(
+            zip(trainer.net.parameters(), old.parameters(), g_obs, g_syn)):
+        expected_W = eta * (go_W / M - gs_W / M_syn) / AREAS[l]
+        expected_b = eta * (go_b / M - gs_b / M_syn) / AREAS[l]
+        assert_close(np.concatenate([(Wn - Wo).ravel(), bn - bo]),
+                     np.concatenate([expected_W.ravel(), expected_b]), 1e-10, f"layer {l + 1} step")
+
+
+def test_scaled_gradient_with_exact_samples_estimates_the_ml_gradient():
+    """On 1-pixel images a one-layer net of 1x1 filters is a 1-D prototype; with chains drawn
+    exactly from p, H_obs - H_syn is within 5 standard errors of the exact Eq. (7.2)
+    (E_w[df/dw] from the exact piece masses and means of refimpl.lowdim)."""
+    config = LearningConfig(spec=[(3, 1, 1, 0)], grow=False, chains=1, sigma=1.0, normalise_by_area=True)
+    data = np.random.default_rng(2).standard_normal((40, 1, 1, 1)) + 0.5
+    trainer = Trainer(config, data)
+    # filters pointing both ways, kinks at -0.25, -0.5 and 1.6: every unit is on and off often
+    trainer.net = learning.with_flat_parameters(trainer.net, np.array([0.8, -1.2, 0.5, 0.2, -0.6, -0.8]))
+    exact = exact_distribution(GenerativeModel(trainer.net, 1.0), (1, 1, 1))
+    target = learning.flatten(trainer.net.grad_params(data)) / len(data) - learning.flatten(exact.expected_param_grads())
+    n = 200000
+    trainer.chains = exact.sample(n, np.random.default_rng(9)).reshape(n, 1, 1, 1)
+    estimate = learning.flatten(trainer._scaled_gradient(trainer.net.grad_params(data),
+                                                         trainer.net.grad_params(trainer.chains)))
+    # per-sample df/dw of the chains, for the standard error: delta_k I and delta_k
+    I = trainer.chains.reshape(n)
+    W = trainer.net.layers[0].weight.reshape(3)
+    delta = (np.outer(I, W) + trainer.net.layers[0].bias > 0).astype(float)
+    per_sample = np.concatenate([delta * I[:, None], delta], axis=1)
+    se = per_sample.std(axis=0, ddof=1) / np.sqrt(n)
+    assert np.all(np.abs(estimate - target) <= 5 * se + 1e-12)
