@@ -108,9 +108,8 @@ class PrototypeModel:
         return self.activation_pattern(I) @ self.weight
 
     def score_and_grad_input(self, I):
-        r = self.responses(I)
-        xp = self.xp
-        return self.activation.h(xp, r).sum(axis=1), self.activation.h_prime(xp, r) @ self.weight
+        """``(f(I) (M,), df/dI (M, D))``; the samplers' interface (the responses are cheap to recompute)."""
+        return self.score(I), self.grad_input(I)
 
     def piece_from_pattern(self, pattern):
         """``(alpha, B) = (sum_k delta_k b_k, sum_k delta_k w_k)`` for patterns ``(M, K)``, Eq. (5.5)."""
