@@ -25,12 +25,20 @@ def convert(out) -> list:
     paths = []
     for lesson in sorted(LESSONS.glob("[0-9][0-9]_*.py")):
         notebook = jupytext.read(lesson, fmt="py:percent")
+        notebook.cells.insert(0, _name_cell(lesson.name))
         path = out / f"{lesson.stem}.ipynb"
         jupytext.write(notebook, path)
         paths.append(path)
     # the notebooks import the lessons' helper, so it travels with them
     (out / "_lesson.py").write_text((LESSONS / "_lesson.py").read_text())
     return paths
+
+
+def _name_cell(filename: str):
+    """A first code cell that defines ``__file__``, which a kernel lacks and the lessons pass to ``save``."""
+    from nbformat.v4 import new_code_cell
+
+    return new_code_cell(f'__file__ = "{filename}"  # the lesson\'s name: its figures go to runs/lessons/<name>/')
 
 
 def main(argv=None) -> int:

@@ -49,6 +49,26 @@ def test_notebooks(tmp_path):
     assert (tmp_path / "_lesson.py").is_file()
 
 
+def test_notebook_code_runs_without_a_script_file(tmp_path):
+    """A kernel has no ``__file__``; the exported notebook's code must run all the same."""
+    pytest.importorskip("jupytext")
+    import json
+
+    from lessons.notebooks import convert
+
+    paths = convert(tmp_path / "nb")
+    cells = json.loads(paths[0].read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    env = dict(os.environ, REFIMPL_LESSON_QUICK="1", REFIMPL_LESSON_OUT=str(tmp_path / "out"), MPLBACKEND="Agg")
+    run = lambda source: subprocess.run([sys.executable, "-c", source], cwd=tmp_path / "nb", env=env,
+                                        capture_output=True, text=True, timeout=300)
+    result = run(code)  # python -c: no __file__, as in a kernel
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "out" / paths[0].stem).glob("*.png"))
+    without_name_cell = "\n".join("".join(c["source"]) for c in cells[1:] if c["cell_type"] == "code")
+    assert "__file__" in run(without_name_cell).stderr  # negative control: the first cell is what makes it work
+
+
 def test_notebooks_without_jupytext_is_a_clear_error(monkeypatch, capsys):
     import builtins
 
