@@ -148,10 +148,8 @@ fig = plotting.image_grid(images, titles, columns=4, scale=2.2)
 save(fig, __file__, "samples_per_stage")
 
 # %% [markdown]
-# After stage 1 the chains are still mostly noise with a faint 3: one layer of 3 x 3 filters
-# under the template learns slowly from its start (the product of two small factors, see
-# the learning curves). From stage 2 on, the chains are 3s, in the training images' place
-# and style. They are also much alike: with $\sigma = 1$ on intensities of about 100, each
+# Already after stage 1 (one layer of 3 x 3 filters under the template) the chains show a
+# 3; stages 2 and 3 sharpen it. The chains are 3s in the training images' place and style. They are also much alike: with $\sigma = 1$ on intensities of about 100, each
 # piece's Gaussian, Theorem 1, is very narrow around its mean $\sigma^2\mathbf{B}$, and an
 # aligned template has few pieces that fit the data. The paper's samples (Fig. 7) share this
 # look of a sharpened average.
@@ -293,13 +291,13 @@ for stage in (1, 2, 3):
           f"energy data/samples {h['energy_data'][at[-1]]:.3g} / {h['energy_samples'][at[-1]]:.3g}")
 
 # %% [markdown]
-# In stage 1 the mismatch barely falls and the samples' energy stays near that of noise,
-# far from the data's: $f = \langle w^{\rm top}, h(w^{(1)} * \mathbf{I})\rangle$ is a product of
-# the first layer's weights (started at 0.01) and the top filter's, so each factor's gradient
-# is scaled by the other, small one: learning starts near a saddle and needs most of the
-# stage to get going. In stage 2 the new layer and the re-created top filter start at the
-# He scale, the mismatch falls by two orders of magnitude, and the samples' energy reaches
-# the data's. Stage 3 refines. As with textures, the mismatch stays noisy: 16 chains, 10
+# In stage 1, $f = \langle w^{\rm top}, h(w^{(1)} * \mathbf{I})\rangle$ is a product of the
+# first layer's weights (started at 0.01) and the top filter's, so each factor's gradient is
+# scaled by the other, small one: learning starts near a saddle. The preset therefore gives
+# the top filter the first layer's learning rate, $10^{-3}$; with the $10^{-4}$ of the middle
+# layers, stage 1 stalls (relative mismatch 0.97 after 100 iterations instead of 0.03,
+# measured; exercise 5 lets you see it). Stages 2 and 3 add layers at the He scale and
+# refine. As with textures, the mismatch stays noisy: 16 chains, 10
 # Langevin steps apart.
 #
 # ## Summary
@@ -333,6 +331,10 @@ for stage in (1, 2, 3):
 # 4. Count parameters: how many weights does the top filter of the paper's network
 #    (`object-paper`: 224 x 224 images, layers 7x7 stride 2 / 5x5 / 3x3, no padding) have?
 #    (Use `ConvNet.feature_shapes`.)
-# 5. **Assignment:** `python -m lessons.assign 10 --out lesson10`: write
+# 5. Run the preset with the top filter at the middle layers' rate,
+#    `preset_config("object", learning_rate=[1e-3, 1e-4, 1e-4, 1e-4])`, and plot stage 1's
+#    mismatch. Why does the product $\langle w^{\rm top}, h(w^{(1)} * \mathbf{I})\rangle$ start
+#    so slowly from small weights, and why does a larger rate for either factor cure it?
+# 6. **Assignment:** `python -m lessons.assign 10 --out lesson10`: write
 #    `refimpl.learning.trainer.Trainer._top_filter` from its docstring and this lesson, then
 #    run `python grade.py` in that folder.
