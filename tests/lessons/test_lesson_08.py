@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from scipy import integrate
 
 from checks import assert_close
-from gradcheck import assert_gradient, coordinate_gradient
+from gradcheck import ROUNDING_ULPS, STEP, assert_gradient, coordinate_gradient
 from refimpl.learning import LearningConfig, Trainer
 from refimpl.lowdim import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
@@ -133,6 +133,10 @@ def fd_log_likelihood(model, data, event_shape, coords):
         return learning.log_likelihood(scoring, model.sigma, data, event_shape)
 
     fd = coordinate_gradient(objective, flat, coords)
+    # log Z is the log of a sum of piece masses of order Z, so it is rounded to ~eps absolutely
+    # even when L itself is ~0 (units almost never on: Z = 1 + 1e-23 rounds to 1): the
+    # floor is at least that of a value of size 1, else a 1e-23 gradient "fails" against 0
+    fd.noise = max(fd.noise, ROUNDING_ULPS * np.finfo(np.float64).eps / STEP)
     return None if any(crossed) else fd
 
 
