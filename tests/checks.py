@@ -62,3 +62,29 @@ def assert_piece_identity(f, alpha, B, I, rtol: float = EXACT) -> float:
     res = piece_residual(f, alpha, B, I)
     assert res <= rtol, f"f = alpha + <I, B>: residual {res:.3e} exceeds {rtol:.0e}"
     return res
+
+
+# --- independent references written as loops ----------------------------------------------
+
+
+def max_pool_loops(x, size: int, stride: int):
+    """Max pooling as loops: ``(y, arg)``, window by window, ``numpy.argmax`` of the flattened
+    window (the first maximum wins a tie); ``arg`` holds flat ``H * W`` indices of the winners."""
+    n, c, h, w = x.shape
+    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
+    y, arg = np.empty((n, c, ho, wo), dtype=x.dtype), np.empty((n, c, ho, wo), dtype=np.int64)
+    for a, b, i, j in np.ndindex(n, c, ho, wo):
+        window = x[a, b, i * stride : i * stride + size, j * stride : j * stride + size]
+        k = int(np.argmax(window))
+        y[a, b, i, j] = window.flat[k]
+        arg[a, b, i, j] = (i * stride + k // size) * w + j * stride + k % size
+    return y, arg
+
+
+def max_pool_adjoint_loops(dy, arg, shape):
+    """Arg-max retrieval as loops: each coefficient ``dy`` added at its winner in ``shape``."""
+    out = np.zeros(shape)
+    w = shape[3]
+    for a, b, i, j in np.ndindex(*dy.shape):
+        out[a, b, arg[a, b, i, j] // w, arg[a, b, i, j] % w] += dy[a, b, i, j]
+    return out

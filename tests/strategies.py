@@ -205,3 +205,22 @@ def softplus_net(net):
 
     return ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus")
                     for l in net.layers])
+
+
+@st.composite
+def pool_problems(draw, max_image: int = 12, ties: bool = True):
+    """``(x (N, C, H, W), size, stride, dy (N, C, Ho, Wo))`` for max pooling (section 9).
+
+    With ``ties`` half the examples are rounded to a few distinct values, so windows with
+    several maxima are common. ``Ho = (H - size) // stride + 1``, written out here rather than
+    taken from refimpl.
+    """
+    size, stride = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    h, w = draw(st.integers(size, max_image)), draw(st.integers(size, max_image))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(seeds))
+    x = rng.standard_normal((n, c, h, w))
+    if ties and draw(st.booleans()):
+        x = np.round(x)  # a few distinct values: many ties
+    dy = rng.standard_normal((n, c, (h - size) // stride + 1, (w - size) // stride + 1))
+    return x, size, stride, dy

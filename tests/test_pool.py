@@ -8,57 +8,18 @@ pooling must fail, which shows the check can fail.
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from checks import EXACT, assert_adjoint, assert_close, inner_residual
+from checks import EXACT, assert_adjoint, assert_close, inner_residual, max_pool_adjoint_loops, max_pool_loops
 from gradcheck import assert_gradient, input_gradient
-from refimpl.conv import max_pool2d, max_pool2d_adjoint, pool_output_size
-
-
-def loops(x, size, stride):
-    """Max pooling written as loops: window by window, ``numpy.argmax`` of the flattened window."""
-    n, c, h, w = x.shape
-    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
-    y, arg = np.empty((n, c, ho, wo)), np.empty((n, c, ho, wo), dtype=np.int64)
-    for a in range(n):
-        for b in range(c):
-            for i in range(ho):
-                for j in range(wo):
-                    window = x[a, b, i * stride : i * stride + size, j * stride : j * stride + size]
-                    k = int(np.argmax(window))
-                    y[a, b, i, j] = window.flat[k]
-                    arg[a, b, i, j] = (i * stride + k // size) * w + j * stride + k % size
-    return y, arg
-
-
-def loops_adjoint(dy, arg, shape):
-    """The adjoint as loops: each pooled value's coefficient added at its winner."""
-    out = np.zeros(shape)
-    n, c, h, w = shape
-    for a, b, i, j in np.ndindex(*dy.shape):
-        out[a, b, arg[a, b, i, j] // w, arg[a, b, i, j] % w] += dy[a, b, i, j]
-    return out
-
-
-@st.composite
-def pool_problems(draw, max_image: int = 12, ties: bool = True):
-    size = draw(st.integers(1, 4))
-    stride = draw(st.integers(1, 4))
-    h, w = draw(st.integers(size, max_image)), draw(st.integers(size, max_image))
-    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.standard_normal((n, c, h, w))
-    if ties and draw(st.booleans()):  # ties: a few distinct values only
-        x = np.round(x)
-    dy = rng.standard_normal((n, c, pool_output_size(h, size, stride), pool_output_size(w, size, stride)))
-    return x, size, stride, dy
+from refimpl.conv import max_pool2d, max_pool2d_adjoint
+from strategies import pool_problems
 
 
 @given(pool_problems())
 def test_forward_equals_loops(p):
     x, size, stride, _ = p
     y, arg = max_pool2d(x, size, stride)
-    y_ref, arg_ref = loops(x, size, stride)
+    y_ref, arg_ref = max_pool_loops(x, size, stride)
     assert np.array_equal(y, y_ref)
     assert np.array_equal(arg, arg_ref)  # ties included: first maximum in row-major order
     assert arg.dtype == np.int64
@@ -68,7 +29,7 @@ def test_forward_equals_loops(p):
 def test_adjoint_equals_loops(p):
     x, size, stride, dy = p
     _, arg = max_pool2d(x, size, stride)
-    assert_close(max_pool2d_adjoint(dy, arg, x.shape), loops_adjoint(dy, arg, x.shape), EXACT)
+    assert_close(max_pool2d_adjoint(dy, arg, x.shape), max_pool_adjoint_loops(dy, arg, x.shape), EXACT)
 
 
 @given(pool_problems())

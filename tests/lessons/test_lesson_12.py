@@ -14,16 +14,16 @@ functions) to build networks by hand, and central finite differences (tests/grad
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from checks import EXACT, FINITE_DIFFERENCE, assert_adjoint, assert_close, inner_residual
+from checks import (EXACT, FINITE_DIFFERENCE, assert_adjoint, assert_close, inner_residual,
+                    max_pool_adjoint_loops, max_pool_loops)
 from gradcheck import assert_gradient, input_gradient
 from refimpl import ConvLayer, ConvNet
 from refimpl.conv import conv2d, conv2d_adjoint, max_pool2d, max_pool2d_adjoint
 from refimpl.convnet.layer import _sigmoid, _softplus
 from refimpl.models import GenerativeModel
 from refimpl.theorems import smooth
-from strategies import networks, seeds
+from strategies import networks, pool_problems
 
 GRADED = {
     "convnet.layer._softplus": ["test_softplus"],
@@ -224,45 +224,10 @@ def test_negative_control_gradient_check_sees_a_wrong_derivative():
 # --- max_pool2d ------------------------------------------------------------------------------
 
 
-def loops(x, size, stride):
-    """Max pooling as loops: window by window, numpy.argmax of the flattened window (first max)."""
-    n, c, h, w = x.shape
-    ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
-    y, arg = np.empty((n, c, ho, wo), dtype=x.dtype), np.empty((n, c, ho, wo), dtype=np.int64)
-    for a, b, i, j in np.ndindex(n, c, ho, wo):
-        window = x[a, b, i * stride : i * stride + size, j * stride : j * stride + size]
-        k = int(np.argmax(window))
-        y[a, b, i, j] = window.flat[k]
-        arg[a, b, i, j] = (i * stride + k // size) * w + j * stride + k % size
-    return y, arg
-
-
-def loops_adjoint(dy, arg, shape):
-    """Arg-max retrieval as loops: each coefficient added at its winner."""
-    out = np.zeros(shape)
-    w = shape[3]
-    for a, b, i, j in np.ndindex(*dy.shape):
-        out[a, b, arg[a, b, i, j] // w, arg[a, b, i, j] % w] += dy[a, b, i, j]
-    return out
-
-
 def select(v, arg):
     """P_a v: the entries of each plane v[n, c] at the flat indices arg[n, c] (linear in v)."""
     n, c = arg.shape[:2]
     return np.take_along_axis(v.reshape(n, c, -1), arg.reshape(n, c, -1), axis=2).reshape(arg.shape)
-
-
-@st.composite
-def pool_problems(draw, max_image: int = 11, ties: bool = True):
-    size, stride = draw(st.integers(1, 4)), draw(st.integers(1, 4))
-    h, w = draw(st.integers(size, max_image)), draw(st.integers(size, max_image))
-    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
-    rng = np.random.default_rng(draw(seeds))
-    x = rng.standard_normal((n, c, h, w))
-    if ties and draw(st.booleans()):
-        x = np.round(x)  # a few distinct values: many ties
-    dy = rng.standard_normal((n, c, (h - size) // stride + 1, (w - size) // stride + 1))
-    return x, size, stride, dy
 
 
 X = np.array([[1.0, 5.0, 2.0, 0.0],
@@ -290,7 +255,7 @@ def test_pool_forward_by_hand():
 def test_pool_forward_equals_loops(p):
     x, size, stride, _ = p
     y, arg = max_pool2d(x, size, stride)
-    y_ref, arg_ref = loops(x, size, stride)
+    y_ref, arg_ref = max_pool_loops(x, size, stride)
     assert np.array_equal(y, y_ref)
     assert np.array_equal(arg, arg_ref)  # ties included
     assert np.array_equal(select(x, arg), y)  # the winners hold the maxima
@@ -299,7 +264,7 @@ def test_pool_forward_equals_loops(p):
 def test_pool_forward_default_stride_and_dtype():
     x = np.random.default_rng(6).standard_normal((2, 3, 9, 7)).astype(np.float32)
     y, arg = max_pool2d(x, 3)  # stride defaults to the window size
-    y_ref, arg_ref = loops(x, 3, 3)
+    y_ref, arg_ref = max_pool_loops(x, 3, 3)
     assert y.shape == (2, 3, 3, 2) and y.dtype == np.float32
     assert np.array_equal(y, y_ref) and np.array_equal(arg, arg_ref)
 
@@ -323,10 +288,10 @@ def test_pool_adjoint_by_hand():
 def test_pool_adjoint_equals_loops(p):
     """At the loops' own winners, and at arbitrary indices (collisions included)."""
     x, size, stride, dy = p
-    _, arg = loops(x, size, stride)
-    assert_close(max_pool2d_adjoint(dy, arg, x.shape), loops_adjoint(dy, arg, x.shape), EXACT)
+    _, arg = max_pool_loops(x, size, stride)
+    assert_close(max_pool2d_adjoint(dy, arg, x.shape), max_pool_adjoint_loops(dy, arg, x.shape), EXACT)
     anywhere = np.random.default_rng(int(abs(dy).sum() * 1e6) % 2**32).integers(0, x.shape[2] * x.shape[3], dy.shape)
-    assert_close(max_pool2d_adjoint(dy, anywhere, x.shape), loops_adjoint(dy, anywhere, x.shape), EXACT)
+    assert_close(max_pool2d_adjoint(dy, anywhere, x.shape), max_pool_adjoint_loops(dy, anywhere, x.shape), EXACT)
 
 
 @settings(max_examples=60)
@@ -334,7 +299,7 @@ def test_pool_adjoint_equals_loops(p):
 def test_pool_adjoint_identity_at_fixed_argmax(p):
     """<P_a x', y> = <x', P_a^T y> for the selection P_a of fixed winners and any x'."""
     x, size, stride, dy = p
-    _, arg = loops(x, size, stride)
+    _, arg = max_pool_loops(x, size, stride)
     other = np.random.default_rng(0).standard_normal(x.shape)
     assert_adjoint(lambda v: select(v, arg), lambda d: max_pool2d_adjoint(d, arg, x.shape), other, dy)
 
@@ -417,15 +382,15 @@ def test_pool_network_is_piecewise_linear(seed):
 def test_negative_control_adjoint_identity_catches_a_shifted_winner():
     x = np.random.default_rng(1).standard_normal((1, 2, 6, 6))
     dy = np.random.default_rng(2).standard_normal((1, 2, 3, 3))
-    _, arg = loops(x, 2, 2)
-    wrong = loops_adjoint(dy, (arg + 1) % 36, x.shape)  # each coefficient one pixel off
+    _, arg = max_pool_loops(x, 2, 2)
+    wrong = max_pool_adjoint_loops(dy, (arg + 1) % 36, x.shape)  # each coefficient one pixel off
     assert inner_residual(select(x, arg) * dy, x * wrong) > 1e-3
 
 
 def test_negative_control_gradient_check_sees_average_pooling():
     """Spreading each coefficient over its window (average pooling's adjoint) is not max pooling's."""
     x = np.random.default_rng(3).standard_normal((1, 1, 4, 4))
-    fd = input_gradient(lambda b: np.array([loops(v[None], 2, 2)[0].sum() for v in b]), x[0])
+    fd = input_gradient(lambda b: np.array([max_pool_loops(v[None], 2, 2)[0].sum() for v in b]), x[0])
     with pytest.raises(AssertionError):
         assert_gradient(np.full((1, 4, 4), 0.25), fd)
-    assert_gradient(loops_adjoint(np.ones((1, 1, 2, 2)), loops(x, 2, 2)[1], x.shape)[0], fd)
+    assert_gradient(max_pool_adjoint_loops(np.ones((1, 1, 2, 2)), max_pool_loops(x, 2, 2)[1], x.shape)[0], fd)
