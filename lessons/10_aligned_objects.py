@@ -171,10 +171,10 @@ fig = plotting.image_grid(weights, [f"top weights, channel {i}" for i in range(t
                           columns=4, signed=True, scale=2.2)
 save(fig, __file__, "top_filter_weights")
 
-B_data = trainer.net.grad_input(data[:2])
+recon = trainer.model().piece_mean(data[:2])  # sigma^2 B_{w, delta(I)}
 B_syn = trainer.net.grad_input(trainer.chains[:2])
-recon = config.sigma**2 * B_data
-shown = [raw[0], recon[0] + mean[0], raw[1], recon[1] + mean[0], B_syn[0], B_syn[1]]
+recon_raw = runs.to_raw(config, recon, mean)
+shown = [raw[0], recon_raw[0], raw[1], recon_raw[1], B_syn[0], B_syn[1]]
 fig = plotting.image_grid(shown, ["train 0", "sigma^2 B (train 0) + mean", "train 1", "sigma^2 B (train 1) + mean",
                                   "B at sample 0", "B at sample 1"], columns=6, scale=2.2)
 save(fig, __file__, "template_in_image_space")

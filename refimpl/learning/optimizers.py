@@ -12,7 +12,7 @@ class Ascent:
     """``w <- w + eta_l * step(g)`` per layer ``l``: ``step(g) = g`` (SGD, Algorithm 1) or Adam's.
 
     Adam (Kingma & Ba) with the usual ``beta1 = 0.9``, ``beta2 = 0.999``, ``eps = 1e-8``, applied
-    to the ascent direction ``g = H_obs - H_syn``.
+    to the ascent direction ``g = H_obs - H_syn``, the Monte Carlo estimate of Eq. (7.2).
     """
 
     def __init__(self, kind: str = "sgd", beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
