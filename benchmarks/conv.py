@@ -331,8 +331,11 @@ def measure_torch(torch, p: Problem, op: str, repeats: int) -> dict:
         reference = fn().numpy()
     ours = kernel(fast, op)(p.geom, *op_args(op, p.x, p.w, p.y))
     diff = np.max(np.abs(ours - reference)) / np.max(np.abs(reference))
-    return {**asdict(timing), "gflops_best": gflops(p.geom.flops, timing.best),
-            "max_rel_diff": float(diff)}
+    return {
+        **asdict(timing),
+        "gflops_best": gflops(p.geom.flops, timing.best),
+        "max_rel_diff": float(diff),
+    }
 
 
 def gemm_operands(rng, op: str, m: int, k: int, n: int, dtype: str):
@@ -341,6 +344,7 @@ def gemm_operands(rng, op: str, m: int, k: int, n: int, dtype: str):
     forward: ``W (M,K) @ S (K,N)``; grad_input: ``W.T (K,M) @ dY (M,N)``;
     grad_weight: ``dY (M,N) @ S.T (N,K)``. Transposes are views, as in ``fast``.
     """
+
     def rand(*shape):
         return rng.standard_normal(shape).astype(dtype)
 
@@ -402,8 +406,9 @@ def measure_row(p: Problem, op: str, args, torch, peak: dict, clock: PartClock) 
     flops = p.geom.flops
     timing = clock.run("fast", measure_fast, p, op, args.repeats)
     naive_result = None if args.no_naive else clock.run("naive", measure_naive, p, op)
-    torch_result = None if torch is None else clock.run("torch", measure_torch, torch, p, op,
-                                                        args.repeats)
+    torch_result = (
+        None if torch is None else clock.run("torch", measure_torch, torch, p, op, args.repeats)
+    )
     plan_gemm = clock.run("gemm", measure_plan_gemm, p, op, args.repeats)
     fast_rate = gflops(flops, timing.best)
     torch_rate = None if torch_result is None else torch_result["gflops_best"]
@@ -416,8 +421,11 @@ def measure_row(p: Problem, op: str, args, torch, peak: dict, clock: PartClock) 
         "plan": p.plan.name,
         "plan_overhead": p.plan.overhead,
         "naive": naive_result,
-        "fast": {**asdict(timing), "gflops_best": fast_rate,
-                 "gflops_median": gflops(flops, timing.median)},
+        "fast": {
+            **asdict(timing),
+            "gflops_best": fast_rate,
+            "gflops_median": gflops(flops, timing.median),
+        },
         "torch": torch_result,
         "square_gemm": peak,
         "plan_gemm": plan_gemm,
@@ -431,8 +439,9 @@ def measure_row(p: Problem, op: str, args, torch, peak: dict, clock: PartClock) 
 
 def run_speed(args, torch, clock: PartClock) -> list:
     """Measure every selected (layer, dtype, op); prints progress to stderr."""
-    peaks = {dtype: clock.run("gemm", measure_square_gemm, dtype, args.repeats)
-             for dtype in args.dtypes}
+    peaks = {
+        dtype: clock.run("gemm", measure_square_gemm, dtype, args.repeats) for dtype in args.dtypes
+    }
     rows = []
     for layer in args.layers:
         for dtype in args.dtypes:
@@ -440,8 +449,11 @@ def run_speed(args, torch, clock: PartClock) -> list:
             for op in args.ops:
                 rows.append(measure_row(problem, op, args, torch, peaks[dtype], clock))
                 r = rows[-1]
-                print(f"  {layer} {dtype} {op}: fast {r['fast']['gflops_best']:.1f} GFLOP/s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {layer} {dtype} {op}: fast {r['fast']['gflops_best']:.1f} GFLOP/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             del problem  # free the big arrays before the next shape
             gc.collect()
     return rows
@@ -534,7 +546,7 @@ def fmt(value, digits: int = 1, suffix: str = "") -> str:
 
 
 def verdict(ok) -> str:
-    """"PASS", "FAIL" or "n/a" (None: not measured)."""
+    """ "PASS", "FAIL" or "n/a" (None: not measured)."""
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
@@ -544,17 +556,38 @@ def table_row(r: dict) -> list:
     torch_rate = None if r["torch"] is None else r["torch"]["gflops_best"]
     targets = f"peak {verdict(r['targets']['peak'])}, torch {verdict(r['targets']['torch'])}"
     return [
-        r["layer"], r["dtype"], r["op"], r["plan"],
-        fmt(naive_rate, 3), fmt(r["fast"]["gflops_best"]), fmt(r["fast"]["gflops_median"]),
-        fmt(torch_rate), fmt(r["square_gemm"]["gflops"]), fmt(r["plan_gemm"]["gflops"]),
-        fmt(r["fast_over_peak"], 2), fmt(r["fast_over_gemm"], 2),
-        fmt(r["fast_over_torch"], 2), targets,
+        r["layer"],
+        r["dtype"],
+        r["op"],
+        r["plan"],
+        fmt(naive_rate, 3),
+        fmt(r["fast"]["gflops_best"]),
+        fmt(r["fast"]["gflops_median"]),
+        fmt(torch_rate),
+        fmt(r["square_gemm"]["gflops"]),
+        fmt(r["plan_gemm"]["gflops"]),
+        fmt(r["fast_over_peak"], 2),
+        fmt(r["fast_over_gemm"], 2),
+        fmt(r["fast_over_torch"], 2),
+        targets,
     ]
 
 
 TABLE_HEADERS = [
-    "layer", "dtype", "op", "plan", "naive*", "fast (best)", "fast (median)", "torch",
-    "square GEMM", "same-shape GEMM", "fast/peak", "fast/GEMM", "fast/torch", "targets",
+    "layer",
+    "dtype",
+    "op",
+    "plan",
+    "naive*",
+    "fast (best)",
+    "fast (median)",
+    "torch",
+    "square GEMM",
+    "same-shape GEMM",
+    "fast/peak",
+    "fast/GEMM",
+    "fast/torch",
+    "targets",
 ]
 
 
@@ -562,12 +595,15 @@ def noisy_rows(rows: list) -> list:
     """Rows where fast, torch or the same-shape GEMM has median > ``NOISY_SPREAD`` x best."""
     flagged = []
     for r in rows:
-        spreads = {"fast": r["fast"]["median"] / r["fast"]["best"],
-                   "GEMM": r["plan_gemm"]["median_s"] / r["plan_gemm"]["best_s"]}
+        spreads = {
+            "fast": r["fast"]["median"] / r["fast"]["best"],
+            "GEMM": r["plan_gemm"]["median_s"] / r["plan_gemm"]["best_s"],
+        }
         if r["torch"] is not None:
             spreads["torch"] = r["torch"]["median"] / r["torch"]["best"]
-        noisy = [f"{name} {spread:.2f}x" for name, spread in spreads.items()
-                 if spread > NOISY_SPREAD]
+        noisy = [
+            f"{name} {spread:.2f}x" for name, spread in spreads.items() if spread > NOISY_SPREAD
+        ]
         if noisy:
             flagged.append(f"{r['layer']} {r['dtype']} {r['op']} ({', '.join(noisy)})")
     return flagged
@@ -576,12 +612,15 @@ def noisy_rows(rows: list) -> list:
 def summary_lines(rows: list, memory: dict | None) -> list:
     """Counts of rows meeting each target, and the memory verdict."""
     lines = []
-    for name, text in (("peak", f"fast >= {TARGET_PEAK_FRACTION:.0%} of square GEMM"),
-                       ("torch", "fast >= 1.0x torch (float64) / 0.7x (float32)")):
+    for name, text in (
+        ("peak", f"fast >= {TARGET_PEAK_FRACTION:.0%} of square GEMM"),
+        ("torch", "fast >= 1.0x torch (float64) / 0.7x (float32)"),
+    ):
         measured = [r for r in rows if r["targets"][name] is not None]
         passed = sum(r["targets"][name] for r in measured)
-        failed = [f"{r['layer']} {r['dtype']} {r['op']}" for r in measured
-                  if not r["targets"][name]]
+        failed = [
+            f"{r['layer']} {r['dtype']} {r['op']}" for r in measured if not r["targets"][name]
+        ]
         line = f"- {text}: {passed}/{len(measured)} rows PASS"
         if not measured:
             line = f"- {text}: not measured"
@@ -590,16 +629,24 @@ def summary_lines(rows: list, memory: dict | None) -> list:
         lines.append(line)
     checked = [r for r in rows if r["torch"] is not None]
     if checked:
-        worst = {dtype: max(r["torch"]["max_rel_diff"] for r in checked if r["dtype"] == dtype)
-                 for dtype in dict.fromkeys(r["dtype"] for r in checked)}
-        lines.append("- fast vs torch results, max relative difference: "
-                     + ", ".join(f"{diff:.1e} ({dtype})" for dtype, diff in worst.items()))
+        worst = {
+            dtype: max(r["torch"]["max_rel_diff"] for r in checked if r["dtype"] == dtype)
+            for dtype in dict.fromkeys(r["dtype"] for r in checked)
+        }
+        lines.append(
+            "- fast vs torch results, max relative difference: "
+            + ", ".join(f"{diff:.1e} ({dtype})" for dtype, diff in worst.items())
+        )
     noisy = noisy_rows(rows)
-    lines.append(f"- timing noise (median > {NOISY_SPREAD}x best): "
-                 + ("; ".join(noisy) + "; rerun before quoting these rows" if noisy else "none"))
+    lines.append(
+        f"- timing noise (median > {NOISY_SPREAD}x best): "
+        + ("; ".join(noisy) + "; rerun before quoting these rows" if noisy else "none")
+    )
     if memory is not None:
-        lines.append(f"- memory at {MEMORY_LAYER} {MEMORY_DTYPE} < {TARGET_MEMORY_MB:.0f} MB: "
-                     + ("error" if "error" in memory else verdict(memory["pass"])))
+        lines.append(
+            f"- memory at {MEMORY_LAYER} {MEMORY_DTYPE} < {TARGET_MEMORY_MB:.0f} MB: "
+            + ("error" if "error" in memory else verdict(memory["pass"]))
+        )
     return lines
 
 
@@ -638,13 +685,15 @@ def memory_lines(memory: dict | None) -> list:
     ]
 
 
-def report(env: dict, rows: list, memory: dict | None, parts: dict, total: float,
-           cpu: dict) -> str:
+def report(env: dict, rows: list, memory: dict | None, parts: dict, total: float, cpu: dict) -> str:
     """The whole Markdown report: header, table, notes, memory, summary, run time."""
-    title = "# Convolution benchmark" + (" (QUICK RUN: smoke test, do not quote)"
-                                         if env["quick"] else "")
-    header = [f"- {key}: {env[key]}" for key in
-              ("date", "cpu", "cpu_count", "python", "numpy", "blas", "torch")]
+    title = "# Convolution benchmark" + (
+        " (QUICK RUN: smoke test, do not quote)" if env["quick"] else ""
+    )
+    header = [
+        f"- {key}: {env[key]}"
+        for key in ("date", "cpu", "cpu_count", "python", "numpy", "blas", "torch")
+    ]
     header.append(f"- command: `{env['command']}`")
     header.append(f"- load average (1 min) at start: {fmt(env['load_average_at_start'], 2)}")
     header.append(f"- batch {env['batch']}, best/median of {env['repeats']} runs after 1 warm-up")
@@ -662,15 +711,30 @@ def report(env: dict, rows: list, memory: dict | None, parts: dict, total: float
         *plan_notes(rows),
     ]
     timing = ", ".join(f"{part} {sec:.1f} s" for part, sec in parts.items())
-    cpu_text = (f"CPU time of this process: user {cpu['user_s']:.1f} s, system "
-                f"{cpu['sys_s']:.1f} s; host steal during the run: {fmt(cpu['steal_s'], 1, ' s')}; "
-                f"load average (1 min) at the end: {fmt(cpu['load_average_at_end'], 2)} "
-                "(this run alone adds up to ~2 on 2 cores).")
+    cpu_text = (
+        f"CPU time of this process: user {cpu['user_s']:.1f} s, system "
+        f"{cpu['sys_s']:.1f} s; host steal during the run: {fmt(cpu['steal_s'], 1, ' s')}; "
+        f"load average (1 min) at the end: {fmt(cpu['load_average_at_end'], 2)} "
+        "(this run alone adds up to ~2 on 2 cores)."
+    )
     lines = [
-        title, "", *header, "", markdown_table(TABLE_HEADERS, [table_row(r) for r in rows]),
-        "", *notes, "", *memory_lines(memory), "", "Summary:", "",
-        *summary_lines(rows, memory), "", f"Total run time: {total:.1f} s ({timing}).",
-        cpu_text, "",
+        title,
+        "",
+        *header,
+        "",
+        markdown_table(TABLE_HEADERS, [table_row(r) for r in rows]),
+        "",
+        *notes,
+        "",
+        *memory_lines(memory),
+        "",
+        "Summary:",
+        "",
+        *summary_lines(rows, memory),
+        "",
+        f"Total run time: {total:.1f} s ({timing}).",
+        cpu_text,
+        "",
     ]
     return "\n".join(lines)
 
@@ -687,13 +751,14 @@ def write_results(out_dir: Path, markdown: str, payload: dict):
 
 def csv_choice(allowed):
     """An argparse type: a comma-separated subset of ``allowed``, kept in the given order."""
+
     def parse(text: str) -> list:
         items = [item.strip() for item in text.split(",") if item.strip()]
         bad = [item for item in items if item not in allowed]
         if bad or not items:
-            raise argparse.ArgumentTypeError(
-                f"choose from {','.join(allowed)}; got {text!r}")
+            raise argparse.ArgumentTypeError(f"choose from {','.join(allowed)}; got {text!r}")
         return items
+
     return parse
 
 
@@ -703,28 +768,53 @@ def parse_args(argv=None):
         description=__doc__.split("How to read")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: batch {QUICK_BATCH}, {QUICK_REPEATS} repeats "
-                             "(output marked QUICK; do not quote the numbers)")
-    parser.add_argument("--dtypes", type=csv_choice(DTYPES), default=",".join(DTYPES),
-                        help="comma-separated dtypes (default: %(default)s)")
-    parser.add_argument("--layers", type=csv_choice(tuple(LAYERS)), default=",".join(LAYERS),
-                        help="comma-separated layers (default: %(default)s)")
-    parser.add_argument("--ops", type=csv_choice(OPS), default=",".join(OPS),
-                        help="comma-separated operations (default: %(default)s)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: batch {QUICK_BATCH}, {QUICK_REPEATS} repeats "
+        "(output marked QUICK; do not quote the numbers)",
+    )
+    parser.add_argument(
+        "--dtypes",
+        type=csv_choice(DTYPES),
+        default=",".join(DTYPES),
+        help="comma-separated dtypes (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--layers",
+        type=csv_choice(tuple(LAYERS)),
+        default=",".join(LAYERS),
+        help="comma-separated layers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=csv_choice(OPS),
+        default=",".join(OPS),
+        help="comma-separated operations (default: %(default)s)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch CPU")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive kernels")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the memory subprocess")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help=f"timed runs after the warm-up (default {DEFAULT_REPEATS}, "
-                             f"{QUICK_REPEATS} with --quick)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR,
-                        help="folder for conv.md and conv.json (default: %(default)s)")
-    parser.add_argument("--memory-only", action="store_true",
-                        help=f"only measure the memory of {MEMORY_LAYER} {MEMORY_DTYPE} in this "
-                             "process and print it as JSON (used by the main run, in a "
-                             "fresh subprocess)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocess")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help=f"timed runs after the warm-up (default {DEFAULT_REPEATS}, "
+        f"{QUICK_REPEATS} with --quick)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="folder for conv.md and conv.json (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help=f"only measure the memory of {MEMORY_LAYER} {MEMORY_DTYPE} in this "
+        "process and print it as JSON (used by the main run, in a "
+        "fresh subprocess)",
+    )
     args = parser.parse_args(argv)
     args.batch = QUICK_BATCH if args.quick else LAYERS["L1"][0][0]
     if args.repeats is None:
@@ -742,8 +832,12 @@ def main(argv=None) -> int:
         return 0
     start, steal_at_start = time.perf_counter(), steal_seconds()
     clock = PartClock()
-    print(f"benchmarking {','.join(args.layers)} x {','.join(args.dtypes)} x "
-          f"{','.join(args.ops)} ...", file=sys.stderr, flush=True)
+    print(
+        f"benchmarking {','.join(args.layers)} x {','.join(args.dtypes)} x "
+        f"{','.join(args.ops)} ...",
+        file=sys.stderr,
+        flush=True,
+    )
     # before importing torch: the child inherits this process's ru_maxrss (see memory_probe)
     memory = None if args.no_memory else clock.run("memory", run_memory_subprocess, args)
     torch = load_torch(not args.no_torch)
@@ -753,8 +847,14 @@ def main(argv=None) -> int:
     cpu = cpu_usage(steal_at_start)
     markdown = report(env, rows, memory, clock.seconds, total, cpu)
     print(markdown)
-    payload = {"environment": env, "rows": rows, "memory": memory,
-               "part_seconds": clock.seconds, "total_seconds": total, "cpu": cpu}
+    payload = {
+        "environment": env,
+        "rows": rows,
+        "memory": memory,
+        "part_seconds": clock.seconds,
+        "total_seconds": total,
+        "cpu": cpu,
+    }
     write_results(args.out, markdown, payload)
     return 0
 

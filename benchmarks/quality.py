@@ -105,25 +105,47 @@ ROW_LABELS = {
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Quality benchmark of the texture preset: learn each bundled texture, then "
-                    "compare the samples' marginal histogram, oriented power spectrum and Gabor "
-                    "filter-response histograms with the training crop, against white noise and "
-                    "other crops of the same texture. Writes quality.{md,json,png} into --out. "
-                    "About 3 x 190 s on 2 idle cores; on a shared machine set OPENBLAS_NUM_THREADS=1.")
-    parser.add_argument("--textures", default=",".join(TEXTURES),
-                        help=f"comma-separated bundled textures to learn and score (default: {','.join(TEXTURES)})")
-    parser.add_argument("--iterations", type=int, default=None,
-                        help=f"learning iterations per layer (default: the preset's, "
-                             f"{PRESETS[PRESET]['config']['iterations_per_layer']}; {QUICK_ITERATIONS} with --quick)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="learning seed, also seeds the white noise (default: the preset's, 0)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="output folder: run folders under quality/, results quality.{md,json,png} "
-                             "(default: benchmarks/results)")
-    parser.add_argument("--force", action="store_true",
-                        help="learn again even where a finished run folder exists (deletes it)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: {QUICK_ITERATIONS} iterations per layer, {QUICK_CHAINS} chains; "
-                             "writes quality-quick.* and marks it QUICK (do not quote the numbers)")
+        "compare the samples' marginal histogram, oriented power spectrum and Gabor "
+        "filter-response histograms with the training crop, against white noise and "
+        "other crops of the same texture. Writes quality.{md,json,png} into --out. "
+        "About 3 x 190 s on 2 idle cores; on a shared machine set OPENBLAS_NUM_THREADS=1."
+    )
+    parser.add_argument(
+        "--textures",
+        default=",".join(TEXTURES),
+        help=f"comma-separated bundled textures to learn and score (default: {','.join(TEXTURES)})",
+    )
+    parser.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        help=f"learning iterations per layer (default: the preset's, "
+        f"{PRESETS[PRESET]['config']['iterations_per_layer']}; {QUICK_ITERATIONS} with --quick)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="learning seed, also seeds the white noise (default: the preset's, 0)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="output folder: run folders under quality/, results quality.{md,json,png} "
+        "(default: benchmarks/results)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="learn again even where a finished run folder exists (deletes it)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {QUICK_ITERATIONS} iterations per layer, {QUICK_CHAINS} chains; "
+        "writes quality-quick.* and marks it QUICK (do not quote the numbers)",
+    )
     args = parser.parse_args(argv)
     args.textures = [t.strip() for t in args.textures.split(",") if t.strip()]
     unknown = [t for t in args.textures if t not in TEXTURES]
@@ -167,25 +189,42 @@ def learn(texture: str, args) -> dict:
     if stored.is_file():
         record = json.loads(stored.read_text())
         if comparable(record["config"]) != comparable(config.to_dict()):
-            raise SystemExit(f"error: {folder} holds a run with another configuration "
-                             "(iterations, seed, chains?); pass --force to replace it, or use another --out")
+            raise SystemExit(
+                f"error: {folder} holds a run with another configuration "
+                "(iterations, seed, chains?); pass --force to replace it, or use another --out"
+            )
         if (folder / "summary.json").is_file():
             status = "reused"
             print(f"{texture}: reusing the finished run in {folder}", file=sys.stderr, flush=True)
         else:
             trainer, mean, raw, out, command = runs.resume_run(folder)
-            print(f"{texture}: resuming {folder} at iteration {trainer.iteration}/"
-                  f"{trainer.config.total_iterations}", file=sys.stderr, flush=True)
+            print(
+                f"{texture}: resuming {folder} at iteration {trainer.iteration}/"
+                f"{trainer.config.total_iterations}",
+                file=sys.stderr,
+                flush=True,
+            )
             runs.execute(trainer, mean, raw, out, command, progress=True, stream=sys.stderr)
             status = "resumed"
     else:
-        trainer, mean, raw, out = runs.start_run(config, folder, preset=PRESET, command="synthesize")
-        print(f"{texture}: learning {config.total_iterations} iterations ({config.chains} chains) "
-              f"into {folder}", file=sys.stderr, flush=True)
+        trainer, mean, raw, out = runs.start_run(
+            config, folder, preset=PRESET, command="synthesize"
+        )
+        print(
+            f"{texture}: learning {config.total_iterations} iterations ({config.chains} chains) "
+            f"into {folder}",
+            file=sys.stderr,
+            flush=True,
+        )
         runs.execute(trainer, mean, raw, out, "synthesize", progress=True, stream=sys.stderr)
-    return dict(config=config, folder=folder, status=status,
-                summary=json.loads((folder / "summary.json").read_text()),
-                train=np.load(folder / "train.npy")[0], samples=np.load(folder / "samples.npy"))
+    return dict(
+        config=config,
+        folder=folder,
+        status=status,
+        summary=json.loads((folder / "summary.json").read_text()),
+        train=np.load(folder / "train.npy")[0],
+        samples=np.load(folder / "samples.npy"),
+    )
 
 
 # --- references -----------------------------------------------------------------------------
@@ -213,7 +252,11 @@ def disjoint_pairs_row(crops: np.ndarray, positions: list, size: int) -> dict:
     """Each crop scored against the others it does not overlap, averaged over ordered pairs."""
     values = {m: [] for m in evaluation.METRICS}
     for j, reference in enumerate(crops):
-        others = [crops[i] for i in range(len(crops)) if i != j and overlap(positions[i], positions[j], size) == 0]
+        others = [
+            crops[i]
+            for i in range(len(crops))
+            if i != j and overlap(positions[i], positions[j], size) == 0
+        ]
         if not others:
             continue
         row = evaluation.texture_report(reference, others)["samples"]
@@ -242,10 +285,15 @@ def score(run: dict) -> dict:
     if pairs is not None:
         rows["disjoint crop pairs"] = pairs
     overlaps = [overlap(p, train_at, config.size) for p in positions]
-    return dict(rows=rows, crops=crops, noise=noise,
-                crop_positions=[list(p) for p in positions], train_position=list(train_at),
-                crop_overlap_with_train=overlaps,
-                samples_out_of_range=float(np.mean((samples < 0) | (samples > 255))))
+    return dict(
+        rows=rows,
+        crops=crops,
+        noise=noise,
+        crop_positions=[list(p) for p in positions],
+        train_position=list(train_at),
+        crop_overlap_with_train=overlaps,
+        samples_out_of_range=float(np.mean((samples < 0) | (samples > 255))),
+    )
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -280,18 +328,30 @@ def cell(row: dict, metric: str, digits: int) -> str:
 
 def markdown(env: dict, results: dict, total: float) -> str:
     quick = env["quick"]
-    lines = ["# Texture quality benchmark" + (" (QUICK RUN: smoke test, do not quote)" if quick else ""), ""]
-    lines += [f"- date: {env['date']}", f"- command: `{env['command']}`",
-              f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, "
-              f"{env['cpu_count']} CPUs, load average (1 min) at start: {env['load_average_at_start']}, "
-              f"OPENBLAS_NUM_THREADS={env['blas_threads']['OPENBLAS_NUM_THREADS']}",
-              f"- preset `{env['preset']}`; total wall time {total:.0f} s", ""]
-    lines += ["Distances to the training crop, mean ± std over the row's images (lower = closer). "
-              "marginal W1: pixel histograms, intensity units 0..255; spectrum: log10 power in 6 radial "
-              "bands x 4 orientations, decades; filter responses: W1 of 27 Gabor/LoG response histograms "
-              "in units of the training crop's response std. See `benchmarks/quality.py` for the rows.", ""]
-    lines += ["| texture | comparison | n | marginal W1 | spectrum | filter responses |",
-              "|---|---|---|---|---|---|"]
+    lines = [
+        "# Texture quality benchmark" + (" (QUICK RUN: smoke test, do not quote)" if quick else ""),
+        "",
+    ]
+    lines += [
+        f"- date: {env['date']}",
+        f"- command: `{env['command']}`",
+        f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, "
+        f"{env['cpu_count']} CPUs, load average (1 min) at start: {env['load_average_at_start']}, "
+        f"OPENBLAS_NUM_THREADS={env['blas_threads']['OPENBLAS_NUM_THREADS']}",
+        f"- preset `{env['preset']}`; total wall time {total:.0f} s",
+        "",
+    ]
+    lines += [
+        "Distances to the training crop, mean ± std over the row's images (lower = closer). "
+        "marginal W1: pixel histograms, intensity units 0..255; spectrum: log10 power in 6 radial "
+        "bands x 4 orientations, decades; filter responses: W1 of 27 Gabor/LoG response histograms "
+        "in units of the training crop's response std. See `benchmarks/quality.py` for the rows.",
+        "",
+    ]
+    lines += [
+        "| texture | comparison | n | marginal W1 | spectrum | filter responses |",
+        "|---|---|---|---|---|---|",
+    ]
     for texture, result in results.items():
         if "error" in result:
             lines.append(f"| {texture} | FAILED: {result['error']} | | | | |")
@@ -301,25 +361,42 @@ def markdown(env: dict, results: dict, total: float) -> str:
             if name == "other crops":
                 share = sorted(set(round(100 * o) for o in result["crop_overlap_with_train"]))
                 label += f" ({'/'.join(map(str, share))}% overlap)"
-            lines.append(f"| {texture} | {label} | {row['n']} | {cell(row, 'marginal', 2)} | "
-                         f"{cell(row, 'spectrum', 3)} | {cell(row, 'filters', 3)} |")
-    depth = max((len(r["summary"]["final_mismatch"] or []) for r in results.values() if "summary" in r), default=0)
-    lines += ["", "Final moment mismatch per layer `|H_obs - H_syn| / |H_obs|` (Eqs. (7.3)-(7.4)) and "
-              "reconstruction error `|I - sigma^2 B| / |I|`, from each run's summary.json.", ""]
-    lines += ["| texture | run | iterations | chains | learning time (s) | "
-              + " | ".join(f"mismatch layer {l + 1}" for l in range(depth))
-              + " | reconstruction error | samples outside [0, 255] |",
-              "|---|---|---|---|---|" + "---|" * depth + "---|---|"]
+            lines.append(
+                f"| {texture} | {label} | {row['n']} | {cell(row, 'marginal', 2)} | "
+                f"{cell(row, 'spectrum', 3)} | {cell(row, 'filters', 3)} |"
+            )
+    depth = max(
+        (len(r["summary"]["final_mismatch"] or []) for r in results.values() if "summary" in r),
+        default=0,
+    )
+    lines += [
+        "",
+        "Final moment mismatch per layer `|H_obs - H_syn| / |H_obs|` (Eqs. (7.3)-(7.4)) and "
+        "reconstruction error `|I - sigma^2 B| / |I|`, from each run's summary.json.",
+        "",
+    ]
+    lines += [
+        "| texture | run | iterations | chains | learning time (s) | "
+        + " | ".join(f"mismatch layer {l + 1}" for l in range(depth))
+        + " | reconstruction error | samples outside [0, 255] |",
+        "|---|---|---|---|---|" + "---|" * depth + "---|---|",
+    ]
     for texture, result in results.items():
         if "error" in result:
             continue
         s = result["summary"]
         mismatch = list(s["final_mismatch"] or []) + [None] * depth
-        lines.append(f"| {texture} | {result['status']} | {s['iterations']} | {result['chains']} | "
-                     f"{s['seconds']:.0f} | "
-                     + " | ".join("" if m is None else f"{m:.4f}" for m in mismatch[:depth])
-                     + f" | {s['final_reconstruction_error']:.4f} | {100 * result['samples_out_of_range']:.2f}% |")
-    lines += ["", "Run folders: " + ", ".join(f"`{r['folder']}`" for r in results.values() if "folder" in r), ""]
+        lines.append(
+            f"| {texture} | {result['status']} | {s['iterations']} | {result['chains']} | "
+            f"{s['seconds']:.0f} | "
+            + " | ".join("" if m is None else f"{m:.4f}" for m in mismatch[:depth])
+            + f" | {s['final_reconstruction_error']:.4f} | {100 * result['samples_out_of_range']:.2f}% |"
+        )
+    lines += [
+        "",
+        "Run folders: " + ", ".join(f"`{r['folder']}`" for r in results.values() if "folder" in r),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -341,17 +418,23 @@ def figure(results: dict, quick: bool, path: Path):
     if not done:
         return None
     columns = 3 + SAMPLES_SHOWN
-    fig, axes = plotting.figure(len(done), columns, figsize=(1.9 * columns, 2.1 * len(done) + 0.4), squeeze=False)
+    fig, axes = plotting.figure(
+        len(done), columns, figsize=(1.9 * columns, 2.1 * len(done) + 0.4), squeeze=False
+    )
     for axes_row, (texture, r) in zip(axes, done.items()):
         images = [r["train"], r["crops"][0], r["noise"][0], *r["samples"][:SAMPLES_SHOWN]]
-        titles = [f"{texture}: training crop", "other crop (corner)", "white noise"] + \
-                 [f"sample {i}" for i in range(len(images) - 3)]
+        titles = [f"{texture}: training crop", "other crop (corner)", "white noise"] + [
+            f"sample {i}" for i in range(len(images) - 3)
+        ]
         for ax, image, title in zip(axes_row, images, titles):
             display(ax, image, title)
-        for ax in axes_row[len(images):]:
+        for ax in axes_row[len(images) :]:
             ax.axis("off")
-    fig.suptitle("texture preset: training crop, another crop, white noise, samples (gray 0..255, clipped)"
-                 + ("  [QUICK RUN]" if quick else ""), fontsize=9)
+    fig.suptitle(
+        "texture preset: training crop, another crop, white noise, samples (gray 0..255, clipped)"
+        + ("  [QUICK RUN]" if quick else ""),
+        fontsize=9,
+    )
     fig.tight_layout()
     return plotting.save(fig, path)
 
@@ -381,20 +464,29 @@ def main(argv=None) -> int:
             continue
         t0 = time.perf_counter()
         scored = score(run)
-        results[texture] = dict(run, **scored, chains=run["config"].chains,
-                                evaluation_seconds=time.perf_counter() - t0)
-        print(f"{texture}: scored in {results[texture]['evaluation_seconds']:.1f} s", file=sys.stderr, flush=True)
+        results[texture] = dict(
+            run, **scored, chains=run["config"].chains, evaluation_seconds=time.perf_counter() - t0
+        )
+        print(
+            f"{texture}: scored in {results[texture]['evaluation_seconds']:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     total = time.perf_counter() - start
     text = markdown(env, results, total)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     name = stem(args)
     (args.out / f"{name}.md").write_text(text, encoding="utf-8")
-    payload = dict(environment=env, total_seconds=total,
-                   textures={t: jsonable(r) for t, r in results.items()})
+    payload = dict(
+        environment=env, total_seconds=total, textures={t: jsonable(r) for t, r in results.items()}
+    )
     (args.out / f"{name}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
     png = figure(results, args.quick, args.out / f"{name}.png")
-    print(f"wrote {args.out / (name + '.md')}, {name}.json" + (f", {name}.png" if png else ""), file=sys.stderr)
+    print(
+        f"wrote {args.out / (name + '.md')}, {name}.json" + (f", {name}.png" if png else ""),
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 

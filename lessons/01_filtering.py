@@ -34,8 +34,8 @@
 import time
 
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import plotting
 from refimpl.conv import conv2d, conv2d_adjoint, conv_geometry, conv_output_size, fast, naive
 from refimpl.data import load_texture
@@ -63,7 +63,9 @@ print("y[0, 0] = 1*0 + 2*1 + 3*3 + 4*4 =", 1 * 0 + 2 * 1 + 3 * 3 + 4 * 4)
 
 # %%
 for size, k, s, p in [(224, 15, 3, 0), (70, 5, 1, 0), (64, 7, 2, 3), (64, 5, 1, 2)]:
-    print(f"H = {size:3d}, k = {k:2d}, stride {s}, pad {p}: H_out = {conv_output_size(size, k, s, p)}")
+    print(
+        f"H = {size:3d}, k = {k:2d}, stride {s}, pad {p}: H_out = {conv_output_size(size, k, s, p)}"
+    )
 
 # %% [markdown]
 # ## Filters on a real image
@@ -75,18 +77,27 @@ for size, k, s, p in [(224, 15, 3, 0), (70, 5, 1, 0), (64, 7, 2, 3), (64, 5, 1, 
 # %%
 image = load_texture("brick", factor=4)[None]  # (1, 1, 128, 128) in [0, 255]
 image = image - image.mean()
-bank = np.array([
-    [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],   # horizontal derivative (vertical edges)
-    [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],   # vertical derivative (horizontal edges)
-    [[0, 1, 0], [1, -4, 1], [0, 1, 0]],     # Laplacian (spots, lines)
-    [[1, 1, 1], [1, 1, 1], [1, 1, 1]],      # box blur
-], dtype=float)[:, None] / 4.0
+bank = (
+    np.array(
+        [
+            [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],  # horizontal derivative (vertical edges)
+            [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],  # vertical derivative (horizontal edges)
+            [[0, 1, 0], [1, -4, 1], [0, 1, 0]],  # Laplacian (spots, lines)
+            [[1, 1, 1], [1, 1, 1], [1, 1, 1]],  # box blur
+        ],
+        dtype=float,
+    )[:, None]
+    / 4.0
+)
 responses = conv2d(image, bank, stride=1, pad=1)
 subsampled = conv2d(image, bank, stride=2, pad=1)
 print("responses", responses.shape, "subsampled", subsampled.shape)
-fig = plotting.image_grid([image[0]] + [r[None] for r in responses[0]] + [subsampled[0, 0][None]],
-                          ["image", "d/dx", "d/dy", "Laplacian", "blur", "d/dx, stride 2"],
-                          columns=6, signed=True)
+fig = plotting.image_grid(
+    [image[0]] + [r[None] for r in responses[0]] + [subsampled[0, 0][None]],
+    ["image", "d/dx", "d/dy", "Laplacian", "blur", "d/dx, stride 2"],
+    columns=6,
+    signed=True,
+)
 save(fig, __file__, "filter_responses")
 
 # %% [markdown]
@@ -119,7 +130,9 @@ for name, kernel in (("naive", naive.forward), ("fast", fast.forward)):
     start = time.perf_counter()
     kernel(g, x, w)
     timings[name] = time.perf_counter() - start
-    print(f"{name:5s}: {timings[name] * 1e3:8.1f} ms ({g.flops / timings[name] / 1e9:6.2f} GFLOP/s)")
+    print(
+        f"{name:5s}: {timings[name] * 1e3:8.1f} ms ({g.flops / timings[name] / 1e9:6.2f} GFLOP/s)"
+    )
 print(f"speed-up {timings['naive'] / timings['fast']:.0f}x")
 
 # %% [markdown]
@@ -137,7 +150,9 @@ w = rng.standard_normal((4, 3, 3, 3))
 y = rng.standard_normal(conv2d(x, w, stride=2, pad=1).shape)
 lhs = float((conv2d(x, w, stride=2, pad=1) * y).sum())
 rhs = float((x * conv2d_adjoint(y, w, (11, 11), stride=2, pad=1)).sum())
-print(f"<A x, y> = {lhs:.12f}\n<x, A^T y> = {rhs:.12f}\nrelative gap {abs(lhs - rhs) / abs(lhs):.1e}")
+print(
+    f"<A x, y> = {lhs:.12f}\n<x, A^T y> = {rhs:.12f}\nrelative gap {abs(lhs - rhs) / abs(lhs):.1e}"
+)
 
 # %% [markdown]
 # ## Summary

@@ -37,8 +37,8 @@
 
 # %%
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import ConvNet, basis_functions, piece_from_basis, plotting
 from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces
 from refimpl.data import centre, load_texture
@@ -61,8 +61,10 @@ net = ConvNet.random(1, [(8, 5, 2, 2), (8, 3, 1, 1), (4, 3, 1, 0)], seed=0)
 fwd = net.forward(image)
 pattern = net.activation_pattern(image)
 for l, (z, x, delta) in enumerate(zip(fwd.pre_activations, fwd.outputs, pattern), start=1):
-    print(f"layer {l}: feature maps {z.shape[1:]}, {delta.mean():5.1%} of the units on, "
-          f"x = delta * z exactly (6.5): {np.array_equal(x, delta * z)}")
+    print(
+        f"layer {l}: feature maps {z.shape[1:]}, {delta.mean():5.1%} of the units on, "
+        f"x = delta * z exactly (6.5): {np.array_equal(x, delta * z)}"
+    )
 print(f"f(I) = sum of the top layer (3.5) = {float(net.score(image)[0]):.4f}")
 
 # %% [markdown]
@@ -76,7 +78,9 @@ print(f"f(I) = sum of the top layer (3.5) = {float(net.score(image)[0]):.4f}")
 fig, axes = plotting.figure(4, 5, figsize=(11, 9))
 plotting.show_image(axes[0, 0], image[0], "image I")
 for k in range(4):
-    plotting.show_image(axes[0, k + 1], net.layers[0].weight[k], f"filter w^(1)_{k} (5x5)", signed=True)
+    plotting.show_image(
+        axes[0, k + 1], net.layers[0].weight[k], f"filter w^(1)_{k} (5x5)", signed=True
+    )
 for l, (z, delta) in enumerate(zip(fwd.pre_activations, pattern), start=1):
     plotting.show_image(axes[l, 0], z[0, :1], f"z^({l})_0 ({z.shape[2]}x{z.shape[3]})", signed=True)
     for k in range(4):
@@ -112,8 +116,10 @@ save(fig, __file__, "activation_maps")
 alpha, B = net.piece_from_pattern(pattern, image.shape[1:])
 f = float(net.score(image)[0])
 print(f"f(I)             = {f:.10f}")
-print(f"alpha + <I, B>   = {float(alpha[0]) + float((image * B).sum()):.10f}"
-      f"   (alpha = {float(alpha[0]):.4f}, <I, B> = {float((image * B).sum()):.4f})")
+print(
+    f"alpha + <I, B>   = {float(alpha[0]) + float((image * B).sum()):.10f}"
+    f"   (alpha = {float(alpha[0]):.4f}, <I, B> = {float((image * B).sum()):.4f})"
+)
 
 # %% [markdown]
 # **The pattern selects the piece.** Move the image a little (keeping its pattern — halving
@@ -126,13 +132,17 @@ rng = np.random.default_rng(1)
 direction = rng.standard_normal(image.shape) * np.linalg.norm(image) / np.sqrt(image.size)
 moved, step = image_in_same_piece(net, image, 0.01 * direction)
 alpha_m, B_m = net.piece_from_pattern(net.activation_pattern(moved), image.shape[1:])
-print(f"moved by {step * 0.01 * np.linalg.norm(direction):.2f} (|I| = {np.linalg.norm(image):.0f}): "
-      f"same alpha {np.array_equal(alpha_m, alpha)}, same B {np.array_equal(B_m, B)}")
+print(
+    f"moved by {step * 0.01 * np.linalg.norm(direction):.2f} (|I| = {np.linalg.norm(image):.0f}): "
+    f"same alpha {np.array_equal(alpha_m, alpha)}, same B {np.array_equal(B_m, B)}"
+)
 flipped = [d.copy() for d in pattern]
 flipped[0][0, :, :4, :4] = ~flipped[0][0, :, :4, :4]  # a corner of layer 1, every filter
 alpha_f, B_f = net.piece_from_pattern(flipped, image.shape[1:])
-print(f"flipped {int((flipped[0] != pattern[0]).sum())} units: alpha + <I, B> = "
-      f"{float(alpha_f[0]) + float((image * B_f).sum()):.4f} vs f(I) = {f:.4f}")
+print(
+    f"flipped {int((flipped[0] != pattern[0]).sum())} units: alpha + <I, B> = "
+    f"{float(alpha_f[0]) + float((image * B_f).sum()):.4f} vs f(I) = {f:.4f}"
+)
 
 # %% [markdown]
 # What does $\mathbf{B}$ look like? It is an image: the gradient of $f$ (lesson 3), and by
@@ -164,11 +174,17 @@ save(fig, __file__, "reconstruction")
 # %%
 basis = basis_functions(net, image)
 alpha_b, B_b = piece_from_basis(basis[-1], pattern[-1])
-worst = max(float(np.abs(a + np.einsum("mkijchw,mchw->mkij", b, image) - z).max() / np.abs(z).max())
-            for (a, b), z in zip(basis, fwd.pre_activations))
+worst = max(
+    float(np.abs(a + np.einsum("mkijchw,mchw->mkij", b, image) - z).max() / np.abs(z).max())
+    for (a, b), z in zip(basis, fwd.pre_activations)
+)
 print(f"z = a + <I, b> at every layer (6.12): largest relative gap {worst:.1e}")
-print(f"B from basis images (6.14) vs top-down (6.7): {np.abs(B_b - B).max() / np.abs(B).max():.1e}")
-print(f"alpha from basis offsets vs recursion: {abs(float(alpha_b[0] - alpha[0])) / abs(float(alpha[0])):.1e}")
+print(
+    f"B from basis images (6.14) vs top-down (6.7): {np.abs(B_b - B).max() / np.abs(B).max():.1e}"
+)
+print(
+    f"alpha from basis offsets vs recursion: {abs(float(alpha_b[0] - alpha[0])) / abs(float(alpha[0])):.1e}"
+)
 
 # %% [markdown]
 # The basis images of one unit at the centre of each layer. A layer-1 basis image is the
@@ -207,9 +223,11 @@ for depth in (1, 2, 3):
     sub = ConvNet(net.layers[:depth])
     walks[depth] = line_through_pieces(sub, image, d, ts)
     w = walks[depth]
-    print(f"{depth} layer(s): {w.pieces_crossed:4d} pieces crossed, "
-          f"{w.points_tested} of {points} points in segments of 3+ points, "
-          f"largest deviation from linearity {w.max_residual:.1e}")
+    print(
+        f"{depth} layer(s): {w.pieces_crossed:4d} pieces crossed, "
+        f"{w.points_tested} of {points} points in segments of 3+ points, "
+        f"largest deviation from linearity {w.max_residual:.1e}"
+    )
 
 # %%
 fig, axes = plotting.figure(1, 2, figsize=(12, 4), gridspec_kw=dict(width_ratios=[3, 1]))
@@ -217,8 +235,11 @@ line = walks[3]
 axes[0].plot(line.ts, line.scores, color="black", lw=1)
 for t in line.ts[line.kinks]:
     axes[0].axvline(t, color="tab:red", lw=0.3, alpha=0.5)
-axes[0].set(xlabel="t", ylabel="f(I + t d)",
-            title=f"3 layers: {line.pieces_crossed} linear pieces (kinks in red)")
+axes[0].set(
+    xlabel="t",
+    ylabel="f(I + t d)",
+    title=f"3 layers: {line.pieces_crossed} linear pieces (kinks in red)",
+)
 inset = axes[0].inset_axes([0.05, 0.47, 0.4, 0.42])
 window = slice(points // 2, points // 2 + points // 20)  # a short stretch of the line
 ts_w, f_w = line.ts[window], line.scores[window]

@@ -39,8 +39,8 @@
 import time
 
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import ConvLayer, ConvNet, plotting
 from refimpl.conv import conv2d_bias_grad, conv2d_weight_grad
 from refimpl.data import centre, load_texture
@@ -75,6 +75,7 @@ for l, ((dW, db), layer) in enumerate(zip(grads, net.layers), start=1):
 # a kink into another piece. We compare both kinds of network on a 16 x 16 crop (256
 # coordinates, one batched call per $h$).
 
+
 # %%
 def central_differences(score, I, h):
     """df/dI of one image I (1, C, H, W) by central differences: one batched call of score."""
@@ -89,24 +90,38 @@ def relative_error(a, b):
 
 
 small = image[:, :, 8:24, 8:24]
-smooth = ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus") for l in net.layers])
+smooth = ConvNet(
+    [ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus") for l in net.layers]
+)
 hs = 10.0 ** np.linspace(-8, 2, pick(21, 6))
-errors = {name: [relative_error(central_differences(n.score, small, h), n.grad_input(small)) for h in hs]
-          for name, n in (("ReLU", net), ("softplus", smooth))}
+errors = {
+    name: [relative_error(central_differences(n.score, small, h), n.grad_input(small)) for h in hs]
+    for name, n in (("ReLU", net), ("softplus", smooth))
+}
 for h, e_relu, e_soft in zip(hs, errors["ReLU"], errors["softplus"]):
     print(f"h = {h:7.0e}: relative error ReLU {e_relu:8.1e}, softplus {e_soft:8.1e}")
 jump = next((i for i, e in enumerate(errors["ReLU"]) if e > 1e-6 and hs[i] > 1e-6), None)
 if jump:
-    print(f"ReLU: the probes first leave the piece between h = {hs[jump - 1]:.0e} and {hs[jump]:.0e}")
+    print(
+        f"ReLU: the probes first leave the piece between h = {hs[jump - 1]:.0e} and {hs[jump]:.0e}"
+    )
 
 # %%
 fig, ax = plotting.figure(figsize=(7, 4.2))
 ax.loglog(hs, errors["ReLU"], "o-", label="ReLU: f piecewise linear (6.8)")
 ax.loglog(hs, errors["softplus"], "s-", label="softplus: f smooth (section 9)")
-ax.loglog(hs, 1e-16 * abs(float(net.score(small)[0])) / hs / np.abs(net.grad_input(small)).mean(),
-          ":", color="gray", label="rounding ~ eps |f| / (h |df/dI|)")
-ax.set(xlabel="step h (image intensities are ~100)", ylabel="relative error of central differences",
-       title="gradient check: backprop vs finite differences")
+ax.loglog(
+    hs,
+    1e-16 * abs(float(net.score(small)[0])) / hs / np.abs(net.grad_input(small)).mean(),
+    ":",
+    color="gray",
+    label="rounding ~ eps |f| / (h |df/dI|)",
+)
+ax.set(
+    xlabel="step h (image intensities are ~100)",
+    ylabel="relative error of central differences",
+    title="gradient check: backprop vs finite differences",
+)
 ax.legend(fontsize=8)
 fig.tight_layout()
 save(fig, __file__, "finite_difference_error")
@@ -139,17 +154,23 @@ for l, (layer, (dW, _)) in enumerate(zip(net.layers, grads), start=1):
         flat[p] = saved - h
         down = float(net.score(image)[0])
         flat[p] = saved
-        worst = max(worst, abs((up - down) / (2 * h) - dW.reshape(-1)[p]) / (abs(dW.reshape(-1)[p]) + 1e-12))
-    print(f"layer {l}: 5 weights, largest relative error of df/dw vs finite differences {worst:.1e}")
+        worst = max(
+            worst, abs((up - down) / (2 * h) - dW.reshape(-1)[p]) / (abs(dW.reshape(-1)[p]) + 1e-12)
+        )
+    print(
+        f"layer {l}: 5 weights, largest relative error of df/dw vs finite differences {worst:.1e}"
+    )
 
 fwd = net.forward(image)
 top = net.layers[-1]
 delta_top = net.activation_pattern(image)[-1].astype(float)
 dW_73 = conv2d_weight_grad(fwd.inputs[-1], delta_top, top.kernel_size, top.stride, top.pad)
 db_74 = conv2d_bias_grad(delta_top)
-print(f"top layer: |dW - Eq. (7.3)| = {np.abs(grads[-1][0] - dW_73).max():.1e}, "
-      f"|db - Eq. (7.4)| = {np.abs(grads[-1][1] - db_74).max():.1e}; "
-      f"db counts active units: {db_74.tolist()}")
+print(
+    f"top layer: |dW - Eq. (7.3)| = {np.abs(grads[-1][0] - dW_73).max():.1e}, "
+    f"|db - Eq. (7.4)| = {np.abs(grads[-1][1] - db_74).max():.1e}; "
+    f"db counts active units: {db_74.tolist()}"
+)
 
 # %% [markdown]
 # ## Representation = back-propagation
@@ -172,16 +193,22 @@ print(f"top layer: |dW - Eq. (7.3)| = {np.abs(grads[-1][0] - dW_73).max():.1e}, 
 _, B = net.linear_piece(image)  # top-down deconvolution, Eq. (6.7)
 print(f"ReLU:     |df/dI (backprop) - B (deconvolution)| / |B| = {relative_error(grad_I, B):.1e}")
 alpha_s, B_s = smooth.linear_piece(image)
-print(f"softplus: |df/dI - B| / |B| = {relative_error(smooth.grad_input(image), B_s):.1e}, "
-      f"but f - (alpha + <I, B>) = {float(smooth.score(image)[0] - alpha_s[0] - (image * B_s).sum()):.2f}")
+print(
+    f"softplus: |df/dI - B| / |B| = {relative_error(smooth.grad_input(image), B_s):.1e}, "
+    f"but f - (alpha + <I, B>) = {float(smooth.score(image)[0] - alpha_s[0] - (image * B_s).sum()):.2f}"
+)
 
 # %%
 fig, axes = plotting.figure(1, 4, figsize=(13, 3.6))
 plotting.show_image(axes[0], image[0], "image I")
 plotting.show_image(axes[1], grad_I[0], "df/dI by backprop (9.2)", signed=True)
 plotting.show_image(axes[2], B[0], "B by top-down deconvolution (6.7)", signed=True)
-plotting.show_image(axes[3], grad_I[0] - B[0],
-                    f"backprop - deconvolution: max |.| = {np.abs(grad_I - B).max():.1e}", signed=True)
+plotting.show_image(
+    axes[3],
+    grad_I[0] - B[0],
+    f"backprop - deconvolution: max |.| = {np.abs(grad_I - B).max():.1e}",
+    signed=True,
+)
 fig.tight_layout()
 save(fig, __file__, "representation_is_backprop")
 
@@ -191,6 +218,7 @@ save(fig, __file__, "representation_is_backprop")
 # Backprop costs about one more pass of the same size as the forward pass (an adjoint
 # convolution per layer, plus a weight-gradient correlation when $\partial f/\partial w$ is
 # wanted); finite differences cost two full passes *per coordinate*.
+
 
 # %%
 def seconds(fn, repeats):
@@ -205,8 +233,10 @@ t_f = seconds(lambda: net.score(image), repeats)
 t_b = seconds(lambda: net.score_and_grad_input(image), repeats)
 t_p = seconds(lambda: net.score_and_grad_params(image), repeats)
 t_fd = seconds(lambda: central_differences(net.score, image, 1e-6), 1)
-print(f"forward {t_f * 1e3:.2f} ms | forward + df/dI {t_b * 1e3:.2f} ms | forward + df/dw {t_p * 1e3:.2f} ms | "
-      f"finite differences for df/dI ({2 * image.size} forwards, batched) {t_fd * 1e3:.0f} ms")
+print(
+    f"forward {t_f * 1e3:.2f} ms | forward + df/dI {t_b * 1e3:.2f} ms | forward + df/dw {t_p * 1e3:.2f} ms | "
+    f"finite differences for df/dI ({2 * image.size} forwards, batched) {t_fd * 1e3:.0f} ms"
+)
 
 # %% [markdown]
 # ## Summary

@@ -31,14 +31,20 @@
 
 # %%
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import ConvNet, plotting
 from refimpl.data import load_digits
 from refimpl.lowdim import exact_distribution
-from refimpl.models import (GenerativeModel, PrototypeModel, discriminative_log_likelihood,
-                            discriminative_score_gradient, generative_log_likelihood,
-                            generative_score_gradient, softmax_posterior)
+from refimpl.models import (
+    GenerativeModel,
+    PrototypeModel,
+    discriminative_log_likelihood,
+    discriminative_score_gradient,
+    generative_log_likelihood,
+    generative_score_gradient,
+    softmax_posterior,
+)
 from refimpl.theorems import discriminative as proposition1
 
 # %% [markdown]
@@ -59,8 +65,12 @@ scores = net.class_scores(images, class_weights)  # (4 images, 3 classes)
 biases = np.array([0.5, -0.2, 0.0])
 posterior = softmax_posterior(scores, biases)
 print("p(c | I), one row per image:\n", posterior.round(4))
-print("rows sum to 1:", np.allclose(posterior.sum(axis=1), 1),
-      "| biases + 7 give the same posterior:", np.allclose(softmax_posterior(scores, biases + 7), posterior))
+print(
+    "rows sum to 1:",
+    np.allclose(posterior.sum(axis=1), 1),
+    "| biases + 7 give the same posterior:",
+    np.allclose(softmax_posterior(scores, biases + 7), posterior),
+)
 
 # %% [markdown]
 # ## Exponential tilting in one dimension
@@ -81,7 +91,7 @@ print("rows sum to 1:", np.allclose(posterior.sum(axis=1), 1),
 # %%
 sigma = 1.0
 classes = [
-    GenerativeModel(PrototypeModel(np.zeros((1, 1)), np.zeros(1)), sigma),                   # f_1 = 0
+    GenerativeModel(PrototypeModel(np.zeros((1, 1)), np.zeros(1)), sigma),  # f_1 = 0
     GenerativeModel(PrototypeModel(np.array([[2.0]]), np.array([-1.0])), sigma),
     GenerativeModel(PrototypeModel(np.array([[-2.5], [1.0]]), np.array([-2.0, 0.5])), sigma),
 ]
@@ -124,9 +134,12 @@ for c in range(3):
     axes[1].plot(x[:, 0], forgot[:, c], ":", color=colours[c], lw=1)
 axes[0].set(xlabel="x", ylabel="density", title="tilted classes p_c = exp(f_c) q / Z_c  (3.1)")
 axes[0].legend(fontsize=8)
-axes[1].set(xlabel="x", ylabel="posterior",
-            title="Bayes (thick) = softmax with b_c = log rho_c - log Z_c (dashed)\n"
-                  "dotted: softmax without -log Z_c")
+axes[1].set(
+    xlabel="x",
+    ylabel="posterior",
+    title="Bayes (thick) = softmax with b_c = log rho_c - log Z_c (dashed)\n"
+    "dotted: softmax without -log Z_c",
+)
 axes[1].legend(fontsize=8)
 fig.tight_layout()
 save(fig, __file__, "tilting_and_posterior_1d")
@@ -155,11 +168,15 @@ save(fig, __file__, "tilting_and_posterior_1d")
 # %%
 derived = proposition1.check_proposition1b(classes[1:], log_Z[1:], np.log(priors), x)
 printed = proposition1.check_proposition1b_printed_sign(log_Z[1:], np.log(priors))
-print(f"b_c = log rho_c - log rho_1 - log Z_c (derived): largest gap {derived.residual:.1e} -> "
-      f"{'holds' if derived.passed else 'FAILS'}")
-print(f"b_c = log rho_c - log rho_1 + log Z_c (printed): implied masses "
-      f"{np.round(printed.details['implied_masses'], 4).tolist()} = Z_c^2 "
-      f"{np.round(printed.details['Z_squared'], 4).tolist()}, not 1")
+print(
+    f"b_c = log rho_c - log rho_1 - log Z_c (derived): largest gap {derived.residual:.1e} -> "
+    f"{'holds' if derived.passed else 'FAILS'}"
+)
+print(
+    f"b_c = log rho_c - log rho_1 + log Z_c (printed): implied masses "
+    f"{np.round(printed.details['implied_masses'], 4).tolist()} = Z_c^2 "
+    f"{np.round(printed.details['Z_squared'], 4).tolist()}, not 1"
+)
 
 # %% [markdown]
 # ## Two dimensions
@@ -174,24 +191,32 @@ print(f"b_c = log rho_c - log rho_1 + log Z_c (printed): implied masses "
 classes_2d = [
     GenerativeModel(PrototypeModel(np.zeros((1, 2)), np.zeros(1)), sigma),
     GenerativeModel(PrototypeModel(np.array([[2.0, 1.0]]), np.array([-1.5])), sigma),
-    GenerativeModel(PrototypeModel(np.array([[-1.5, 1.5], [0.0, -2.0]]), np.array([-1.0, -2.0])), sigma),
+    GenerativeModel(
+        PrototypeModel(np.array([[-1.5, 1.5], [0.0, -2.0]]), np.array([-1.0, -2.0])), sigma
+    ),
 ]
 log_Z_2d = proposition1.class_log_normalisers(classes_2d, (2,))
 side = np.linspace(-5, 5, pick(201, 61))
 grid = np.stack(np.meshgrid(side, side), axis=-1).reshape(-1, 2)  # (n, 2): (x, y)
 scores_2d = np.stack([m.scoring.score(grid) for m in classes_2d], axis=1)
 post_2d = softmax_posterior(scores_2d, np.log(priors) - log_Z_2d)
-gap = np.abs(post_2d - proposition1.bayes_posterior(classes_2d, log_Z_2d, np.log(priors), grid)).max()
+gap = np.abs(
+    post_2d - proposition1.bayes_posterior(classes_2d, log_Z_2d, np.log(priors), grid)
+).max()
 print("log Z_c =", log_Z_2d.round(6), f"| max |softmax - Bayes| on the grid = {gap:.1e}")
 
 # %%
-dens_2d = np.exp(np.stack([m.log_density_unnormalised(grid) for m in classes_2d], axis=1) - log_Z_2d)
+dens_2d = np.exp(
+    np.stack([m.log_density_unnormalised(grid) for m in classes_2d], axis=1) - log_Z_2d
+)
 shape = (len(side), len(side))
 extent = (side[0], side[-1], side[0], side[-1])
 fig, axes = plotting.figure(1, 2, figsize=(11, 5))
 axes[0].imshow((dens_2d @ priors).reshape(shape), origin="lower", extent=extent, cmap="Greys")
 for c in range(3):
-    axes[0].contour(side, side, dens_2d[:, c].reshape(shape), levels=4, colors=colours[c], linewidths=1)
+    axes[0].contour(
+        side, side, dens_2d[:, c].reshape(shape), levels=4, colors=colours[c], linewidths=1
+    )
 axes[0].set(title="mixture P (gray) and class densities p_c (contours)", xlabel="I_1", ylabel="I_2")
 rgb = np.ones(shape + (3,))
 for c, colour in enumerate([(0.5, 0.5, 0.5), (0.84, 0.15, 0.16), (0.12, 0.47, 0.71)]):
@@ -244,13 +269,19 @@ grad_D, grad_G = discriminative_score_gradient(S, ys), generative_score_gradient
 print("labels:", ys.tolist())
 print("dl_D/dS (rows sum to 0):\n", grad_D.round(3))
 print("dl_G/dS (columns sum to 0):\n", grad_G.round(3))
-print(f"l_D = {discriminative_log_likelihood(S, ys):.4f}, l_G = {generative_log_likelihood(S, ys):.4f}")
+print(
+    f"l_D = {discriminative_log_likelihood(S, ys):.4f}, l_G = {generative_log_likelihood(S, ys):.4f}"
+)
 shift_classes = np.array([[0.0, 3.0, -2.0]])  # a bias per class
-shift_examples = np.arange(6.0)[:, None]     # a constant per example
-print(f"class biases added:     l_D -> {discriminative_log_likelihood(S + shift_classes, ys):.4f}, "
-      f"l_G -> {generative_log_likelihood(S + shift_classes, ys):.4f} (unchanged)")
-print(f"per-example shift added: l_D -> {discriminative_log_likelihood(S + shift_examples, ys):.4f} "
-      f"(unchanged), l_G -> {generative_log_likelihood(S + shift_examples, ys):.4f}")
+shift_examples = np.arange(6.0)[:, None]  # a constant per example
+print(
+    f"class biases added:     l_D -> {discriminative_log_likelihood(S + shift_classes, ys):.4f}, "
+    f"l_G -> {generative_log_likelihood(S + shift_classes, ys):.4f} (unchanged)"
+)
+print(
+    f"per-example shift added: l_D -> {discriminative_log_likelihood(S + shift_examples, ys):.4f} "
+    f"(unchanged), l_G -> {generative_log_likelihood(S + shift_examples, ys):.4f}"
+)
 
 # %% [markdown]
 # ## Who sets the biases?
@@ -282,9 +313,15 @@ target_sample = np.log(counts) - np.log(counts[0]) - log_Z  # with the batch's c
 print("fitted b_c                          :", b.round(4))
 print("log rho_c - log rho_1 - log Z_c      :", target.round(4), "(derived, population priors)")
 print("  same with the batch's frequencies  :", target_sample.round(4))
-print("log rho_c - log rho_1 + log Z_c      :", (np.log(priors) - np.log(priors[0]) + log_Z).round(4), "(printed)")
-print(f"gradient of l_G / n w.r.t. the biases (column sums): "
-      f"{np.abs(generative_score_gradient(S, ys).sum(axis=0)).max() / n:.0e}, zero up to rounding")
+print(
+    "log rho_c - log rho_1 + log Z_c      :",
+    (np.log(priors) - np.log(priors[0]) + log_Z).round(4),
+    "(printed)",
+)
+print(
+    f"gradient of l_G / n w.r.t. the biases (column sums): "
+    f"{np.abs(generative_score_gradient(S, ys).sum(axis=0)).max() / n:.0e}, zero up to rounding"
+)
 
 # %%
 fig, ax = plotting.figure(figsize=(8, 4.2))
@@ -295,8 +332,11 @@ for c in (1, 2):
     ax.axhline(printed_b[c], color=colours[c], ls=":", lw=1)
 ax.plot([], [], "k--", lw=1, label="log rho_c - log rho_1 - log Z_c (derived)")
 ax.plot([], [], "k:", lw=1, label="log rho_c - log rho_1 + log Z_c (printed)")
-ax.set(xlabel="gradient-ascent step", ylabel="bias b_c",
-       title=f"discriminative learning of the biases ({n} exact samples, f_c fixed)")
+ax.set(
+    xlabel="gradient-ascent step",
+    ylabel="bias b_c",
+    title=f"discriminative learning of the biases ({n} exact samples, f_c fixed)",
+)
 ax.legend(fontsize=8)
 fig.tight_layout()
 save(fig, __file__, "bias_fit")

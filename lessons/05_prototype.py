@@ -48,8 +48,8 @@
 
 # %%
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import plotting
 from refimpl.backend import make_rng
 from refimpl.lowdim import exact_distribution
@@ -101,15 +101,19 @@ for delta in ([1, 0, 0], [1, 1, 0], [1, 1, 1]):
 
 # %%
 exact = exact_distribution(model)
-print(f"log Z(w) = {exact.log_Z:.6f}; {len(exact.probs)} pieces; masses sum to {exact.probs.sum():.12f}")
+print(
+    f"log Z(w) = {exact.log_Z:.6f}; {len(exact.probs)} pieces; masses sum to {exact.probs.sum():.12f}"
+)
 print("pattern   P(A)    E[I | A]          sigma^2 B        mean inside its piece?")
 inside = []
 for key, prob, mean in zip(exact.keys, exact.probs, exact.means):
     _, Bd = proto.piece_from_pattern(key[None])
     mu = model.sigma**2 * Bd
     inside.append(bool(np.array_equal(proto.activation_pattern(mu), key[None])))
-    print(f"{key.astype(int)}  {prob:.4f}  {np.array2string(mean, precision=2):16s}  "
-          f"{np.array2string(mu[0], precision=2):15s}  {inside[-1]}")
+    print(
+        f"{key.astype(int)}  {prob:.4f}  {np.array2string(mean, precision=2):16s}  "
+        f"{np.array2string(mu[0], precision=2):15s}  {inside[-1]}"
+    )
 
 # %% [markdown]
 # The last column matters. The Gaussian of a piece has its mean $\sigma^2 \mathbf{B}_\delta$
@@ -166,10 +170,17 @@ def draw_lines(ax):
         # label near where the line leaves the picture, on its positive side
         shown = line[(np.abs(line) < 0.85 * lim).all(axis=1)]
         end = shown[-1]
-        ax.annotate("", xy=end + 0.5 * normal, xytext=end,
-                    arrowprops=dict(arrowstyle="->", color="k", lw=1))
-        ax.annotate(f"$r_{k + 1} > 0$", xy=end + 0.75 * normal, fontsize=9, ha="center", va="center",
-                    bbox=dict(boxstyle="round,pad=0.1", fc="w", ec="none", alpha=0.8))
+        ax.annotate(
+            "", xy=end + 0.5 * normal, xytext=end, arrowprops=dict(arrowstyle="->", color="k", lw=1)
+        )
+        ax.annotate(
+            f"$r_{k + 1} > 0$",
+            xy=end + 0.75 * normal,
+            fontsize=9,
+            ha="center",
+            va="center",
+            bbox=dict(boxstyle="round,pad=0.1", fc="w", ec="none", alpha=0.8),
+        )
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
@@ -177,17 +188,29 @@ def draw_lines(ax):
 
 fig, axes = plotting.figure(1, 2, figsize=(11, 5.2))
 ax = axes[0]
-ax.imshow(log_p, origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis", vmin=log_p.max() - 6)
+ax.imshow(
+    log_p, origin="lower", extent=(-lim, lim, -lim, lim), cmap="viridis", vmin=log_p.max() - 6
+)
 draw_lines(ax)
 for key, mean, ins in zip(exact.keys, exact.means, inside):
     _, Bd = proto.piece_from_pattern(key[None])
     mu = model.sigma**2 * Bd[0]
     ax.plot([mean[0], mu[0]], [mean[1], mu[1]], color="0.8", lw=1)
     ax.plot(*mu, "o", ms=8, mfc="w" if ins else "none", mec="w", mew=1.5)
-    ax.annotate("".join(str(int(d)) for d in key), xy=mean, color="orange", fontsize=9,
-                ha="center", va="center", weight="bold")
-ax.set_title("exact $\\log p$ (6 nats of range), pieces (pattern), means $\\sigma^2 B_\\delta$\n"
-             "(filled: inside its piece, open: outside)", fontsize=10)
+    ax.annotate(
+        "".join(str(int(d)) for d in key),
+        xy=mean,
+        color="orange",
+        fontsize=9,
+        ha="center",
+        va="center",
+        weight="bold",
+    )
+ax.set_title(
+    "exact $\\log p$ (6 nats of range), pieces (pattern), means $\\sigma^2 B_\\delta$\n"
+    "(filled: inside its piece, open: outside)",
+    fontsize=10,
+)
 ax = axes[1]
 ax.scatter(samples[:, 0], samples[:, 1], c=which, cmap="tab10", s=3, vmin=0, vmax=9)
 draw_lines(ax)
@@ -211,7 +234,9 @@ exact1 = exact_distribution(model1)
 x = np.linspace(-4, 5, 901)[:, None]
 pdf = np.exp(exact1.log_density(x))
 seg = exact1.segments
-fig, axes = plotting.figure(2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw=dict(height_ratios=[1, 2]))
+fig, axes = plotting.figure(
+    2, 1, figsize=(8, 5.5), sharex=True, gridspec_kw=dict(height_ratios=[1, 2])
+)
 axes[0].plot(x[:, 0], proto1.score(x), color="k")
 axes[0].set_ylabel("$f(I)$")
 axes[1].plot(x[:, 0], pdf, color="k", lw=2, label="exact $p(I)$")
@@ -221,27 +246,37 @@ for j, (key, lo, hi) in enumerate(zip(seg.keys, seg.bounds[:-1], seg.bounds[1:])
     piece = (x[:, 0] > lo) & (x[:, 0] < hi)
     mid = x[piece][len(x[piece]) // 2]
     # scale the piece's Gaussian so that it meets the density inside the piece
-    gauss = np.exp(-(x[:, 0] - mu) ** 2 / (2 * model1.sigma**2))
+    gauss = np.exp(-((x[:, 0] - mu) ** 2) / (2 * model1.sigma**2))
     scale = pdf[piece][len(x[piece]) // 2] / gauss[piece][len(x[piece]) // 2]
-    line, = axes[1].plot(x[:, 0], scale * gauss, "--", lw=1)
+    (line,) = axes[1].plot(x[:, 0], scale * gauss, "--", lw=1)
     axes[1].plot([mu], [0], "|", ms=14, mew=2, color=line.get_color())
     for ax in axes:
         if np.isfinite(lo):
             ax.axvline(lo, color="0.7", lw=0.8)
-    axes[1].annotate("".join(str(int(d)) for d in key), xy=(mid[0], 0.02), ha="center",
-                     fontsize=8, color=line.get_color())
+    axes[1].annotate(
+        "".join(str(int(d)) for d in key),
+        xy=(mid[0], 0.02),
+        ha="center",
+        fontsize=8,
+        color=line.get_color(),
+    )
 axes[1].set_ylim(0, 1.3 * pdf.max())
 axes[1].set_xlabel("$I$")
 axes[1].set_ylabel("density")
 axes[1].legend(loc="upper left", fontsize=8)
-fig.suptitle("1-D prototype: on each piece p is a truncated Gaussian $N(\\sigma^2 B_\\delta, \\sigma^2)$", fontsize=10)
+fig.suptitle(
+    "1-D prototype: on each piece p is a truncated Gaussian $N(\\sigma^2 B_\\delta, \\sigma^2)$",
+    fontsize=10,
+)
 fig.tight_layout()
 save(fig, __file__, "pieces_1d")
 for key, lo, hi in zip(seg.keys, seg.bounds[:-1], seg.bounds[1:]):
     _, Bd = proto1.piece_from_pattern(key[None])
     mu = model1.sigma**2 * Bd[0, 0]
-    print(f"piece {key.astype(int)} = ({lo:+.2f}, {hi:+.2f}): mean sigma^2 B = {mu:+.2f}, "
-          f"{'inside (a mode)' if lo < mu < hi else 'outside'}")
+    print(
+        f"piece {key.astype(int)} = ({lo:+.2f}, {hi:+.2f}): mean sigma^2 B = {mu:+.2f}, "
+        f"{'inside (a mode)' if lo < mu < hi else 'outside'}"
+    )
 
 # %% [markdown]
 # ## The prototype is a one-layer ConvNet
@@ -259,7 +294,10 @@ big = PrototypeModel.random(8, 3 * 6 * 6, seed=2, scale=2.0)
 images = np.random.default_rng(3).standard_normal((16, 3 * 6 * 6))
 net = big.as_convnet((3, 6, 6))
 print("ConvNet:", [layer.weight.shape for layer in net.layers])
-print("max |f_prototype - f_ConvNet| =", np.abs(big.score(images) - net.score(images.reshape(16, 3, 6, 6))).max())
+print(
+    "max |f_prototype - f_ConvNet| =",
+    np.abs(big.score(images) - net.score(images.reshape(16, 3, 6, 6))).max(),
+)
 check = structure.check_prototype_is_convnet(GenerativeModel(big), images, (3, 6, 6))
 print(f"{check.claim}: residual {check.residual:.1e} (scores, patterns, alpha, B)")
 
@@ -280,8 +318,12 @@ print(f"{check.claim}: residual {check.residual:.1e} (scores, patterns, alpha, B
 dW, db = big.grad_params(images)
 ((dW_net, db_net),) = net.grad_params(images.reshape(16, 3, 6, 6))
 print("sum_m delta_k(I_m) per filter:", db)
-print("max |dW - dW_backprop| =", np.abs(dW - dW_net.reshape(8, -1)).max(), "; max |db - db_backprop| =",
-      np.abs(db - db_net).max())
+print(
+    "max |dW - dW_backprop| =",
+    np.abs(dW - dW_net.reshape(8, -1)).max(),
+    "; max |db - db_backprop| =",
+    np.abs(db - db_net).max(),
+)
 
 # %% [markdown]
 # ## Summary

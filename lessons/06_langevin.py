@@ -33,9 +33,9 @@
 
 # %%
 import numpy as np
+from _lesson import pick, save
 from scipy import stats
 
-from _lesson import pick, save
 from refimpl import plotting
 from refimpl.backend import make_rng
 from refimpl.lowdim import exact_distribution
@@ -76,8 +76,17 @@ axes[0].set_xlabel("step $\\tau$")
 axes[0].set_ylabel("$I_\\tau$")
 axes[0].set_title(f"8 Langevin chains from $I_0 = 0$, $\\epsilon = {eps}$", fontsize=10)
 for step, values in sorted(snapshots.items()):
-    axes[1].hist(values, bins=80, range=(-5, 6), density=True, histtype="step", label=f"after {step} steps")
-axes[1].hist(run.samples[:, 0], bins=80, range=(-5, 6), density=True, alpha=0.5, label=f"after {n_steps} steps")
+    axes[1].hist(
+        values, bins=80, range=(-5, 6), density=True, histtype="step", label=f"after {step} steps"
+    )
+axes[1].hist(
+    run.samples[:, 0],
+    bins=80,
+    range=(-5, 6),
+    density=True,
+    alpha=0.5,
+    label=f"after {n_steps} steps",
+)
 axes[1].plot(x, pdf, "k", lw=1.5, label="exact $p(I)$")
 axes[1].legend(fontsize=8)
 axes[1].set_title(f"{n_chains} chains: histograms and the exact density", fontsize=10)
@@ -109,7 +118,9 @@ save(fig, __file__, "chains")
 # only thing that can change their law is the step-size bias, and compare:
 
 # %%
-gauss = GenerativeModel(PrototypeModel(np.array([[1.0]]), np.array([0.0]), activation="linear"), sigma=1.0)
+gauss = GenerativeModel(
+    PrototypeModel(np.array([[1.0]]), np.array([0.0]), activation="linear"), sigma=1.0
+)
 mu, var = 1.0, 1.0  # N(sigma^2 w, sigma^2)
 n_gauss = pick(100000, 20000)
 # four relaxation times 2 sigma^2 / eps^2 (and at least 30 steps: at eps > sqrt(2) sigma the
@@ -122,16 +133,24 @@ for e in eps_grid:
     ula = langevin(gauss, start, steps_of(e), e, make_rng(2)).samples[:, 0]
     adjusted = mala(gauss, start, steps_of(e), e, make_rng(3))
     rows.append((ula.var(ddof=1), adjusted.samples[:, 0].var(ddof=1), adjusted.acceptance.mean()))
-    print(f"eps = {e:.1f}: ULA variance {rows[-1][0]:.4f} (predicted {1 / (1 - e**2 / 4):.4f}), "
-          f"MALA variance {rows[-1][1]:.4f}, MALA acceptance {rows[-1][2]:.3f}")
+    print(
+        f"eps = {e:.1f}: ULA variance {rows[-1][0]:.4f} (predicted {1 / (1 - e**2 / 4):.4f}), "
+        f"MALA variance {rows[-1][1]:.4f}, MALA acceptance {rows[-1][2]:.3f}"
+    )
 rows = np.array(rows)
 se = np.sqrt(2 / (n_gauss - 1))  # relative standard error of a Gaussian sample variance
 
 fig, axes = plotting.figure(1, 2, figsize=(11, 4))
 fine = np.linspace(0.05, 1.85, 200)
-axes[0].plot(fine, 1 / (1 - fine**2 / 4), "k", lw=1, label="ULA, predicted $1/(1 - \\epsilon^2/4\\sigma^2)$")
-axes[0].errorbar(eps_grid, rows[:, 0], yerr=5 * se * rows[:, 0], fmt="o", label="ULA, measured (5 SE)")
-axes[0].errorbar(eps_grid, rows[:, 1], yerr=5 * se * rows[:, 1], fmt="s", label="MALA, measured (5 SE)")
+axes[0].plot(
+    fine, 1 / (1 - fine**2 / 4), "k", lw=1, label="ULA, predicted $1/(1 - \\epsilon^2/4\\sigma^2)$"
+)
+axes[0].errorbar(
+    eps_grid, rows[:, 0], yerr=5 * se * rows[:, 0], fmt="o", label="ULA, measured (5 SE)"
+)
+axes[0].errorbar(
+    eps_grid, rows[:, 1], yerr=5 * se * rows[:, 1], fmt="s", label="MALA, measured (5 SE)"
+)
 axes[0].axhline(1, color="0.6", lw=0.8)
 axes[0].set_xlabel("$\\epsilon / \\sigma$")
 axes[0].set_ylabel("stationary variance / $\\sigma^2$")
@@ -181,27 +200,55 @@ for e in eps_relu:
     start = exact.sample(n_relu, make_rng(4))
     ula = langevin(model, start, steps_of(e), e, make_rng(5)).samples[:, 0]
     adjusted = mala(model, start, steps_of(e), e, make_rng(6))
-    ks.append((stats.kstest(ula, exact.cdf).statistic, stats.kstest(adjusted.samples[:, 0], exact.cdf).statistic))
+    ks.append(
+        (
+            stats.kstest(ula, exact.cdf).statistic,
+            stats.kstest(adjusted.samples[:, 0], exact.cdf).statistic,
+        )
+    )
     if e == eps_relu.max():
         big_ula, big_mala = ula, adjusted.samples[:, 0]
-    print(f"eps = {e:.2f}: KS(ULA) = {ks[-1][0]:.4f}, KS(MALA) = {ks[-1][1]:.4f}, "
-          f"MALA acceptance {adjusted.acceptance.mean():.3f}")
+    print(
+        f"eps = {e:.2f}: KS(ULA) = {ks[-1][0]:.4f}, KS(MALA) = {ks[-1][1]:.4f}, "
+        f"MALA acceptance {adjusted.acceptance.mean():.3f}"
+    )
 ks = np.array(ks)
 critical = langevin_checks.ks_critical(n_relu)
 
 fig, axes = plotting.figure(1, 2, figsize=(11, 4))
-axes[0].hist(big_ula, bins=90, range=(-5, 6), density=True, histtype="step", lw=1.2,
-             label=f"ULA, $\\epsilon = {eps_relu.max():.1f}$")
-axes[0].hist(big_mala, bins=90, range=(-5, 6), density=True, histtype="step", lw=1.2,
-             label=f"MALA, $\\epsilon = {eps_relu.max():.1f}$")
+axes[0].hist(
+    big_ula,
+    bins=90,
+    range=(-5, 6),
+    density=True,
+    histtype="step",
+    lw=1.2,
+    label=f"ULA, $\\epsilon = {eps_relu.max():.1f}$",
+)
+axes[0].hist(
+    big_mala,
+    bins=90,
+    range=(-5, 6),
+    density=True,
+    histtype="step",
+    lw=1.2,
+    label=f"MALA, $\\epsilon = {eps_relu.max():.1f}$",
+)
 axes[0].plot(x, pdf, "k", lw=1, label="exact $p(I)$")
 axes[0].legend(fontsize=8)
 axes[0].set_title("a large step: ULA spreads out, MALA does not", fontsize=10)
 axes[1].loglog(eps_relu, ks[:, 0], "o-", label="ULA")
 axes[1].loglog(eps_relu, ks[:, 1], "s-", label="MALA")
-axes[1].loglog(eps_relu, ks[-1, 0] * (eps_relu / eps_relu[-1]) ** 2, ":", color="0.5",
-               label="slope 2 ($\\propto \\epsilon^2$)")
-axes[1].axhline(0.87 / np.sqrt(n_relu), color="0.6", lw=0.8, label="sampling noise $0.87/\\sqrt{n}$")
+axes[1].loglog(
+    eps_relu,
+    ks[-1, 0] * (eps_relu / eps_relu[-1]) ** 2,
+    ":",
+    color="0.5",
+    label="slope 2 ($\\propto \\epsilon^2$)",
+)
+axes[1].axhline(
+    0.87 / np.sqrt(n_relu), color="0.6", lw=0.8, label="sampling noise $0.87/\\sqrt{n}$"
+)
 axes[1].axhline(critical, color="r", lw=0.8, ls="--", label="KS critical value, level $10^{-6}$")
 axes[1].minorticks_off()
 axes[1].set_xticks(eps_relu, [f"{e:.2g}" for e in eps_relu])
@@ -220,9 +267,13 @@ save(fig, __file__, "relu_bias")
 # $\epsilon = 0.375\sigma$ is less than half of that at $1.5\sigma$.
 
 # %%
-results = langevin_checks.check_langevin_1d(model, exact, np.random.default_rng(7), n=pick(20000, 5000))
+results = langevin_checks.check_langevin_1d(
+    model, exact, np.random.default_rng(7), n=pick(20000, 5000)
+)
 for r in results:
-    print(f"{r.claim}: residual {r.residual:.3g} (bound {r.bound}) {'PASS' if r.passed else 'FAIL'}")
+    print(
+        f"{r.claim}: residual {r.residual:.3g} (bound {r.bound}) {'PASS' if r.passed else 'FAIL'}"
+    )
 
 # %% [markdown]
 # In practice (Algorithm 1, lesson 8 onwards) the generative ConvNet is learned with the

@@ -41,8 +41,8 @@
 import itertools
 
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import ConvLayer, ConvNet, plotting
 from refimpl.data import load_digits
 from refimpl.lowdim import exact_distribution
@@ -67,7 +67,10 @@ _, B_all = proto.piece_from_pattern(patterns)
 means = model.sigma**2 * B_all
 self_consistent = (proto.activation_pattern(means) == patterns).all(axis=1)
 modes = means[self_consistent]
-print("auto-encoding patterns:", [("".join(str(int(d)) for d in p)) for p in patterns[self_consistent]])
+print(
+    "auto-encoding patterns:",
+    [("".join(str(int(d)) for d in p)) for p in patterns[self_consistent]],
+)
 print("modes:\n", modes)
 
 # %% [markdown]
@@ -82,8 +85,10 @@ axis = np.linspace(-lim, lim, n_grid)
 starts = np.stack(np.meshgrid(axis, axis, indexing="xy"), -1).reshape(-1, 2)
 run = grade(model, starts, 500, model.sigma)
 end = run.samples
-print(f"{len(starts)} chains: all converged: {bool(run.converged.all())}, "
-      f"steps: median {int(np.median(run.chain_steps))}, max {int(run.chain_steps.max())}")
+print(
+    f"{len(starts)} chains: all converged: {bool(run.converged.all())}, "
+    f"steps: median {int(np.median(run.chain_steps))}, max {int(run.chain_steps.max())}"
+)
 gap = np.linalg.norm(end - model.piece_mean(end), axis=1) / np.linalg.norm(end, axis=1)
 print(f"auto-encoding at the endpoints: max |I - sigma^2 B| / |I| = {gap.max():.1e}")
 basin = np.argmin(((end[:, None, :] - modes[None]) ** 2).sum(2), axis=1)
@@ -112,9 +117,13 @@ print("distance of every endpoint to its mode:", np.linalg.norm(end - modes[basi
 log_p = model.log_density_unnormalised
 jumps = fixed_point(model, starts, record=lambda step, I: log_p(I))
 trace = np.stack([log_p(starts)] + jumps.trace)
-print(f"all stopped: {bool(jumps.converged.all())}; jumps per chain: max {int(jumps.chain_steps.max())}, "
-      f"mean {jumps.chain_steps.mean():.2f}")
-print(f"largest decrease of log p over all jumps: {max(0.0, float((trace[:-1] - trace[1:]).max())):.1e}")
+print(
+    f"all stopped: {bool(jumps.converged.all())}; jumps per chain: max {int(jumps.chain_steps.max())}, "
+    f"mean {jumps.chain_steps.mean():.2f}"
+)
+print(
+    f"largest decrease of log p over all jumps: {max(0.0, float((trace[:-1] - trace[1:]).max())):.1e}"
+)
 basin_fp = np.argmin(((jumps.samples[:, None, :] - modes[None]) ** 2).sum(2), axis=1)
 print(f"starts whose two algorithms end at different modes: {np.mean(basin != basin_fp):.1%}")
 
@@ -126,12 +135,29 @@ print(f"starts whose two algorithms end at different modes: {np.mean(basin != ba
 
 # %%
 fig, axes = plotting.figure(1, 2, figsize=(11, 5.2))
-paths_from = np.array([[-3.5, 3.5], [3.5, 3.5], [-3.5, -3.5], [3.5, -1.0], [0.0, -3.8], [-3.8, 0.5]])
-for ax, labels, title in ((axes[0], basin, "GRADE: basins and paths"),
-                          (axes[1], basin_fp, "fixed point: basins and jumps")):
-    ax.imshow(labels.reshape(n_grid, n_grid), origin="lower", extent=(-lim, lim, -lim, lim),
-              cmap="Pastel1", vmin=0, vmax=8, interpolation="nearest")
-    ax.plot(modes[:, 0], modes[:, 1], "k*", ms=12, label="modes $\\hat I = \\sigma^2 B_{\\delta(\\hat I)}$")
+paths_from = np.array(
+    [[-3.5, 3.5], [3.5, 3.5], [-3.5, -3.5], [3.5, -1.0], [0.0, -3.8], [-3.8, 0.5]]
+)
+for ax, labels, title in (
+    (axes[0], basin, "GRADE: basins and paths"),
+    (axes[1], basin_fp, "fixed point: basins and jumps"),
+):
+    ax.imshow(
+        labels.reshape(n_grid, n_grid),
+        origin="lower",
+        extent=(-lim, lim, -lim, lim),
+        cmap="Pastel1",
+        vmin=0,
+        vmax=8,
+        interpolation="nearest",
+    )
+    ax.plot(
+        modes[:, 0],
+        modes[:, 1],
+        "k*",
+        ms=12,
+        label="modes $\\hat I = \\sigma^2 B_{\\delta(\\hat I)}$",
+    )
     for k, (w, bk) in enumerate(zip(W, b)):
         t = np.linspace(-3 * lim, 3 * lim, 2)
         foot = -bk * w / (w @ w)
@@ -160,8 +186,12 @@ save(fig, __file__, "attractors_2d")
 rng = np.random.default_rng(0)
 random_proto = instances.prototype(rng, 8, 10)
 random_starts = 3 * random_proto.sigma * rng.standard_normal((pick(64, 16), 8))
-for check in (structure.check_proposition2_grade(random_proto, random_starts, 0.5 * random_proto.sigma, 20000),
-              structure.check_fixed_point_prototype(random_proto, random_starts)):
+for check in (
+    structure.check_proposition2_grade(
+        random_proto, random_starts, 0.5 * random_proto.sigma, 20000
+    ),
+    structure.check_fixed_point_prototype(random_proto, random_starts),
+):
     print(f"{check.claim}: residual {check.residual:.1e} (bound {check.bound})")
 
 # %% [markdown]
@@ -189,7 +219,9 @@ pixel_mean = X_all.mean(axis=0)
 X_all = X_all - pixel_mean  # centre each pixel over the data set
 unit = X_all / np.linalg.norm(X_all, axis=1, keepdims=True)
 chosen = []
-for digit in range(10):  # per class, of its first 40 examples the one least like those already chosen
+for digit in range(
+    10
+):  # per class, of its first 40 examples the one least like those already chosen
     candidates = np.nonzero(labels == digit)[0][:40]
     overlap = [max([float(unit[c] @ unit[o]) for o in chosen], default=-1.0) for c in candidates]
     chosen.append(int(candidates[int(np.argmin(overlap))]))
@@ -197,9 +229,14 @@ X = X_all[chosen]
 norms = np.linalg.norm(X, axis=1)
 sigma, c = 4.0, 0.35
 memory = GenerativeModel(PrototypeModel(X / sigma**2, -c * norms**2 / sigma**2), sigma)
-print("largest overlap <x_j, x_k> / |x_k|^2 between memories:",
-      round(float(((X @ X.T) / norms**2 - 2 * np.eye(10)).max()), 3))
-print("every memory is its own piece's mean:", bool(np.allclose(memory.piece_mean(X), X, rtol=0, atol=1e-12)))
+print(
+    "largest overlap <x_j, x_k> / |x_k|^2 between memories:",
+    round(float(((X @ X.T) / norms**2 - 2 * np.eye(10)).max()), 3),
+)
+print(
+    "every memory is its own piece's mean:",
+    bool(np.allclose(memory.piece_mean(X), X, rtol=0, atol=1e-12)),
+)
 
 # %% [markdown]
 # Now corrupt the memories, in two ways: hide the bottom half (replace it by the average
@@ -219,13 +256,18 @@ for name, corrupted in (("half hidden", hidden), ("noisy", noisy)):
     err = np.linalg.norm(by_jumps.samples - X, axis=1) / norms
     err_grade = np.linalg.norm(by_grade.samples - X, axis=1) / norms
     start_err = np.linalg.norm(corrupted - X, axis=1) / norms
-    print(f"{name:11s}: error before {start_err.mean():.2f}; after the fixed point {err.max():.1e} "
-          f"({int(by_jumps.chain_steps.max())} jumps at most); after GRADE {err_grade.max():.1e}")
+    print(
+        f"{name:11s}: error before {start_err.mean():.2f}; after the fixed point {err.max():.1e} "
+        f"({int(by_jumps.chain_steps.max())} jumps at most); after GRADE {err_grade.max():.1e}"
+    )
 grid = [X, hidden, recalled["half hidden"], noisy, recalled["noisy"]]
 rows = ["stored", "half hidden", "recalled", "noisy", "recalled"]
-fig = plotting.image_grid([(pixel_mean + g[i]).reshape(1, 8, 8) for g in grid for i in range(10)],
-                          [f"{rows[r]}" if i == 0 else "" for r in range(5) for i in range(10)],
-                          columns=10, scale=1.1)
+fig = plotting.image_grid(
+    [(pixel_mean + g[i]).reshape(1, 8, 8) for g in grid for i in range(10)],
+    [f"{rows[r]}" if i == 0 else "" for r in range(5) for i in range(10)],
+    columns=10,
+    scale=1.1,
+)
 save(fig, __file__, "hopfield_recall")
 
 # %% [markdown]
@@ -252,28 +294,45 @@ save(fig, __file__, "hopfield_recall")
 # for some $\lambda \in [0, 1]$ (here $\lambda = 2/2.3$).
 
 # %%
-net = ConvNet([ConvLayer(np.array([1.0, -1.0]).reshape(2, 1, 1, 1), np.array([-0.5, 0.5])),
-               ConvLayer(np.array([-1.5, -0.8]).reshape(1, 2, 1, 1), np.zeros(1), relu=False)])
+net = ConvNet(
+    [
+        ConvLayer(np.array([1.0, -1.0]).reshape(2, 1, 1, 1), np.array([-0.5, 0.5])),
+        ConvLayer(np.array([-1.5, -0.8]).reshape(1, 2, 1, 1), np.zeros(1), relu=False),
+    ]
+)
 kinked = GenerativeModel(net, sigma=1.0)
 exact = exact_distribution(kinked, (1, 1, 1))
 xs = np.linspace(-3, 3, 601)
 pdf = np.exp(exact.log_density(xs[:, None]))
-print("the piece means sigma^2 B:", [float(kinked.piece_mean(np.array([[[[v]]]]))[0, 0, 0, 0]) for v in (0.0, 1.0)])
+print(
+    "the piece means sigma^2 B:",
+    [float(kinked.piece_mean(np.array([[[[v]]]]))[0, 0, 0, 0]) for v in (0.0, 1.0)],
+)
 print("the mode of p (on a fine grid):", xs[np.argmax(pdf)])
 runs = {}
 for eps in (0.5, 0.1):
-    r = grade(kinked, np.full((1, 1, 1, 1), 2.5), 400, eps, record=lambda step, I: float(I[0, 0, 0, 0]))
+    r = grade(
+        kinked, np.full((1, 1, 1, 1), 2.5), 400, eps, record=lambda step, I: float(I[0, 0, 0, 0])
+    )
     runs[eps] = np.array(r.trace)
-    print(f"GRADE, eps = {eps}: converged {bool(r.converged[0])}, the last 20 steps span "
-          f"[{runs[eps][-20:].min():.4f}, {runs[eps][-20:].max():.4f}]")
+    print(
+        f"GRADE, eps = {eps}: converged {bool(r.converged[0])}, the last 20 steps span "
+        f"[{runs[eps][-20:].min():.4f}, {runs[eps][-20:].max():.4f}]"
+    )
 fig, axes = plotting.figure(1, 2, figsize=(11, 4))
 axes[0].plot(xs, pdf, "k", lw=2, label="exact $p(I)$")
 for lo, hi, mu, color in ((-3, 0.5, 0.8, "C0"), (0.5, 3, -1.5, "C1")):
     side = (xs >= lo) & (xs <= hi)
     at = np.argmin(np.abs(xs - 0.5))
-    g = np.exp(-(xs - mu) ** 2 / 2)
-    axes[0].plot(xs, pdf[at] / g[at] * g, "--", color=color, lw=1,
-                 label=f"Gaussian of the piece $I {'<' if hi == 0.5 else '>'} 1/2$, mean {mu}")
+    g = np.exp(-((xs - mu) ** 2) / 2)
+    axes[0].plot(
+        xs,
+        pdf[at] / g[at] * g,
+        "--",
+        color=color,
+        lw=1,
+        label=f"Gaussian of the piece $I {'<' if hi == 0.5 else '>'} 1/2$, mean {mu}",
+    )
     axes[0].plot([mu], [0], "|", ms=14, mew=2, color=color)
 axes[0].axvline(0.5, color="0.6", lw=0.8)
 axes[0].set_xlabel("$I$")
@@ -306,15 +365,22 @@ save(fig, __file__, "concave_kink")
 # %%
 rng = np.random.default_rng(6)
 general, shape = instances.image_convnet(rng, 1, 6, 2)
-kinks = structure.check_proposition2_kink_maxima(general, 2 * general.sigma * rng.standard_normal((2,) + shape), rng)
+kinks = structure.check_proposition2_kink_maxima(
+    general, 2 * general.sigma * rng.standard_normal((2,) + shape), rng
+)
 d = kinks.details
-print(f"{kinks.claim}: rise ratio {kinks.residual:.2g} (bound {kinks.bound}) {'PASS' if kinks.passed else 'FAIL'}")
-print(f"  endpoints {d['endpoints']}: on kinks {d['on_kinks']}, interior auto-encoding {d['interior_autoencoding']}; "
-      f"smallest |I - sigma^2 B| / |I| on a kink {d['smallest_gap_on_kinks']:.2f}; "
-      f"pieces meeting there {d['pieces_meeting_at_endpoints']}")
+print(
+    f"{kinks.claim}: rise ratio {kinks.residual:.2g} (bound {kinks.bound}) {'PASS' if kinks.passed else 'FAIL'}"
+)
+print(
+    f"  endpoints {d['endpoints']}: on kinks {d['on_kinks']}, interior auto-encoding {d['interior_autoencoding']}; "
+    f"smallest |I - sigma^2 B| / |I| on a kink {d['smallest_gap_on_kinks']:.2f}; "
+    f"pieces meeting there {d['pieces_meeting_at_endpoints']}"
+)
 convex, cshape = instances.image_convnet(rng, 1, 6, 3, convex=True)
-check = structure.check_proposition2_grade(convex, 2 * convex.sigma * rng.standard_normal((4,) + cshape),
-                                           0.5 * convex.sigma, 20000)
+check = structure.check_proposition2_grade(
+    convex, 2 * convex.sigma * rng.standard_normal((4,) + cshape), 0.5 * convex.sigma, 20000
+)
 print(f"convex 3-layer ConvNet: {check.claim}: residual {check.residual:.1e}")
 
 # %% [markdown]

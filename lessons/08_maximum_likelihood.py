@@ -50,9 +50,9 @@ import dataclasses
 import time
 
 import numpy as np
+from _lesson import pick, save
 from scipy import optimize
 
-from _lesson import pick, save
 from refimpl import plotting
 from refimpl.backend import make_rng
 from refimpl.learning import LearningConfig, Trainer, runs
@@ -97,8 +97,10 @@ def grad(flat, images=data):
 
 
 print(f"{n_data} exact samples; true parameters {truth}")
-print(f"L(truth) = {log_lik(truth):.5f}, |dL/dw| at the truth = {np.linalg.norm(grad(truth)):.4f} "
-      f"(not 0: the data are a finite sample)")
+print(
+    f"L(truth) = {log_lik(truth):.5f}, |dL/dw| at the truth = {np.linalg.norm(grad(truth)):.4f} "
+    f"(not 0: the data are a finite sample)"
+)
 
 # %% [markdown]
 # ## The exact gradient
@@ -119,13 +121,20 @@ print(f"L(truth) = {log_lik(truth):.5f}, |dL/dw| at the truth = {np.linalg.norm(
 start = np.array([0.8, -1.0, 1.5, 0.3, -0.8, -3.0])
 start_model = GenerativeModel(proto(start), SIGMA)
 check = learning.check_ml_gradient(start_model, data, (1,), np.arange(6))
-print(f"{check.claim}: relative residual {check.residual:.1e} (bound {check.tolerance:.0e}) "
-      f"{'PASS' if check.passed else 'FAIL'}")
-data_term_only = lambda model, images, shape: learning.flatten(model.scoring.grad_params(images)) / len(images)
-wrong = learning.check_ml_gradient(start_model, data, (1,), np.arange(6), gradient_fn=data_term_only,
-                                   name="negative control")
-print(f"negative control (data term only): relative residual {wrong.residual:.2f} "
-      f"{'PASS' if wrong.passed else 'FAIL, as it should'}")
+print(
+    f"{check.claim}: relative residual {check.residual:.1e} (bound {check.tolerance:.0e}) "
+    f"{'PASS' if check.passed else 'FAIL'}"
+)
+data_term_only = lambda model, images, shape: (
+    learning.flatten(model.scoring.grad_params(images)) / len(images)
+)
+wrong = learning.check_ml_gradient(
+    start_model, data, (1,), np.arange(6), gradient_fn=data_term_only, name="negative control"
+)
+print(
+    f"negative control (data term only): relative residual {wrong.residual:.2f} "
+    f"{'PASS' if wrong.passed else 'FAIL, as it should'}"
+)
 
 # %% [markdown]
 # ## Gradient ascent recovers the truth
@@ -139,14 +148,17 @@ print(f"negative control (data term only): relative residual {wrong.residual:.2f
 # estimate $\hat w$ of *these* data, which differs from the truth by sampling error.
 
 # %%
-mle_fit = optimize.minimize(lambda w: (-log_lik(w), -grad(w)), start, jac=True, method="BFGS",
-                            options=dict(gtol=1e-10))
+mle_fit = optimize.minimize(
+    lambda w: (-log_lik(w), -grad(w)), start, jac=True, method="BFGS", options=dict(gtol=1e-10)
+)
 mle = mle_fit.x
 h = 1e-5  # the Hessian of -L at the maximum, by central differences of the exact gradient
 hessian = np.array([(grad(mle + h * e) - grad(mle - h * e)) / (2 * h) for e in np.eye(len(mle))])
 curvatures = np.linalg.eigvalsh(-(hessian + hessian.T) / 2)
-print(f"curvatures of -L at the maximum: largest {curvatures.max():.2f} (eta = 0.5 < 2 / {curvatures.max():.2f} "
-      f"= {2 / curvatures.max():.2f}: stable), smallest {curvatures.min():.4f}")
+print(
+    f"curvatures of -L at the maximum: largest {curvatures.max():.2f} (eta = 0.5 < 2 / {curvatures.max():.2f} "
+    f"= {2 / curvatures.max():.2f}: stable), smallest {curvatures.min():.4f}"
+)
 eta, n_iter = 0.5, pick(2000, 400)
 w = start.copy()
 path, curve = [w.copy()], []
@@ -158,14 +170,20 @@ for t in range(n_iter):
     path.append(w.copy())
 curve.append((n_iter, log_lik(w)))
 path, curve = np.array(path), np.array(curve)
-print(f"{n_iter} ascent steps in {time.perf_counter() - t0:.1f} s; L rose monotonically: "
-      f"{bool(np.all(np.diff(curve[:, 1]) >= -1e-12))}")
-print(f"L(start) = {curve[0, 1]:.5f}, L(after ascent) = {curve[-1, 1]:.5f}, L(MLE) = {-mle_fit.fun:.5f}, "
-      f"L(truth) = {log_lik(truth):.5f}")
+print(
+    f"{n_iter} ascent steps in {time.perf_counter() - t0:.1f} s; L rose monotonically: "
+    f"{bool(np.all(np.diff(curve[:, 1]) >= -1e-12))}"
+)
+print(
+    f"L(start) = {curve[0, 1]:.5f}, L(after ascent) = {curve[-1, 1]:.5f}, L(MLE) = {-mle_fit.fun:.5f}, "
+    f"L(truth) = {log_lik(truth):.5f}"
+)
 print("parameter   start   ascent     MLE   truth")
 for name, s, a, m, tr in zip(["w1", "w2", "w3", "b1", "b2", "b3"], start, w, mle, truth):
     print(f"{name:>9s} {s:7.3f}  {a:7.3f} {m:7.3f} {tr:7.3f}")
-print(f"|ascent - MLE| = {np.linalg.norm(w - mle):.1e},  |MLE - truth| = {np.linalg.norm(mle - truth):.3f}")
+print(
+    f"|ascent - MLE| = {np.linalg.norm(w - mle):.1e},  |MLE - truth| = {np.linalg.norm(mle - truth):.3f}"
+)
 
 # %% [markdown]
 # $L(\hat w) > L(\text{truth})$: on a finite sample the truth is not the most likely
@@ -191,13 +209,17 @@ on_model, on_image_model = fitted.unit_moments()
 dW, db = proto(mle).grad_params(data)
 print("filter   data: freq  mean(delta I)   model: E[delta]  E[delta I]")
 for k in range(3):
-    print(f"{k + 1:6d}  {db[k] / n_data:12.6f}  {dW[k, 0] / n_data:13.6f}   {on_model[k]:14.6f}  {on_image_model[k, 0]:10.6f}")
+    print(
+        f"{k + 1:6d}  {db[k] / n_data:12.6f}  {dW[k, 0] / n_data:13.6f}   {on_model[k]:14.6f}  {on_image_model[k, 0]:10.6f}"
+    )
 print(f"largest gap {np.abs(grad(mle)).max():.1e}")
 
 # %%
 x = np.linspace(-5, 6, 551)[:, None]
-densities = {name: np.exp(exact_distribution(GenerativeModel(proto(p), SIGMA)).log_density(x))
-             for name, p in (("start", start), ("MLE", mle), ("truth", truth))}
+densities = {
+    name: np.exp(exact_distribution(GenerativeModel(proto(p), SIGMA)).log_density(x))
+    for name, p in (("start", start), ("MLE", mle), ("truth", truth))
+}
 fig, axes = plotting.figure(1, 3, figsize=(15, 4))
 gap = -mle_fit.fun - curve[:, 1]
 axes[0].semilogy(curve[:, 0], np.maximum(gap, 1e-16))
@@ -205,7 +227,7 @@ axes[0].set_xlabel("iteration $t$")
 axes[0].set_ylabel("$L(\\hat w) - L(w_t)$")
 axes[0].set_title(f"exact gradient ascent, $\\eta = {eta}$", fontsize=10)
 for i in range(6):
-    line, = axes[1].plot(path[:, i], lw=1.2, label=NAMES[i])
+    (line,) = axes[1].plot(path[:, i], lw=1.2, label=NAMES[i])
     axes[1].axhline(truth[i], color=line.get_color(), ls="--", lw=0.8)
 axes[1].set_xlabel("iteration $t$")
 axes[1].set_title("parameters (dashed: the truth)", fontsize=10)
@@ -233,12 +255,21 @@ errors = np.zeros((len(sizes), repeats))
 beats_truth = 0
 for i, n in enumerate(sizes):
     for r in range(repeats):
-        sample = exact_distribution(GenerativeModel(truth_model, SIGMA)).sample(int(n), make_rng(100 + r + 10 * i))
-        fit = optimize.minimize(lambda v: (-log_lik(v, sample), -grad(v, sample)), truth, jac=True,
-                                method="BFGS", options=dict(gtol=1e-9))
+        sample = exact_distribution(GenerativeModel(truth_model, SIGMA)).sample(
+            int(n), make_rng(100 + r + 10 * i)
+        )
+        fit = optimize.minimize(
+            lambda v: (-log_lik(v, sample), -grad(v, sample)),
+            truth,
+            jac=True,
+            method="BFGS",
+            options=dict(gtol=1e-9),
+        )
         errors[i, r] = np.linalg.norm(fit.x - truth)
         beats_truth += -fit.fun >= log_lik(truth, sample)
-    print(f"M = {n:6d}: |w_hat - truth| = {np.round(errors[i], 3)}  (x sqrt(M): {np.sqrt(n) * errors[i].mean():.1f})")
+    print(
+        f"M = {n:6d}: |w_hat - truth| = {np.round(errors[i], 3)}  (x sqrt(M): {np.sqrt(n) * errors[i].mean():.1f})"
+    )
 print(f"L(w_hat) >= L(truth) in {beats_truth} of {errors.size} fits")
 
 # %% [markdown]
@@ -295,41 +326,63 @@ for n in mc_sizes:
 # lag behind $w$ leave a small systematic error on top.
 
 # %%
-config = LearningConfig(spec=[(3, 1, 1, 0)], grow=False, iterations_per_layer=n_iter, chains=pick(1000, 300),
-                        langevin_steps=10, step_size=0.2, sigma=SIGMA, learning_rate=eta, optimizer="sgd",
-                        seed=1)
+config = LearningConfig(
+    spec=[(3, 1, 1, 0)],
+    grow=False,
+    iterations_per_layer=n_iter,
+    chains=pick(1000, 300),
+    langevin_steps=10,
+    step_size=0.2,
+    sigma=SIGMA,
+    learning_rate=eta,
+    optimizer="sgd",
+    seed=1,
+)
 trainer = Trainer(config, images)
 trainer.net = learning.with_flat_parameters(trainer.net, start)
 mc_path = [start.copy()]
 t0 = time.perf_counter()
 trainer.run(callback=lambda tr, record: mc_path.append(learning.flatten(tr.net.parameters())))
 mc_path = np.array(mc_path)
-averaged = mc_path[-(n_iter // 3):].mean(axis=0)
+averaged = mc_path[-(n_iter // 3) :].mean(axis=0)
 print(f"Algorithm 1: {n_iter} iterations in {time.perf_counter() - t0:.1f} s")
-print(f"|last iterate - MLE| = {np.linalg.norm(mc_path[-1] - mle):.3f}, "
-      f"|average of the last third - MLE| = {np.linalg.norm(averaged - mle):.3f}, "
-      f"|MLE - truth| = {np.linalg.norm(mle - truth):.3f}")
-print(f"L: last iterate {log_lik(mc_path[-1]):.5f}, averaged {log_lik(averaged):.5f}, MLE {-mle_fit.fun:.5f}, "
-      f"start {log_lik(start):.5f}")
+print(
+    f"|last iterate - MLE| = {np.linalg.norm(mc_path[-1] - mle):.3f}, "
+    f"|average of the last third - MLE| = {np.linalg.norm(averaged - mle):.3f}, "
+    f"|MLE - truth| = {np.linalg.norm(mle - truth):.3f}"
+)
+print(
+    f"L: last iterate {log_lik(mc_path[-1]):.5f}, averaged {log_lik(averaged):.5f}, MLE {-mle_fit.fun:.5f}, "
+    f"start {log_lik(start):.5f}"
+)
 
 # %%
 fig, axes = plotting.figure(1, 3, figsize=(15, 4))
 for r in range(repeats):
     axes[0].loglog(sizes, errors[:, r], ".", color="C0", alpha=0.5)
-axes[0].loglog(sizes, errors.mean(axis=1), "o-", color="C0", label="$|\\hat w - w_{true}|$: fits (dots), mean")
-axes[0].loglog(sizes, errors.mean(axis=1)[0] * np.sqrt(sizes[0] / sizes), ":", color="0.5",
-               label="slope $-1/2$")
+axes[0].loglog(
+    sizes, errors.mean(axis=1), "o-", color="C0", label="$|\\hat w - w_{true}|$: fits (dots), mean"
+)
+axes[0].loglog(
+    sizes,
+    errors.mean(axis=1)[0] * np.sqrt(sizes[0] / sizes),
+    ":",
+    color="0.5",
+    label="slope $-1/2$",
+)
 axes[0].set_xlabel("number of training images $M$")
 axes[0].legend(fontsize=8)
 axes[0].set_title("consistency of maximum likelihood", fontsize=10)
 axes[1].loglog(mc_sizes, mc_errors, "s-", label="$H^{obs} - H^{syn}$, exact samples")
-axes[1].loglog(mc_sizes, mc_errors[0] * np.sqrt(mc_sizes[0] / mc_sizes), ":", color="0.5", label="slope $-1/2$")
+axes[1].loglog(
+    mc_sizes, mc_errors[0] * np.sqrt(mc_sizes[0] / mc_sizes), ":", color="0.5", label="slope $-1/2$"
+)
 axes[1].set_xlabel("synthesised images $\\tilde M$")
 axes[1].set_ylabel("relative error of the gradient")
 axes[1].legend(fontsize=8)
 axes[1].set_title("Monte Carlo estimate of Eq. (7.2)", fontsize=10)
 for i in range(6):
-    line, = axes[2].plot(mc_path[:, i], lw=0.6, alpha=0.8)
+    (line,) = axes[2].plot(mc_path[:, i], lw=0.6, alpha=0.8)
     axes[2].plot(path[:, i], color=line.get_color(), lw=1.5, label=NAMES[i])
     axes[2].axhline(truth[i], color=line.get_color(), ls="--", lw=0.8)
 axes[2].set_xlabel("iteration $t$")
@@ -353,12 +406,26 @@ save(fig, __file__, "algorithm1")
 # $1 \times 1$ "images" above the area was 1. On a small texture it is not:
 
 # %%
-tiny = LearningConfig(dataset="texture", image="brick", size=16, factor=16, spec=[(4, 3, 1, 0), (4, 3, 2, 1)],
-                      grow=False, chains=4, langevin_steps=5, step_size=0.3, init_std=[0.01, "he"], seed=3)
+tiny = LearningConfig(
+    dataset="texture",
+    image="brick",
+    size=16,
+    factor=16,
+    spec=[(4, 3, 1, 0), (4, 3, 2, 1)],
+    grow=False,
+    chains=4,
+    langevin_steps=5,
+    step_size=0.3,
+    init_std=[0.01, "he"],
+    seed=3,
+)
 tex, _, _ = runs.prepare(tiny)
 tex_trainer = Trainer(tiny, tex)
 tex_trainer.step()  # one iteration of Algorithm 1: the chains now hold synthesised images
-g_o, g_s = tex_trainer.net.grad_params(tex_trainer.data), tex_trainer.net.grad_params(tex_trainer.chains)
+g_o, g_s = (
+    tex_trainer.net.grad_params(tex_trainer.data),
+    tex_trainer.net.grad_params(tex_trainer.chains),
+)
 variants = {
     "sums (no normalisation)": dataclasses.replace(tiny, normalise_by_area=False),
     "divided by area": tiny,
@@ -368,7 +435,9 @@ areas = [g.out_height * g.out_width for g in tex_trainer.net.geometries(tex.shap
 print("output areas per layer:", areas)
 for label, cfg in variants.items():
     tex_trainer.config = cfg
-    norms = [np.sqrt((gW**2).sum() + (gb**2).sum()) for gW, gb in tex_trainer._scaled_gradient(g_o, g_s)]
+    norms = [
+        np.sqrt((gW**2).sum() + (gb**2).sum()) for gW, gb in tex_trainer._scaled_gradient(g_o, g_s)
+    ]
     print(f"{label:28s}: |H_obs - H_syn| per layer = {np.round(norms, 4)}")
 tex_trainer.config = tiny
 

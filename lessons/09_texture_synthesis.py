@@ -42,8 +42,8 @@
 import time
 
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import plotting
 from refimpl.conv import conv2d_adjoint
 from refimpl.learning import Trainer, runs
@@ -72,8 +72,10 @@ print("texture preset:", PRESETS["texture"]["description"])
 T = pick(60, 6)
 config = preset_config("texture", size=pick(40, 24), chains=pick(6, 2), iterations_per_layer=T)
 data, mean, raw = runs.prepare(config)  # (1, 1, 40, 40): the crop minus its mean
-print(f"this lesson: {raw.shape[-1]}x{raw.shape[-1]} crop, {config.chains} chains, L = {config.langevin_steps}, "
-      f"T = {T} per layer, eps = {config.step_size}, sigma = {config.sigma}")
+print(
+    f"this lesson: {raw.shape[-1]}x{raw.shape[-1]} crop, {config.chains} chains, L = {config.langevin_steps}, "
+    f"T = {T} per layer, eps = {config.step_size}, sigma = {config.sigma}"
+)
 print("layers (out_channels, kernel, stride, pad, relu):", [tuple(s) for s in config.spec])
 print("learning rates:", config.learning_rates(), " initial weight std:", config.init_std)
 
@@ -110,12 +112,20 @@ size = raw.shape[-1]
 coverage = {}
 for pad in (0, 3):
     out = (size + 2 * pad - 7) // 2 + 1
-    coverage[pad] = conv2d_adjoint(np.ones((1, 1, out, out)), np.ones((1, 1, 7, 7)), (size, size), stride=2, pad=pad)[0]
+    coverage[pad] = conv2d_adjoint(
+        np.ones((1, 1, out, out)), np.ones((1, 1, 7, 7)), (size, size), stride=2, pad=pad
+    )[0]
     c = coverage[pad][0]
-    print(f"pad {pad}: a corner pixel lies in {c[0, 0]:.0f} layer-1 windows, an edge pixel in "
-          f"{c[0, size // 2]:.0f}, a central one in {c[size // 2, size // 2]:.0f}")
-fig = plotting.image_grid([coverage[0], coverage[3]], ["layer-1 windows per pixel, no padding",
-                                                      "layer-1 windows per pixel, pad 3"], columns=2, scale=3.2)
+    print(
+        f"pad {pad}: a corner pixel lies in {c[0, 0]:.0f} layer-1 windows, an edge pixel in "
+        f"{c[0, size // 2]:.0f}, a central one in {c[size // 2, size // 2]:.0f}"
+    )
+fig = plotting.image_grid(
+    [coverage[0], coverage[3]],
+    ["layer-1 windows per pixel, no padding", "layer-1 windows per pixel, pad 3"],
+    columns=2,
+    scale=3.2,
+)
 save(fig, __file__, "padding_coverage")
 
 # %% [markdown]
@@ -138,8 +148,10 @@ def run_stage():
     trainer.run(iterations=T)
     snapshots.append(np.clip(runs.to_raw(config, trainer.chains, mean), 0, 255)[:4])
     last = trainer.history["mismatch"][-1]
-    print(f"stage {stage} done after {trainer.iteration} iterations ({time.perf_counter() - start:.0f} s); "
-          f"moment mismatch per layer {np.round(last, 3)}; now at stage {trainer.stage}")
+    print(
+        f"stage {stage} done after {trainer.iteration} iterations ({time.perf_counter() - start:.0f} s); "
+        f"moment mismatch per layer {np.round(last, 3)}; now at stage {trainer.stage}"
+    )
 
 
 run_stage()
@@ -153,8 +165,10 @@ run_stage()
 # %%
 for l, layer in enumerate(trainer.net.layers, start=1):
     fan_in = layer.in_channels * layer.kernel_size**2
-    print(f"layer {l}: {layer}  weight std {layer.weight.std():.4f}  (He scale sqrt(2/fan_in) = "
-          f"{np.sqrt(2 / fan_in):.4f})")
+    print(
+        f"layer {l}: {layer}  weight std {layer.weight.std():.4f}  (He scale sqrt(2/fan_in) = "
+        f"{np.sqrt(2 / fan_in):.4f})"
+    )
 
 # %% [markdown]
 # Algorithm 1 starts at $w = 0$. With ReLU that cannot work: every response is
@@ -181,16 +195,23 @@ for std in ("he", 0.01, 0.0):
     trial = Trainer.from_state(arrays, trial_meta, data)
     trial._enter_stage(2)  # re-create layer 2 with this init_std
     fwd = trial.net.forward(trial.data)
-    x_rms, z_rms = np.sqrt((fwd.inputs[1] ** 2).mean()), np.sqrt((fwd.pre_activations[1] ** 2).mean())
+    x_rms, z_rms = (
+        np.sqrt((fwd.inputs[1] ** 2).mean()),
+        np.sqrt((fwd.pre_activations[1] ** 2).mean()),
+    )
     w0 = trial.net.layers[1].weight.copy()
     moves = []
     for _ in range(demo_steps):
         record = trial.step()
-        moves.append(np.linalg.norm(trial.net.layers[1].weight - w0) / max(np.linalg.norm(w0), 1e-300))
+        moves.append(
+            np.linalg.norm(trial.net.layers[1].weight - w0) / max(np.linalg.norm(w0), 1e-300)
+        )
     active = trial.net.activation_pattern(trial.data)[1].mean()
-    print(f"init {std!s:4s}: input rms {x_rms:6.1f}, new responses rms {z_rms:6.1f}; weights moved "
-          f"{moves[0]:.1%} after 1 step, {moves[-1]:.1%} after {demo_steps}; layer-2 units on: {active:.0%}; "
-          f"mismatch {np.round(record['mismatch'], 3)}")
+    print(
+        f"init {std!s:4s}: input rms {x_rms:6.1f}, new responses rms {z_rms:6.1f}; weights moved "
+        f"{moves[0]:.1%} after 1 step, {moves[-1]:.1%} after {demo_steps}; layer-2 units on: {active:.0%}; "
+        f"mismatch {np.round(record['mismatch'], 3)}"
+    )
 
 # %% [markdown]
 # At the He scale the new responses match their input and the first step changes the
@@ -209,7 +230,9 @@ for std in ("he", 0.01, 0.0):
 run_stage()
 print("stage", trainer.stage, "->", trainer.net.spec())
 run_stage()
-print(f"trained {trainer.iteration} iterations in {time.perf_counter() - start:.0f} s; final network:")
+print(
+    f"trained {trainer.iteration} iterations in {time.perf_counter() - start:.0f} s; final network:"
+)
 print(trainer.net)
 
 # %% [markdown]
@@ -220,8 +243,11 @@ print(trainer.net)
 
 # %%
 images = [raw[0], None, None, None] + [s for snap in snapshots for s in snap]
-titles = ["training image", "", "", ""] + [f"stage {st + 1} ({st + 1} layer{'s' * (st > 0)}), chain {i}"
-                                           for st in range(len(snapshots)) for i in range(4)]
+titles = ["training image", "", "", ""] + [
+    f"stage {st + 1} ({st + 1} layer{'s' * (st > 0)}), chain {i}"
+    for st in range(len(snapshots))
+    for i in range(4)
+]
 fig = plotting.image_grid(images, titles, columns=4, scale=2.4)
 save(fig, __file__, "samples_per_stage")
 

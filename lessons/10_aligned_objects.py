@@ -49,8 +49,8 @@
 import time
 
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import plotting
 from refimpl.convnet import ConvNet
 from refimpl.learning import Trainer, runs
@@ -75,11 +75,15 @@ print("object preset:", PRESETS["object"]["description"])
 T = pick(100, 8)
 config = preset_config("object", iterations_per_layer=T)
 data, mean, raw = runs.prepare(config)
-print(f"training images {data.shape}, raw intensities in [{raw.min():.0f}, {raw.max():.0f}], "
-      f"mean subtracted {float(mean.ravel()[0]):.1f}")
+print(
+    f"training images {data.shape}, raw intensities in [{raw.min():.0f}, {raw.max():.0f}], "
+    f"mean subtracted {float(mean.ravel()[0]):.1f}"
+)
 print("conv layers (out_channels, kernel, stride, pad, relu):", [tuple(s) for s in config.spec])
-print(f"top filter: {config.top_filter}; chains {config.chains}, L = {config.langevin_steps}, T = {T} per layer, "
-      f"eps = {config.step_size}, sigma = {config.sigma}; learning rates {config.learning_rates()}")
+print(
+    f"top filter: {config.top_filter}; chains {config.chains}, L = {config.langevin_steps}, T = {T} per layer, "
+    f"eps = {config.step_size}, sigma = {config.sigma}; learning rates {config.learning_rates()}"
+)
 
 # %% [markdown]
 # ## The network at stage 1
@@ -94,8 +98,10 @@ trainer = Trainer(config, data)
 print(trainer.net)
 print("feature maps per layer:", trainer.net.feature_shapes(data.shape))
 top = trainer.net.layers[-1]
-print(f"top filter: {top.weight.size} weights (one per feature and position), relu = {top.relu}; "
-      f"a 3x3 conv filter on the same input has {top.in_channels * 9}")
+print(
+    f"top filter: {top.weight.size} weights (one per feature and position), relu = {top.relu}; "
+    f"a 3x3 conv filter on the same input has {top.in_channels * 9}"
+)
 
 # %% [markdown]
 # **Why no ReLU at the top.** A ReLU unit with one position is one switch for the whole image:
@@ -126,14 +132,21 @@ for stage in (1, 2, 3):
     trainer.run(iterations=T)
     snapshots.append(np.clip(runs.to_raw(config, trainer.chains, mean), 0, 255)[:4])
     tops.append(top_before)
-    print(f"stage {stage}: {time.perf_counter() - start:5.1f} s, top filter {top_before.in_channels}x"
-          f"{top_before.kernel_size}x{top_before.kernel_size}, mismatch per layer "
-          f"{np.round(trainer.history['mismatch'][-1], 3)}, reconstruction error "
-          f"{trainer.history['reconstruction_error'][-1]:.3f}")
+    print(
+        f"stage {stage}: {time.perf_counter() - start:5.1f} s, top filter {top_before.in_channels}x"
+        f"{top_before.kernel_size}x{top_before.kernel_size}, mismatch per layer "
+        f"{np.round(trainer.history['mismatch'][-1], 3)}, reconstruction error "
+        f"{trainer.history['reconstruction_error'][-1]:.3f}"
+    )
 print("final network:", [tuple(s) for s in trainer.net.spec()])
 print("the stage-1 top filter was replaced:", tops[0] is not tops[1] and tops[1] is not tops[2])
-print("top filter bias after", trainer.iteration, "iterations:", trainer.net.layers[-1].bias,
-      "(it started at 0: its gradient is exactly 1 - 1 = 0)")
+print(
+    "top filter bias after",
+    trainer.iteration,
+    "iterations:",
+    trainer.net.layers[-1].bias,
+    "(it started at 0: its gradient is exactly 1 - 1 = 0)",
+)
 
 # %% [markdown]
 # ## Training images and samples
@@ -143,7 +156,9 @@ print("top filter bias after", trainer.iteration, "iterations:", trainer.net.lay
 
 # %%
 images = list(raw[:4]) + [s for snap in snapshots for s in snap]
-titles = [f"train {i}" for i in range(4)] + [f"stage {st + 1}, chain {i}" for st in range(3) for i in range(4)]
+titles = [f"train {i}" for i in range(4)] + [
+    f"stage {st + 1}, chain {i}" for st in range(3) for i in range(4)
+]
 fig = plotting.image_grid(images, titles, columns=4, scale=2.2)
 save(fig, __file__, "samples_per_stage")
 
@@ -167,18 +182,36 @@ save(fig, __file__, "samples_per_stage")
 # %%
 top = trainer.net.layers[-1]
 weights = [top.weight[0, i][None] for i in range(top.in_channels)]
-fig = plotting.image_grid(weights, [f"top weights, channel {i}" for i in range(top.in_channels)],
-                          columns=4, signed=True, scale=2.2)
+fig = plotting.image_grid(
+    weights,
+    [f"top weights, channel {i}" for i in range(top.in_channels)],
+    columns=4,
+    signed=True,
+    scale=2.2,
+)
 save(fig, __file__, "top_filter_weights")
 
 recon = trainer.model().piece_mean(data[:2])  # sigma^2 B_{w, delta(I)}
 B_syn = trainer.net.grad_input(trainer.chains[:2])
 recon_raw = runs.to_raw(config, recon, mean)
 shown = [raw[0], recon_raw[0], raw[1], recon_raw[1], B_syn[0], B_syn[1]]
-fig = plotting.image_grid(shown, ["train 0", "sigma^2 B (train 0) + mean", "train 1", "sigma^2 B (train 1) + mean",
-                                  "B at sample 0", "B at sample 1"], columns=6, scale=2.2)
+fig = plotting.image_grid(
+    shown,
+    [
+        "train 0",
+        "sigma^2 B (train 0) + mean",
+        "train 1",
+        "sigma^2 B (train 1) + mean",
+        "B at sample 0",
+        "B at sample 1",
+    ],
+    columns=6,
+    scale=2.2,
+)
 save(fig, __file__, "template_in_image_space")
-err = np.linalg.norm((data[:2] - recon).reshape(2, -1), axis=1) / np.linalg.norm(data[:2].reshape(2, -1), axis=1)
+err = np.linalg.norm((data[:2] - recon).reshape(2, -1), axis=1) / np.linalg.norm(
+    data[:2].reshape(2, -1), axis=1
+)
 print("reconstruction error |I - sigma^2 B| / |I| of train 0, 1:", np.round(err, 3))
 
 # %% [markdown]
@@ -192,7 +225,9 @@ features = ConvNet(trainer.net.layers[:-1]).forward(data).outputs[-1]  # (M, 8, 
 exponent = np.tensordot(features, top.weight[0], axes=([1, 2, 3], [0, 1, 2])) + top.bias[0]
 f = trainer.net.score(data)
 print("f of the training images:", np.round(f[:4]))
-print(f"max |f - Eq. (4.2) exponent| / max |f| = {np.abs(f - exponent).max() / np.abs(f).max():.1e}")
+print(
+    f"max |f - Eq. (4.2) exponent| / max |f| = {np.abs(f - exponent).max() / np.abs(f).max():.1e}"
+)
 
 # %% [markdown]
 # ## Template versus texture
@@ -202,15 +237,25 @@ print(f"max |f - Eq. (4.2) exponent| / max |f| = {np.abs(f - exponent).max() / n
 
 # %%
 start = time.perf_counter()
-stationary_config = preset_config("object", iterations_per_layer=pick(100, 5), top_filter=False,
-                                  learning_rate=config.learning_rates()[:3], init_std=config.init_std[:3])
+stationary_config = preset_config(
+    "object",
+    iterations_per_layer=pick(100, 5),
+    top_filter=False,
+    learning_rate=config.learning_rates()[:3],
+    init_std=config.init_std[:3],
+)
 stationary = Trainer(stationary_config, data).run()
-print(f"stationary model: {stationary.iteration} iterations in {time.perf_counter() - start:.1f} s, final "
-      f"mismatch {np.round(stationary.history['mismatch'][-1], 3)}")
+print(
+    f"stationary model: {stationary.iteration} iterations in {time.perf_counter() - start:.1f} s, final "
+    f"mismatch {np.round(stationary.history['mismatch'][-1], 3)}"
+)
 texture_like = np.clip(runs.to_raw(stationary_config, stationary.chains, mean), 0, 255)
 images = list(raw[:4]) + list(snapshots[-1]) + list(texture_like[:4])
-titles = [f"train {i}" for i in range(4)] + [f"top filter, sample {i}" for i in range(4)] + \
-         [f"stationary (3.5), sample {i}" for i in range(4)]
+titles = (
+    [f"train {i}" for i in range(4)]
+    + [f"top filter, sample {i}" for i in range(4)]
+    + [f"stationary (3.5), sample {i}" for i in range(4)]
+)
 fig = plotting.image_grid(images, titles, columns=4, scale=2.2)
 save(fig, __file__, "template_versus_stationary")
 
@@ -230,10 +275,11 @@ save(fig, __file__, "template_versus_stationary")
 # position-pooled averages. We measure both on each model's own top features, and on the
 # average image itself:
 
+
 # %%
 def feature_averages(conv_net, images):
     maps = conv_net.forward(images).outputs[-1].mean(axis=0)  # (N, H, W): average map
-    return maps, maps.sum(axis=(1, 2))                          # per position, pooled over x
+    return maps, maps.sum(axis=(1, 2))  # per position, pooled over x
 
 
 def rel(a, b):
@@ -241,16 +287,27 @@ def rel(a, b):
 
 
 mean_images = [raw.mean(axis=0)]
-for name, model_trainer, features in (("top filter", trainer, ConvNet(trainer.net.layers[:-1])),
-                                      ("stationary", stationary, stationary.net)):
-    (data_maps, data_pooled), (syn_maps, syn_pooled) = (feature_averages(features, x)
-                                                        for x in (data, model_trainer.chains))
-    mean_images.append(np.clip(runs.to_raw(config, model_trainer.chains, mean), 0, 255).mean(axis=0))
-    print(f"{name:10s}: samples vs data, relative difference of the top features' averages: "
-          f"pooled over x {rel(data_pooled, syn_pooled):.3f}, per position {rel(data_maps, syn_maps):.3f}; "
-          f"of the average image {rel(data.mean(axis=0), model_trainer.chains.mean(axis=0)):.3f}")
-fig = plotting.image_grid(mean_images, ["average training image", "average sample, top filter",
-                                        "average sample, stationary"], columns=3, scale=2.6)
+for name, model_trainer, features in (
+    ("top filter", trainer, ConvNet(trainer.net.layers[:-1])),
+    ("stationary", stationary, stationary.net),
+):
+    (data_maps, data_pooled), (syn_maps, syn_pooled) = (
+        feature_averages(features, x) for x in (data, model_trainer.chains)
+    )
+    mean_images.append(
+        np.clip(runs.to_raw(config, model_trainer.chains, mean), 0, 255).mean(axis=0)
+    )
+    print(
+        f"{name:10s}: samples vs data, relative difference of the top features' averages: "
+        f"pooled over x {rel(data_pooled, syn_pooled):.3f}, per position {rel(data_maps, syn_maps):.3f}; "
+        f"of the average image {rel(data.mean(axis=0), model_trainer.chains.mean(axis=0)):.3f}"
+    )
+fig = plotting.image_grid(
+    mean_images,
+    ["average training image", "average sample, top filter", "average sample, stationary"],
+    columns=3,
+    scale=2.6,
+)
 save(fig, __file__, "average_images")
 
 # %% [markdown]
@@ -270,8 +327,10 @@ canvas = np.full((2, len(data), 1, 32, 32), background)
 canvas[0, :, :, 8:24, 8:24] = data
 canvas[1, :, :, 8:24, 9:25] = data  # one pixel to the right
 f_here, f_there = stationary.net.score(canvas[0]), stationary.net.score(canvas[1])
-print(f"stationary model on a 32x32 canvas: max |f(I) - f(shifted I)| / max |f| = "
-      f"{np.abs(f_here - f_there).max() / np.abs(f_here).max():.1e}")
+print(
+    f"stationary model on a 32x32 canvas: max |f(I) - f(shifted I)| / max |f| = "
+    f"{np.abs(f_here - f_there).max() / np.abs(f_here).max():.1e}"
+)
 
 # %% [markdown]
 # ## Learning curves
@@ -287,8 +346,10 @@ save(fig, __file__, "learning_curves")
 h = trainer.history
 for stage in (1, 2, 3):
     at = [i for i, s in enumerate(h["stage"]) if s == stage]
-    print(f"stage {stage}: mismatch {np.round(h['mismatch'][at[0]], 3)} -> {np.round(h['mismatch'][at[-1]], 3)}; "
-          f"energy data/samples {h['energy_data'][at[-1]]:.3g} / {h['energy_samples'][at[-1]]:.3g}")
+    print(
+        f"stage {stage}: mismatch {np.round(h['mismatch'][at[0]], 3)} -> {np.round(h['mismatch'][at[-1]], 3)}; "
+        f"energy data/samples {h['energy_data'][at[-1]]:.3g} / {h['energy_samples'][at[-1]]:.3g}"
+    )
 
 # %% [markdown]
 # In stage 1, $f = \langle w^{\rm top}, h(w^{(1)} * \mathbf{I})\rangle$ is a product of the

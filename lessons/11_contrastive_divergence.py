@@ -60,8 +60,8 @@
 
 # %%
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import plotting
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
 from refimpl.learning import Trainer, runs
@@ -90,8 +90,10 @@ eps = 0.1 * sigma
 I_syn = learning.mean_noise_step(model, I_obs, eps)
 recon = model.piece_mean(I_obs)  # sigma^2 B_{w, delta(I_obs)}
 expected = I_obs + eps**2 / (2 * sigma**2) * (recon - I_obs)
-print(f"|I_syn - [I_obs + eps^2/(2 sigma^2) (sigma^2 B - I_obs)]| / |I_syn| = "
-      f"{np.linalg.norm(I_syn - expected) / np.linalg.norm(I_syn):.1e}")
+print(
+    f"|I_syn - [I_obs + eps^2/(2 sigma^2) (sigma^2 B - I_obs)]| / |I_syn| = "
+    f"{np.linalg.norm(I_syn - expected) / np.linalg.norm(I_syn):.1e}"
+)
 
 
 def keys(images):
@@ -99,7 +101,9 @@ def keys(images):
     return pattern_keys(as_pattern_list(net.activation_pattern(images)))
 
 
-print(f"images whose pattern the step keeps: {(keys(I_obs) == keys(I_syn)).all(axis=1).sum()} of {len(I_obs)}")
+print(
+    f"images whose pattern the step keeps: {(keys(I_obs) == keys(I_syn)).all(axis=1).sum()} of {len(I_obs)}"
+)
 
 # %% [markdown]
 # ## Proposition 3, numerically
@@ -118,8 +122,10 @@ n_params = len(learning.flatten(net.parameters()))
 coords = rng.choice(n_params, min(60, n_params), replace=False)
 eps_grid = sigma * np.array(pick([1.6, 0.8, 0.4, 0.2, 0.1, 0.05, 0.025], [0.8, 0.2, 0.05]))
 rows = []
-print(f"{'eps/sigma':>9s} {'kept':>5s} {'units flipped':>13s} {'eps used':>9s} {'images used':>11s} "
-      f"{'|CD|/eps^2':>10s} {'residual':>9s}")
+print(
+    f"{'eps/sigma':>9s} {'kept':>5s} {'units flipped':>13s} {'eps used':>9s} {'images used':>11s} "
+    f"{'|CD|/eps^2':>10s} {'residual':>9s}"
+)
 for e in eps_grid:
     syn = learning.mean_noise_step(model, I_obs, e)
     kept = (keys(I_obs) == keys(syn)).all(axis=1).mean()
@@ -127,9 +133,11 @@ for e in eps_grid:
     r = learning.check_proposition3(model, I_obs, e, coords)
     d = r.details
     rows.append((e, kept, flipped, d["step_size"], r.residual, d["cd_norm"] / d["step_size"] ** 2))
-    print(f"{e / sigma:9.3f} {kept:5.2f} {flipped:13.2%} {d['step_size'] / sigma:9.3f} "
-          f"{d['images_kept']:5d} of {d['images']:2d} {rows[-1][5]:10.4f} {r.residual:9.1e} "
-          f"{'PASS' if r.passed else 'FAIL'}")
+    print(
+        f"{e / sigma:9.3f} {kept:5.2f} {flipped:13.2%} {d['step_size'] / sigma:9.3f} "
+        f"{d['images_kept']:5d} of {d['images']:2d} {rows[-1][5]:10.4f} {r.residual:9.1e} "
+        f"{'PASS' if r.passed else 'FAIL'}"
+    )
 rows = np.array(rows)
 
 # %% [markdown]
@@ -151,12 +159,16 @@ axes[0].set_xlabel("$\\epsilon / \\sigma$")
 axes[0].set_ylim(-0.03, 1.03)
 axes[0].legend(fontsize=8)
 axes[0].set_title("Proposition 3's condition: the mean-noise step keeps $\\delta$", fontsize=10)
-axes[1].loglog(rows[:, 3] / sigma, rows[:, 4], "o", label="relative residual (images that keep $\\delta$)")
+axes[1].loglog(
+    rows[:, 3] / sigma, rows[:, 4], "o", label="relative residual (images that keep $\\delta$)"
+)
 axes[1].axhline(1e-6, color="r", ls="--", lw=0.8, label="tolerance $10^{-6}$")
 axes[1].set_ylim(1e-12, 1)
 axes[1].set_xlabel("$\\epsilon / \\sigma$ used")
 axes[1].legend(fontsize=8)
-axes[1].set_title("CD gradient vs $-(\\epsilon^2/2\\sigma^4)\\,\\partial R/\\partial w$", fontsize=10)
+axes[1].set_title(
+    "CD gradient vs $-(\\epsilon^2/2\\sigma^4)\\,\\partial R/\\partial w$", fontsize=10
+)
 fig.tight_layout()
 save(fig, __file__, "proposition3")
 
@@ -175,15 +187,22 @@ save(fig, __file__, "proposition3")
 
 # %%
 proto = instances.prototype(np.random.default_rng(1), 2, 3)
-far = learning.far_from_kinks(proto.scoring, 2 * proto.sigma * np.random.default_rng(2).standard_normal((2000, 2)),
-                              1.0 * proto.sigma)[:3]
+far = learning.far_from_kinks(
+    proto.scoring,
+    2 * proto.sigma * np.random.default_rng(2).standard_normal((2000, 2)),
+    1.0 * proto.sigma,
+)[:3]
 draw_grid = np.array(pick([1000, 10000, 100000, 1000000], [1000, 10000, 100000]))
 mc = []
 for n in draw_grid:
-    r = learning.check_proposition3_noisy(proto, far, 0.1 * proto.sigma, np.random.default_rng(3), draws=int(n))
+    r = learning.check_proposition3_noisy(
+        proto, far, 0.1 * proto.sigma, np.random.default_rng(3), draws=int(n)
+    )
     mc.append((r.residual, r.details["standard_error_max"], r.details["target_in_standard_errors"]))
-    print(f"{n:8d} draws: max |z| = {r.residual:4.2f}, largest standard error {mc[-1][1]:.1e}, "
-          f"target = {mc[-1][2]:6.1f} standard errors, {'PASS' if r.passed else 'FAIL'}")
+    print(
+        f"{n:8d} draws: max |z| = {r.residual:4.2f}, largest standard error {mc[-1][1]:.1e}, "
+        f"target = {mc[-1][2]:6.1f} standard errors, {'PASS' if r.passed else 'FAIL'}"
+    )
 mc = np.array(mc)
 
 # %% [markdown]
@@ -198,15 +217,25 @@ mc = np.array(mc)
 eps_noisy = proto.sigma * np.array(pick([0.05, 0.1, 0.2, 0.3, 0.4, 0.6], [0.1, 0.6]))
 noisy = []
 for e in eps_noisy:
-    r = learning.check_proposition3_noisy(proto, far, e, np.random.default_rng(4), draws=pick(100000, 20000))
+    r = learning.check_proposition3_noisy(
+        proto, far, e, np.random.default_rng(4), draws=pick(100000, 20000)
+    )
     noisy.append((r.residual, 1 - r.details["pattern_kept_fraction"]))
-    print(f"eps = {e / proto.sigma:.2f} sigma: draws that flip a pattern {noisy[-1][1]:.4%}, "
-          f"max |z| = {r.residual:6.2f}, {'PASS' if r.passed else 'FAIL'}")
+    print(
+        f"eps = {e / proto.sigma:.2f} sigma: draws that flip a pattern {noisy[-1][1]:.4%}, "
+        f"max |z| = {r.residual:6.2f}, {'PASS' if r.passed else 'FAIL'}"
+    )
 noisy = np.array(noisy)
 
 fig, axes = plotting.figure(1, 2, figsize=(11, 4))
 axes[0].loglog(draw_grid, mc[:, 1], "o-", label="largest standard error")
-axes[0].loglog(draw_grid, mc[0, 1] * np.sqrt(draw_grid[0] / draw_grid), ":", color="0.5", label="$\\propto 1/\\sqrt{n}$")
+axes[0].loglog(
+    draw_grid,
+    mc[0, 1] * np.sqrt(draw_grid[0] / draw_grid),
+    ":",
+    color="0.5",
+    label="$\\propto 1/\\sqrt{n}$",
+)
 axes[0].set_xlabel("draws $n$")
 axes[0].legend(fontsize=8)
 ax2 = axes[0].twinx()
@@ -240,8 +269,10 @@ print("reconstruct preset:", PRESETS["reconstruct"]["description"])
 T = pick(300, 30)
 config = preset_config("reconstruct", iterations_per_layer=T)
 data, mean, raw = runs.prepare(config)
-print(f"data {data.shape}, method {config.method!r}, L = {config.langevin_steps}, eps = {config.step_size}, "
-      f"sigma = {config.sigma}, T = {config.total_iterations}")
+print(
+    f"data {data.shape}, method {config.method!r}, L = {config.langevin_steps}, eps = {config.step_size}, "
+    f"sigma = {config.sigma}, T = {config.total_iterations}"
+)
 print("layers (out_channels, kernel, stride, pad, relu):", [tuple(s) for s in config.spec])
 trainer = Trainer(config, data)
 print("chains:", trainer.chains.shape, "(one per observed image)")
@@ -254,7 +285,9 @@ def reconstructions(t):
 
 def R_total(t):
     """The reconstruction error R summed over the images, each at its own pattern."""
-    return learning.reconstruction_error(t.net, t.net.activation_pattern(t.data), t.data, t.config.sigma)
+    return learning.reconstruction_error(
+        t.net, t.net.activation_pattern(t.data), t.data, t.config.sigma
+    )
 
 
 shown_at = sorted({0, pick(10, 3), pick(50, 10), T})
@@ -270,8 +303,10 @@ def snapshot(t, record=None):
 snapshot(trainer)
 trainer.run(callback=snapshot)
 for it in shown_at:
-    print(f"after {it:3d} iterations: R = sum_m |I_m - sigma^2 B_m|^2 / 2 = {errors[it][0]:.4g}, "
-          f"mean |I - sigma^2 B| / |I| = {errors[it][1]:.3f}")
+    print(
+        f"after {it:3d} iterations: R = sum_m |I_m - sigma^2 B_m|^2 / 2 = {errors[it][0]:.4g}, "
+        f"mean |I - sigma^2 B| / |I| = {errors[it][1]:.3f}"
+    )
 
 # %% [markdown]
 # ## Observed images and their reconstructions
@@ -285,17 +320,23 @@ for it in shown_at:
 
 # %%
 n = len(raw)
-fig, axes = plotting.figure(1 + len(shown_at), n, figsize=(1.3 * n, 1.45 * (1 + len(shown_at))), squeeze=False)
+fig, axes = plotting.figure(
+    1 + len(shown_at), n, figsize=(1.3 * n, 1.45 * (1 + len(shown_at))), squeeze=False
+)
 rows_shown = [("observed", raw)] + [(f"iteration {it}", snapshots[it]) for it in shown_at]
 for r, (label, images) in enumerate(rows_shown):
     for m in range(n):
         ax = axes[r, m]
-        ax.imshow(np.clip(images[m, 0], 0, 255), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.imshow(
+            np.clip(images[m, 0], 0, 255), cmap="gray", vmin=0, vmax=255, interpolation="nearest"
+        )
         ax.set_xticks([])
         ax.set_yticks([])
     axes[r, 0].set_ylabel(label, fontsize=8)
-fig.suptitle("observed digits (top) and their reconstructions $\\sigma^2 B_{w,\\delta(I)}$ during CD-1 learning",
-             fontsize=10)
+fig.suptitle(
+    "observed digits (top) and their reconstructions $\\sigma^2 B_{w,\\delta(I)}$ during CD-1 learning",
+    fontsize=10,
+)
 fig.tight_layout()
 save(fig, __file__, "reconstructions")
 
@@ -322,14 +363,18 @@ trained = trainer.model()
 step = langevin(trained, trainer.data, 1, config.step_size, trainer.noise()).samples
 before = pattern_keys(as_pattern_list(trainer.net.activation_pattern(trainer.data)))
 after = pattern_keys(as_pattern_list(trainer.net.activation_pattern(step)))
-print(f"one CD step (noise included) flips {(before != after).mean():.3%} of the "
-      f"{before.shape[1]} units per image; {(before == after).all(axis=1).sum()} of {len(before)} images keep "
-      "their whole pattern")
+print(
+    f"one CD step (noise included) flips {(before != after).mean():.3%} of the "
+    f"{before.shape[1]} units per image; {(before == after).all(axis=1).sum()} of {len(before)} images keep "
+    "their whole pattern"
+)
 n_trained = len(learning.flatten(trainer.net.parameters()))
 coords = np.random.default_rng(5).choice(n_trained, 30, replace=False)
 r = learning.check_proposition3(trained, trainer.data, config.step_size, coords, h=1e-4)
-print(f"trained network, training digits: relative residual {r.residual:.1e} (bound {r.tolerance:.0e}), "
-      f"{r.details['images_kept']} images at eps = {r.details['step_size']:.3g}: {'PASS' if r.passed else 'FAIL'}")
+print(
+    f"trained network, training digits: relative residual {r.residual:.1e} (bound {r.tolerance:.0e}), "
+    f"{r.details['images_kept']} images at eps = {r.details['step_size']:.3g}: {'PASS' if r.passed else 'FAIL'}"
+)
 
 # %% [markdown]
 # Strictly, no image keeps *all* of its 20 480 activations under a real, noisy step, but only

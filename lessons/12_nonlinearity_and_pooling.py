@@ -38,8 +38,8 @@
 
 # %%
 import numpy as np
-
 from _lesson import pick, save
+
 from refimpl import ConvLayer, ConvNet, plotting
 from refimpl.conv import conv2d, conv2d_adjoint, max_pool2d, max_pool2d_adjoint
 from refimpl.convnet.layer import ACTIVATIONS
@@ -68,8 +68,12 @@ print("r               ", r)
 print("softplus h(r)   ", softplus.h(np, r))
 print("log1p(exp(r))   ", written_as_it_reads, "<- overflows at r = 1000")
 print("h'(r) (sigmoid) ", softplus.h_prime(np, r))
-print("h(0) = log 2:", softplus.h(np, np.array(0.0)) == np.log(2.0), "  h'(0) = 1/2:",
-      softplus.h_prime(np, np.array(0.0)) == 0.5)
+print(
+    "h(0) = log 2:",
+    softplus.h(np, np.array(0.0)) == np.log(2.0),
+    "  h'(0) = 1/2:",
+    softplus.h_prime(np, np.array(0.0)) == 0.5,
+)
 
 grid = np.linspace(-5, 5, 401)
 fig, axes = plotting.figure(1, 2, figsize=(10, 3.6))
@@ -100,21 +104,28 @@ save(fig, __file__, "activations")
 rng = np.random.default_rng(0)
 relu_model, shape = instances.image_convnet(rng, channels=1, size=16, depth=3, sig=1.0)
 relu_net = relu_model.scoring
-soft_net = ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus")
-                    for l in relu_net.layers])
+soft_net = ConvNet(
+    [ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus") for l in relu_net.layers]
+)
 soft_model = GenerativeModel(soft_net, sigma=1.0)
 print(relu_net)
 images = rng.standard_normal((pick(8, 4),) + shape)
 for name, net in (("ReLU", relu_net), ("softplus", soft_net)):
-    delta = np.concatenate([np.asarray(d, dtype=float).ravel() for d in net.activation_pattern(images)])
+    delta = np.concatenate(
+        [np.asarray(d, dtype=float).ravel() for d in net.activation_pattern(images)]
+    )
     between = np.mean((delta > 0.01) & (delta < 0.99))
-    print(f"{name:8s}: activation variables take {len(np.unique(delta))} distinct values; "
-          f"{between:.0%} of them lie in (0.01, 0.99)")
+    print(
+        f"{name:8s}: activation variables take {len(np.unique(delta))} distinct values; "
+        f"{between:.0%} of them lie in (0.01, 0.99)"
+    )
 
 result = smooth.check_smooth_top_down_is_gradient(soft_model, images, np.random.default_rng(1))
-print(f"softplus: |B - backprop| / |B| = {result.details['vs_backprop']:.1e}, "
-      f"B vs central differences of f: {result.details['vs_finite_differences']:.1e} "
-      f"-> {'PASS' if result.passed else 'FAIL'}")
+print(
+    f"softplus: |B - backprop| / |B| = {result.details['vs_backprop']:.1e}, "
+    f"B vs central differences of f: {result.details['vs_finite_differences']:.1e} "
+    f"-> {'PASS' if result.passed else 'FAIL'}"
+)
 
 # %% [markdown]
 # The top-down pass gives the gradient to rounding, and central differences of $f$ agree to
@@ -159,8 +170,10 @@ ts = np.linspace(-0.05, 0.05, pick(1001, 401))
 dt = ts[1] - ts[0]
 line = I0 + ts[:, None, None, None] * d
 walk = line_through_pieces(relu_net, I0, d, ts)
-print(f"ReLU: {walk.pieces_crossed} pieces along the line, f linear on each to "
-      f"{walk.max_residual:.1e} (relative)")
+print(
+    f"ReLU: {walk.pieces_crossed} pieces along the line, f linear on each to "
+    f"{walk.max_residual:.1e} (relative)"
+)
 slices, second, constant = {}, {}, {}
 for name, model in (("ReLU", relu_model), ("softplus", soft_model)):
     f = model.scoring.score(line)
@@ -168,14 +181,20 @@ for name, model in (("ReLU", relu_model), ("softplus", soft_model)):
     second[name] = np.abs(f[2:] - 2 * f[1:-1] + f[:-2]) / np.abs(f).max()
     constant[name] = model.piece_log_constant(line)
 inside_relu = ~(walk.kinks[1:-1] | walk.kinks[2:])  # t - dt, t, t + dt all in one piece
-print(f"ReLU    : second differences inside pieces at most {second['ReLU'][inside_relu].max():.1e} "
-      f"({inside_relu.sum()} points); next to the {int(walk.kinks.sum())} kinks up to "
-      f"{second['ReLU'][~inside_relu].max():.1e}")
-print(f"softplus: second differences below 1e-12 at {np.mean(second['softplus'] < 1e-12):.1%} "
-      f"of the points; median {np.median(second['softplus']):.1e} ~ f'' dt^2 with dt = {dt:.4f}")
+print(
+    f"ReLU    : second differences inside pieces at most {second['ReLU'][inside_relu].max():.1e} "
+    f"({inside_relu.sum()} points); next to the {int(walk.kinks.sum())} kinks up to "
+    f"{second['ReLU'][~inside_relu].max():.1e}"
+)
+print(
+    f"softplus: second differences below 1e-12 at {np.mean(second['softplus'] < 1e-12):.1%} "
+    f"of the points; median {np.median(second['softplus']):.1e} ~ f'' dt^2 with dt = {dt:.4f}"
+)
 steps = np.abs(np.diff(constant["ReLU"]))[~walk.kinks[1:]]
-print(f"ReLU    : piece constant c changes by at most {steps.max():.1e} between neighbours "
-      f"of one piece")
+print(
+    f"ReLU    : piece constant c changes by at most {steps.max():.1e} between neighbours "
+    f"of one piece"
+)
 print(f"softplus: c varies by {np.ptp(constant['softplus']):.3f} along the line, smoothly")
 
 # %% [markdown]
@@ -187,8 +206,10 @@ print(f"softplus: c varies by {np.ptp(constant['softplus']):.3f} along the line,
 # %%
 for name, model in (("ReLU", relu_model), ("softplus", soft_model)):
     check = smooth.check_theorem1_fails_for_smooth_h(model, images, np.random.default_rng(2))
-    print(f"{name:8s}: residual {check.residual:.1e}, must exceed {check.tolerance:.0e}: "
-          f"{'yes, Theorem 1 is lost' if check.passed else 'no, Theorem 1 holds'}")
+    print(
+        f"{name:8s}: residual {check.residual:.1e}, must exceed {check.tolerance:.0e}: "
+        f"{'yes, Theorem 1 is lost' if check.passed else 'no, Theorem 1 holds'}"
+    )
 
 # %% [markdown]
 # ## Max pooling: another binary switch
@@ -205,22 +226,27 @@ for name, model in (("ReLU", relu_model), ("softplus", soft_model)):
 # row-major order. A $4 \times 4$ example with $2 \times 2$ windows:
 
 # %%
-x = np.array([[1.0, 5.0, 2.0, 0.0],
-              [3.0, 4.0, 7.0, 1.0],
-              [0.0, 2.0, 6.0, 6.0],
-              [9.0, 1.0, 3.0, 6.0]])[None, None]
+x = np.array(
+    [[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 7.0, 1.0], [0.0, 2.0, 6.0, 6.0], [9.0, 1.0, 3.0, 6.0]]
+)[None, None]
 y, argmax = max_pool2d(x, 2)
 print("x:\n", x[0, 0])
 print("max_pool2d:\n", y[0, 0])
-print("arg-max (flat index h * 4 + w):\n", argmax[0, 0], " -> the tie in the last window goes to 10 = (2, 2)")
+print(
+    "arg-max (flat index h * 4 + w):\n",
+    argmax[0, 0],
+    " -> the tie in the last window goes to 10 = (2, 2)",
+)
 
 # %% [markdown]
 # Pooling is not linear, the sum of two maxima is not the maximum of the sum:
 
 # %%
 x2 = np.random.default_rng(3).standard_normal((1, 1, 4, 4))
-print("max_pool(x + x2) - max_pool(x) - max_pool(x2) =\n",
-      (max_pool2d(x + x2, 2)[0] - max_pool2d(x, 2)[0] - max_pool2d(x2, 2)[0])[0, 0])
+print(
+    "max_pool(x + x2) - max_pool(x) - max_pool(x2) =\n",
+    (max_pool2d(x + x2, 2)[0] - max_pool2d(x, 2)[0] - max_pool2d(x2, 2)[0])[0, 0],
+)
 
 # %% [markdown]
 # But with the switches held fixed it is: $P_a x = x[a]$, a selection of entries, linear in
@@ -237,14 +263,23 @@ for size, stride in ((2, 2), (3, 2), (3, 1)):
     y, argmax = max_pool2d(x, size, stride)
     dy = rng.standard_normal(y.shape)
     other = rng.standard_normal(x.shape)  # any x', not just x
-    P_a = lambda v: np.take_along_axis(v.reshape(2, 3, -1), argmax.reshape(2, 3, -1), axis=2).reshape(y.shape)
-    lhs, rhs = float((P_a(other) * dy).sum()), float((other * max_pool2d_adjoint(dy, argmax, x.shape)).sum())
+    P_a = lambda v: np.take_along_axis(
+        v.reshape(2, 3, -1), argmax.reshape(2, 3, -1), axis=2
+    ).reshape(y.shape)
+    lhs, rhs = (
+        float((P_a(other) * dy).sum()),
+        float((other * max_pool2d_adjoint(dy, argmax, x.shape)).sum()),
+    )
     # the gradient of <max_pool(x), dy> is the adjoint at x's own switches (no ties here):
     v, h = rng.standard_normal(x.shape), 1e-6
-    numeric = ((max_pool2d(x + h * v, size, stride)[0] - max_pool2d(x - h * v, size, stride)[0]) * dy).sum() / (2 * h)
+    numeric = (
+        (max_pool2d(x + h * v, size, stride)[0] - max_pool2d(x - h * v, size, stride)[0]) * dy
+    ).sum() / (2 * h)
     slope = float((max_pool2d_adjoint(dy, argmax, x.shape) * v).sum())
-    print(f"{size}x{size} windows, stride {stride}: <P_a x', y> - <x', P_a^T y> = {lhs - rhs:+.1e}; "
-          f"directional derivative {numeric:+.8f} vs <P_a^T y, v> {slope:+.8f}")
+    print(
+        f"{size}x{size} windows, stride {stride}: <P_a x', y> - <x', P_a^T y> = {lhs - rhs:+.1e}; "
+        f"directional derivative {numeric:+.8f} vs <P_a^T y, v> {slope:+.8f}"
+    )
 
 # %% [markdown]
 # ### Pooled feature maps
@@ -260,22 +295,35 @@ for size, stride in ((2, 2), (3, 2), (3, 1)):
 # %%
 image = load_texture("brick", factor=4)[None]
 image = (image - image.mean()) / image.std()
-bank = np.array([
-    [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],   # vertical edges
-    [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],   # horizontal edges
-    [[0, 1, 0], [1, -4, 1], [0, 1, 0]],     # Laplacian
-], dtype=float)[:, None] / 4.0
+bank = (
+    np.array(
+        [
+            [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],  # vertical edges
+            [[-1, -2, -1], [0, 0, 0], [1, 2, 1]],  # horizontal edges
+            [[0, 1, 0], [1, -4, 1], [0, 1, 0]],  # Laplacian
+        ],
+        dtype=float,
+    )[:, None]
+    / 4.0
+)
 responses = relu.h(np, conv2d(image, bank, pad=1))
 pooled, winners = max_pool2d(responses, 4)
 retrieved = max_pool2d_adjoint(pooled, winners, responses.shape)
 switches = max_pool2d_adjoint(np.ones_like(pooled), winners, responses.shape)
-print(f"responses {responses.shape[2:]} -> pooled {pooled.shape[2:]}; retrieval is exact at the winners: "
-      f"{np.array_equal(retrieved[switches > 0], responses[switches > 0])}, and "
-      f"{np.mean(switches > 0):.2%} of the pixels won a window (1 in 16)")
+print(
+    f"responses {responses.shape[2:]} -> pooled {pooled.shape[2:]}; retrieval is exact at the winners: "
+    f"{np.array_equal(retrieved[switches > 0], responses[switches > 0])}, and "
+    f"{np.mean(switches > 0):.2%} of the pixels won a window (1 in 16)"
+)
 names = ["d/dx", "d/dy", "Laplacian"]
 panels, titles = [], []
 for k in range(3):
-    panels += [responses[0, k][None], pooled[0, k][None], retrieved[0, k][None], (switches[0, k] > 0)[None]]
+    panels += [
+        responses[0, k][None],
+        pooled[0, k][None],
+        retrieved[0, k][None],
+        (switches[0, k] > 0)[None],
+    ]
     titles += [f"ReLU({names[k]})", "max-pooled 4x4", "arg-max retrieval $P_a^T y$", "switches s"]
 fig = plotting.image_grid(panels, titles, columns=4, scale=2.4)
 save(fig, __file__, "pooled_feature_maps")
@@ -317,8 +365,8 @@ def pool_net_piece(I):
     delta1 = bottom.activation_pattern(I)[0]
     x1 = bottom.forward(I).outputs[0]
     p, a = max_pool2d(x1, 2)
-    alpha_top, B_pool = top.linear_piece(p)            # Eq. (6.7) above the pooling layer
-    B1 = max_pool2d_adjoint(B_pool, a, x1.shape)       # arg-max retrieval
+    alpha_top, B_pool = top.linear_piece(p)  # Eq. (6.7) above the pooling layer
+    B1 = max_pool2d_adjoint(B_pool, a, x1.shape)  # arg-max retrieval
     gated = B1 * delta1
     alpha = alpha_top + gated.sum(axis=(2, 3)) @ b1
     B = conv2d_adjoint(gated, w1, I.shape[2:], stride=1, pad=1)  # Eq. (6.7), bottom layer
@@ -333,7 +381,9 @@ print(f"f(I) = {float(f0[0]):.10f}\nalpha + <I, B> = {float(alpha[0] + (I0 * B).
 v = rng.standard_normal(I0.shape)
 h = 1e-6
 numeric = float((pool_net(I0 + h * v)[0] - pool_net(I0 - h * v)[0])[0] / (2 * h))
-print(f"directional derivative {numeric:.8f} vs <B, v> = {float((B * v).sum()):.8f}: B = df/dI, Eq. (9.2)")
+print(
+    f"directional derivative {numeric:.8f} vs <B, v> = {float((B * v).sum()):.8f}: B = df/dI, Eq. (9.2)"
+)
 
 # %% [markdown]
 # Now the line test again, for this network: kinks where any switch flips, and we can say
@@ -347,30 +397,46 @@ points = I0 + ts_pool[:, None, None, None] * d
 f_pool, keys = pool_net(points)
 changed = [np.concatenate([[False], (k[1:] != k[:-1]).any(axis=1)]) for k in keys]
 kinks = changed[0] | changed[1] | changed[2]
-print(f"{int(kinks.sum())} kinks on {len(ts_pool)} points: {int(changed[0].sum())} flip a delta of layer 1, "
-      f"{int(changed[1].sum())} move an arg-max, {int(changed[2].sum())} flip a delta of layer 2; "
-      f"{int((changed[1] & ~changed[0] & ~changed[2]).sum())} move only an arg-max")
+print(
+    f"{int(kinks.sum())} kinks on {len(ts_pool)} points: {int(changed[0].sum())} flip a delta of layer 1, "
+    f"{int(changed[1].sum())} move an arg-max, {int(changed[2].sum())} flip a delta of layer 2; "
+    f"{int((changed[1] & ~changed[0] & ~changed[2]).sum())} move only an arg-max"
+)
 second_pool = np.abs(f_pool[2:] - 2 * f_pool[1:-1] + f_pool[:-2]) / np.abs(f_pool).max()
 inside = ~(kinks[1:-1] | kinks[2:])  # t - dt, t, t + dt all in one piece
-print(f"inside pieces: max relative second difference {second_pool[inside].max():.1e} "
-      f"({inside.sum()} points); at kinks up to {second_pool[~inside].max():.1e}")
+print(
+    f"inside pieces: max relative second difference {second_pool[inside].max():.1e} "
+    f"({inside.sum()} points); at kinks up to {second_pool[~inside].max():.1e}"
+)
 alphas, Bs = pool_net_piece(points)
 residual = np.abs(f_pool - alphas - (points * Bs).sum(axis=(1, 2, 3))) / np.abs(f_pool).max()
 print(f"f = alpha + <I, B> at every point of the line: max relative residual {residual.max():.1e}")
 c_pool = f_pool - (points**2).sum(axis=(1, 2, 3)) / 2 + ((points - Bs) ** 2).sum(axis=(1, 2, 3)) / 2
 
 fig, axes = plotting.figure(2, 3, figsize=(13, 7))
-for col, (name, t, f, dd, c, kink) in enumerate((
+for col, (name, t, f, dd, c, kink) in enumerate(
+    (
         ("ReLU ConvNet", ts, slices["ReLU"], second["ReLU"], constant["ReLU"], walk.kinks),
-        ("softplus ConvNet", ts, slices["softplus"], second["softplus"], constant["softplus"], None),
-        ("ReLU + max-pool", ts_pool, f_pool, second_pool, c_pool, kinks))):
+        (
+            "softplus ConvNet",
+            ts,
+            slices["softplus"],
+            second["softplus"],
+            constant["softplus"],
+            None,
+        ),
+        ("ReLU + max-pool", ts_pool, f_pool, second_pool, c_pool, kinks),
+    )
+):
     bent = f - (f[0] + (t - t[0]) * (f[-1] - f[0]) / (t[-1] - t[0]))  # f minus its chord
     axes[0, col].plot(t, bent, lw=1)
     if kink is not None:
         axes[0, col].plot(t[kink], bent[kink], "|", color="r", ms=8, label="kinks (a switch flips)")
         axes[0, col].legend(fontsize=8)
     axes[0, col].set_title(f"{name}: $f(I_0 + t\\,d)$ minus its chord", fontsize=10)
-    axes[1, col].semilogy(t[1:-1], np.maximum(dd, 1e-18), ".", ms=2, label="$|\\Delta^2 f| / \\max|f|$")
+    axes[1, col].semilogy(
+        t[1:-1], np.maximum(dd, 1e-18), ".", ms=2, label="$|\\Delta^2 f| / \\max|f|$"
+    )
     ax2 = axes[1, col].twinx()
     ax2.plot(t, c - c[len(c) // 2], color="C1", lw=1)
     ax2.set_ylabel("piece constant $c(t) - c(0)$", color="C1", fontsize=9)

@@ -90,13 +90,19 @@ def regions(package: Path = PACKAGE) -> list:
             begin, end = BEGIN.match(text), END.match(text)
             if begin:
                 if open_at is not None:
-                    raise ValueError(f"{path}:{number}: nested solution region (opened at {open_at[0]})")
+                    raise ValueError(
+                        f"{path}:{number}: nested solution region (opened at {open_at[0]})"
+                    )
                 open_at = (number, int(begin.group(2)))
             elif end:
                 if open_at is None:
                     raise ValueError(f"{path}:{number}: END SOLUTION without BEGIN")
                 tree = tree or ast.parse("\n".join(lines))
-                found.append(Region(path, open_at[0], number, open_at[1], _enclosing_function(tree, open_at[0])))
+                found.append(
+                    Region(
+                        path, open_at[0], number, open_at[1], _enclosing_function(tree, open_at[0])
+                    )
+                )
                 open_at = None
         if open_at is not None:
             raise ValueError(f"{path}:{open_at[0]}: BEGIN SOLUTION without END")
@@ -117,8 +123,12 @@ def stub(text: str, lesson: int, keys: dict) -> str:
         begin = BEGIN.match(line.rstrip("\n"))
         if begin and int(begin.group(2)) == lesson:
             indent = begin.group(1)
-            out.append(f"{indent}# TODO (lesson {lesson}): write this part; the docstring above says what it computes.\n")
-            out.append(f'{indent}raise NotImplementedError("lesson {lesson}: {keys[number]} is yours to write")\n')
+            out.append(
+                f"{indent}# TODO (lesson {lesson}): write this part; the docstring above says what it computes.\n"
+            )
+            out.append(
+                f'{indent}raise NotImplementedError("lesson {lesson}: {keys[number]} is yours to write")\n'
+            )
             skipping = True
             continue
         if skipping:
@@ -136,8 +146,10 @@ def make_assignment(lesson: int, out, solution: bool = False) -> Path:
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
     lesson_regions = [r for r in regions() if r.lesson == lesson]
     if not lesson_regions:
-        raise ValueError(f"lesson {lesson} has no solution regions; lessons with assignments: "
-                         f"{lessons_with_regions()}")
+        raise ValueError(
+            f"lesson {lesson} has no solution regions; lessons with assignments: "
+            f"{lessons_with_regions()}"
+        )
     test_file = LESSON_TESTS / f"test_lesson_{lesson:02d}.py"
     if not test_file.is_file():
         raise FileNotFoundError(f"lesson {lesson} has no tests at {test_file}")
@@ -145,7 +157,9 @@ def make_assignment(lesson: int, out, solution: bool = False) -> Path:
     if not solution:
         for path in {r.path for r in lesson_regions}:
             keys = {r.start: r.key for r in lesson_regions if r.path == path}
-            (out / "refimpl" / path.relative_to(PACKAGE)).write_text(stub(path.read_text(), lesson, keys))
+            (out / "refimpl" / path.relative_to(PACKAGE)).write_text(
+                stub(path.read_text(), lesson, keys)
+            )
     shutil.copytree(ROOT / "data", out / "data")
     (out / "tests").mkdir()
     for name in SHARED_TESTS:
@@ -177,11 +191,16 @@ The tests use the float64 reference tolerances of the project (1e-10 to 1e-12 on
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lessons.assign", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m lessons.assign",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("lesson", type=int, nargs="?", help="lesson number")
     parser.add_argument("--out", help="folder to write (must not exist or be empty)")
-    parser.add_argument("--solution", action="store_true", help="write the complete copy (no stubs)")
+    parser.add_argument(
+        "--solution", action="store_true", help="write the complete copy (no stubs)"
+    )
     parser.add_argument("--list", action="store_true", help="list the lessons and their functions")
     args = parser.parse_args(argv)
     if args.list or args.lesson is None:

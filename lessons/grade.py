@@ -23,7 +23,9 @@ from pathlib import Path
 def graded_map(test_file: Path) -> dict:
     """The ``GRADED`` dict of a lesson's test module, read without importing it."""
     for node in ast.walk(ast.parse(test_file.read_text())):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "GRADED" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "GRADED" for t in node.targets
+        ):
             return ast.literal_eval(node.value)
     raise ValueError(f"{test_file} declares no GRADED mapping")
 
@@ -33,9 +35,24 @@ def run_tests(folder: Path) -> dict:
     report = Path(tempfile.mkdtemp()) / "report.xml"
     env = dict(os.environ, PYTHONPATH=str(folder) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("HYPOTHESIS_PROFILE", None)
-    subprocess.run([sys.executable, "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
-                    f"--junitxml={report}", "-o", "addopts="], cwd=folder, env=env,
-                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            "-o",
+            "addopts=",
+        ],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     results = {}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         failed = any(child.tag in ("failure", "error") for child in case)
@@ -72,7 +89,9 @@ def main(argv=None) -> int:
     for function, passed, count in rows:
         total_passed, total = total_passed + passed, total + count
         print(f"{function:{width}s}  {passed:2d}/{count:<2d}  {100 * passed / max(count, 1):5.0f}%")
-    print(f"{'total':{width}s}  {total_passed:2d}/{total:<2d}  {100 * total_passed / max(total, 1):5.0f}%")
+    print(
+        f"{'total':{width}s}  {total_passed:2d}/{total:<2d}  {100 * total_passed / max(total, 1):5.0f}%"
+    )
     return 0 if everything else 1
 
 

@@ -38,13 +38,20 @@ def _name_cell(filename: str):
     """A first code cell that defines ``__file__``, which a kernel lacks and the lessons pass to ``save``."""
     from nbformat.v4 import new_code_cell
 
-    return new_code_cell(f'__file__ = "{filename}"  # the lesson\'s name: its figures go to runs/lessons/<name>/')
+    return new_code_cell(
+        f'__file__ = "{filename}"  # the lesson\'s name: its figures go to runs/lessons/<name>/'
+    )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lessons.notebooks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="notebooks", help="folder for the .ipynb files (default: notebooks)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lessons.notebooks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--out", default="notebooks", help="folder for the .ipynb files (default: notebooks)"
+    )
     args = parser.parse_args(argv)
     try:
         paths = convert(args.out)

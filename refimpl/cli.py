@@ -34,43 +34,82 @@ def _add_pieces(commands):
             "basis.png and summary.json; exits 1 if any check fails."
         ),
     )
-    p.add_argument("--image", default="brick",
-                   help=f"a bundled texture ({', '.join(TEXTURES)}) or a path to an image file "
-                        "(default: brick)")
-    p.add_argument("--size", type=_positive_int, default=32,
-                   help="side of the centre crop, in pixels after downsampling (default: 32)")
-    p.add_argument("--factor", type=_positive_int, default=8,
-                   help="downsample by averaging factor x factor blocks first (default: 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random network and line (default: 0)")
+    p.add_argument(
+        "--image",
+        default="brick",
+        help=f"a bundled texture ({', '.join(TEXTURES)}) or a path to an image file "
+        "(default: brick)",
+    )
+    p.add_argument(
+        "--size",
+        type=_positive_int,
+        default=32,
+        help="side of the centre crop, in pixels after downsampling (default: 32)",
+    )
+    p.add_argument(
+        "--factor",
+        type=_positive_int,
+        default=8,
+        help="downsample by averaging factor x factor blocks first (default: 8)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random network and line (default: 0)"
+    )
     p.add_argument("--out", default="runs/pieces", help="output folder (default: runs/pieces)")
-    p.add_argument("--backend", choices=["numpy", "cupy"], default=None,
-                   help="array backend (default: $REFIMPL_BACKEND or numpy)")
+    p.add_argument(
+        "--backend",
+        choices=["numpy", "cupy"],
+        default=None,
+        help="array backend (default: $REFIMPL_BACKEND or numpy)",
+    )
     p.set_defaults(run=_run_pieces)
 
 
 def _run_pieces(args) -> int:
     from refimpl import explore
 
-    report = explore.run(image=args.image, size=args.size, factor=args.factor, seed=args.seed,
-                         out=args.out, backend=args.backend)
+    report = explore.run(
+        image=args.image,
+        size=args.size,
+        factor=args.factor,
+        seed=args.seed,
+        out=args.out,
+        backend=args.backend,
+    )
     return 0 if report.passed else 1
 
 
 def _add_learning(commands, name: str, default_preset: str, help_text: str, description: str):
     from refimpl.learning.presets import PRESETS
 
-    p = commands.add_parser(name, help=help_text, description=description,
-                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                            epilog="presets:\n" + "\n".join(
-                                f"  {k:18s} {v['description']}" for k, v in PRESETS.items()))
-    p.add_argument("--preset", default=default_preset, choices=sorted(PRESETS),
-                   help=f"settings to start from (default: {default_preset}; see below)")
-    p.add_argument("--image", help="a bundled texture (brick, grass, gravel) or an image file "
-                                   "(texture presets; default: the preset's)")
+    p = commands.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="presets:\n"
+        + "\n".join(f"  {k:18s} {v['description']}" for k, v in PRESETS.items()),
+    )
+    p.add_argument(
+        "--preset",
+        default=default_preset,
+        choices=sorted(PRESETS),
+        help=f"settings to start from (default: {default_preset}; see below)",
+    )
+    p.add_argument(
+        "--image",
+        help="a bundled texture (brick, grass, gravel) or an image file "
+        "(texture presets; default: the preset's)",
+    )
     p.add_argument("--digit", type=int, help="digit class 0-9 (object presets)")
-    p.add_argument("--size", type=_positive_int, help="image side in pixels (default: the preset's)")
-    p.add_argument("--iterations", type=_positive_int,
-                   help="learning iterations per layer (T; default: the preset's)")
+    p.add_argument(
+        "--size", type=_positive_int, help="image side in pixels (default: the preset's)"
+    )
+    p.add_argument(
+        "--iterations",
+        type=_positive_int,
+        help="learning iterations per layer (T; default: the preset's)",
+    )
     p.add_argument("--seed", type=int, help="random seed (default: 0)")
     p.add_argument("--out", help=f"run folder (default: runs/{name}-PRESET)")
     p.add_argument("--backend", choices=["numpy", "cupy"], help="array backend (default: numpy)")
@@ -88,14 +127,24 @@ def _run_learning(args) -> int:
         trainer, mean, raw, out, command = runs.resume_run(args.resume)
         print(f"resuming {out} at iteration {trainer.iteration}/{trainer.config.total_iterations}")
     else:
-        overrides = dict(image=args.image, digit=args.digit, size=args.size,
-                         iterations_per_layer=args.iterations, seed=args.seed, backend=args.backend)
+        overrides = dict(
+            image=args.image,
+            digit=args.digit,
+            size=args.size,
+            iterations_per_layer=args.iterations,
+            seed=args.seed,
+            backend=args.backend,
+        )
         config = preset_config(args.preset, **overrides)
         out = args.out or f"runs/{args.command}-{args.preset}"
-        trainer, mean, raw, out = runs.start_run(config, out, preset=args.preset, command=args.command)
+        trainer, mean, raw, out = runs.start_run(
+            config, out, preset=args.preset, command=args.command
+        )
         command = args.command
-        print(f"{command}: preset {args.preset}, {trainer.config.total_iterations} iterations, "
-              f"images {tuple(trainer.data.shape)}, run folder {out}")
+        print(
+            f"{command}: preset {args.preset}, {trainer.config.total_iterations} iterations, "
+            f"images {tuple(trainer.data.shape)}, run folder {out}"
+        )
     try:
         summary = runs.execute(trainer, mean, raw, out, command, progress=not args.no_progress)
     except DivergenceError as exc:
@@ -103,11 +152,15 @@ def _run_learning(args) -> int:
         return 3
     except KeyboardInterrupt:
         return 130
-    print(f"done in {summary['seconds']:.0f} s: final moment mismatch per layer "
-          f"{[round(m, 3) for m in summary['final_mismatch']]}, reconstruction error "
-          f"{summary['final_reconstruction_error']:.3f}")
-    print(f"wrote {out}/samples.png, curves.png, samples.npy, train.npy, reconstructions.npy, "
-          "summary.json, checkpoint.npz")
+    print(
+        f"done in {summary['seconds']:.0f} s: final moment mismatch per layer "
+        f"{[round(m, 3) for m in summary['final_mismatch']]}, reconstruction error "
+        f"{summary['final_reconstruction_error']:.3f}"
+    )
+    print(
+        f"wrote {out}/samples.png, curves.png, samples.npy, train.npy, reconstructions.npy, "
+        "summary.json, checkpoint.npz"
+    )
     return 0
 
 
@@ -124,9 +177,13 @@ def _add_verify(commands):
         ),
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the random instances (default: 0)")
-    p.add_argument("--quick", action="store_true", help="smaller instances, skip the slowest references")
+    p.add_argument(
+        "--quick", action="store_true", help="smaller instances, skip the slowest references"
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results (with details) as JSON")
-    p.add_argument("--details", action="store_true", help="print each check's details under the table")
+    p.add_argument(
+        "--details", action="store_true", help="print each check's details under the table"
+    )
     p.set_defaults(run=_run_verify, user_errors=False)
 
 
@@ -137,20 +194,29 @@ def _run_verify(args) -> int:
     from refimpl.theorems import format_table, run_all
 
     start = time.perf_counter()
-    results, timings = run_all(args.seed, args.quick,
-                               progress=lambda title: print(f"  checking {title} ...", flush=True))
+    results, timings = run_all(
+        args.seed, args.quick, progress=lambda title: print(f"  checking {title} ...", flush=True)
+    )
     elapsed = time.perf_counter() - start
     print()
     print(format_table(results))
     failed = [r for r in results if not r.passed]
-    print(f"\n{len(results) - len(failed)}/{len(results)} checks passed in {elapsed:.1f} s "
-          f"(seed {args.seed}{', quick' if args.quick else ''})")
+    print(
+        f"\n{len(results) - len(failed)}/{len(results)} checks passed in {elapsed:.1f} s "
+        f"(seed {args.seed}{', quick' if args.quick else ''})"
+    )
     if args.details:
         for r in results:
             print(f"\n{r.name}: {json.dumps(r.details, default=float)}")
     if args.json:
-        payload = dict(seed=args.seed, quick=args.quick, seconds=elapsed, timings=timings,
-                       passed=not failed, results=[r.as_dict() for r in results])
+        payload = dict(
+            seed=args.seed,
+            quick=args.quick,
+            seconds=elapsed,
+            timings=timings,
+            passed=not failed,
+            results=[r.as_dict() for r in results],
+        )
         with open(args.json, "w") as handle:
             json.dump(payload, handle, indent=2, default=float)
         print(f"wrote {args.json}")
@@ -163,11 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m refimpl",
         description="refimpl: a reference NumPy implementation of the generative ConvNet "
-                    "(Xie, Lu, Zhu, Wu). Equation numbers refer to 'A Theory of Generative ConvNet'.",
+        "(Xie, Lu, Zhu, Wu). Equation numbers refer to 'A Theory of Generative ConvNet'.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_learning(
-        commands, "synthesize", "texture",
+        commands,
+        "synthesize",
+        "texture",
         "learn a generative ConvNet from an image and synthesize new ones (Algorithm 1)",
         "Learn a generative ConvNet p(I) ~ exp(f(I; w)) N(I; 0, sigma^2) from the training "
         "image(s) by maximum likelihood with persistent Langevin chains (Algorithm 1, section 7), "
@@ -177,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and an atomic checkpoint (every few iterations and on Ctrl-C; continue with --resume).",
     )
     _add_learning(
-        commands, "reconstruct", "reconstruct",
+        commands,
+        "reconstruct",
+        "reconstruct",
         "learn by one-step contrastive divergence and reconstruct the training images",
         "Learn by contrastive divergence (Langevin chains restarted at the observed images, one "
         "step each; section 7 and experiment 3) and reconstruct each training image by its "

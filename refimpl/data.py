@@ -56,7 +56,9 @@ def load_image(path) -> np.ndarray:
     if pixels.ndim == 2:
         return pixels[None]
     if pixels.ndim != 3 or pixels.shape[2] not in (3, 4):
-        raise ValueError(f"{path}: expected a gray or RGB(A) image; got array of shape {pixels.shape}")
+        raise ValueError(
+            f"{path}: expected a gray or RGB(A) image; got array of shape {pixels.shape}"
+        )
     rgb = pixels[:, :, :3]
     if np.all(rgb == rgb[:, :, :1]):
         return rgb[:, :, 0][None]
@@ -93,7 +95,9 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     return image.reshape(c, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
 
 
-def load_texture(name_or_path: str = "brick", size: int | None = None, factor: int = 1) -> np.ndarray:
+def load_texture(
+    name_or_path: str = "brick", size: int | None = None, factor: int = 1
+) -> np.ndarray:
     """A texture as ``(C, size, size)`` in ``[0, 255]``: downsampled by ``factor``, then centre-cropped.
 
     With the defaults the whole image is returned. E.g. ``load_texture("brick", 64, 4)``

@@ -52,7 +52,9 @@ def as_channels(image) -> np.ndarray:
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
-        raise ValueError(f"expected an image (H, W) or (C, H, W); got an array of shape {array.shape}")
+        raise ValueError(
+            f"expected an image (H, W) or (C, H, W); got an array of shape {array.shape}"
+        )
     if not np.all(np.isfinite(array)):
         raise ValueError("image has NaN or infinite values")
     return array
@@ -74,7 +76,9 @@ def as_image_list(images) -> list:
 def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
     a, b = as_channels(a), as_channels(b)
     if a.shape[0] != b.shape[0]:
-        raise ValueError(f"images have {a.shape[0]} and {b.shape[0]} channels; compare like with like")
+        raise ValueError(
+            f"images have {a.shape[0]} and {b.shape[0]} channels; compare like with like"
+        )
     return a, b
 
 
@@ -138,8 +142,11 @@ def periodic_component(channel) -> np.ndarray:
     v[-1, :] += u[0, :] - u[-1, :]
     v[:, 0] += u[:, -1] - u[:, 0]
     v[:, -1] += u[:, 0] - u[:, -1]
-    denominator = (2 * np.cos(2 * np.pi * np.fft.fftfreq(h))[:, None]
-                   + 2 * np.cos(2 * np.pi * np.fft.fftfreq(w))[None, :] - 4)
+    denominator = (
+        2 * np.cos(2 * np.pi * np.fft.fftfreq(h))[:, None]
+        + 2 * np.cos(2 * np.pi * np.fft.fftfreq(w))[None, :]
+        - 4
+    )
     denominator[0, 0] = 1.0
     smooth = np.fft.fft2(v) / denominator
     smooth[0, 0] = 0.0
@@ -211,7 +218,11 @@ def spectrum_distance(a, b) -> float:
     shuffling pixels (which whitens the spectrum). Averaged over channels.
     """
     a, b = _pair(a, b)
-    return float(np.mean([np.mean(np.abs(oriented_spectrum(ca) - oriented_spectrum(cb))) for ca, cb in zip(a, b)]))
+    return float(
+        np.mean(
+            [np.mean(np.abs(oriented_spectrum(ca) - oriented_spectrum(cb))) for ca, cb in zip(a, b)]
+        )
+    )
 
 
 # --- 3. filter responses (FRAME) ----------------------------------------------------------------
@@ -252,8 +263,12 @@ def filter_bank() -> list:
             u = x * np.cos(theta) + y * np.sin(theta)
             phase = 2 * np.pi * u / (3 * sigma)
             degrees = round(np.degrees(theta))
-            bank.append((f"gabor-cos s{sigma:g} {degrees}", _zero_mean_unit_norm(envelope * np.cos(phase))))
-            bank.append((f"gabor-sin s{sigma:g} {degrees}", _zero_mean_unit_norm(envelope * np.sin(phase))))
+            bank.append(
+                (f"gabor-cos s{sigma:g} {degrees}", _zero_mean_unit_norm(envelope * np.cos(phase)))
+            )
+            bank.append(
+                (f"gabor-sin s{sigma:g} {degrees}", _zero_mean_unit_norm(envelope * np.sin(phase)))
+            )
         r2 = x * x + y * y
         log = (r2 - 2 * sigma * sigma) / sigma**4 * np.exp(-r2 / (2 * sigma * sigma))
         bank.append((f"LoG s{sigma:g}", _zero_mean_unit_norm(log)))
@@ -273,13 +288,21 @@ def filter_responses(channel) -> list:
     x = np.asarray(channel, dtype=np.float64)
     largest = max(k.shape[0] for _, k in _BANK)
     if min(x.shape) < largest:
-        raise ValueError(f"filter responses need images of at least {largest}x{largest}; got {x.shape}")
+        raise ValueError(
+            f"filter responses need images of at least {largest}x{largest}; got {x.shape}"
+        )
     return [fftconvolve(x, kernel, mode="valid").ravel() for _, kernel in _BANK]
 
 
 def _filter_distance(resp_a: list, resp_b: list, scales) -> float:
-    return float(np.mean([wasserstein_distance(ra, rb) / max(s, EPS)
-                          for ra, rb, s in zip(resp_a, resp_b, scales)]))
+    return float(
+        np.mean(
+            [
+                wasserstein_distance(ra, rb) / max(s, EPS)
+                for ra, rb, s in zip(resp_a, resp_b, scales)
+            ]
+        )
+    )
 
 
 def filter_response_distance(a, b, reference=None) -> float:
@@ -328,10 +351,15 @@ class _Reference:
         x, _ = _pair(image, self.image)
         marginal = [wasserstein_distance(c.ravel(), t.ravel()) for c, t in zip(x, self.image)]
         spectrum = [np.mean(np.abs(oriented_spectrum(c) - s)) for c, s in zip(x, self.spectra)]
-        filters = [_filter_distance(filter_responses(c), resp, scales)
-                   for c, resp, scales in zip(x, self.responses, self.scales)]
-        return dict(marginal=float(np.mean(marginal)), spectrum=float(np.mean(spectrum)),
-                    filters=float(np.mean(filters)))
+        filters = [
+            _filter_distance(filter_responses(c), resp, scales)
+            for c, resp, scales in zip(x, self.responses, self.scales)
+        ]
+        return dict(
+            marginal=float(np.mean(marginal)),
+            spectrum=float(np.mean(spectrum)),
+            filters=float(np.mean(filters)),
+        )
 
 
 def _row(reference: _Reference, images) -> dict:

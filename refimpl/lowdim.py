@@ -63,7 +63,9 @@ class LineModel:
 
     def keys(self, points):
         """Activation patterns as ``(M, units)`` bool rows."""
-        return pattern_keys(as_pattern_list(self.model.scoring.activation_pattern(self.images(points))))
+        return pattern_keys(
+            as_pattern_list(self.model.scoring.activation_pattern(self.images(points)))
+        )
 
     def pieces(self, points):
         """``(alpha (M,), B (M, D))`` at flat points."""
@@ -100,8 +102,15 @@ class Segments:
         return self.mu + self.sigma * np.nan_to_num(ratio)
 
 
-def line_segments(line: LineModel, origin, direction, radius: float, sigma: float,
-                  n_probe: int = 129, tol: float = 1e-13) -> Segments:
+def line_segments(
+    line: LineModel,
+    origin,
+    direction,
+    radius: float,
+    sigma: float,
+    n_probe: int = 129,
+    tol: float = 1e-13,
+) -> Segments:
     """Kinks of ``f`` along ``origin + t direction`` (``|t| <= radius``) and the segments' Gaussians.
 
     Probes ``n_probe`` points, bisects (vectorised) every probe interval whose end patterns
@@ -174,7 +183,9 @@ class ExactDistribution:
 
     def log_density(self, points):
         """``log p(I)`` at flat points ``(M, D)``."""
-        return np.asarray(self.model.log_density_unnormalised(self.line.images(points))) - self.log_Z
+        return (
+            np.asarray(self.model.log_density_unnormalised(self.line.images(points))) - self.log_Z
+        )
 
     def mean(self):
         """``E[I]``, ``(D,)``."""
@@ -224,8 +235,9 @@ class ExactDistribution:
             a, b = seg.standardised
             weights = np.exp(seg.log_mass - seg.log_mass.max())
             which = rng.choice(len(weights), size=n, p=weights / weights.sum())
-            draws = stats.truncnorm.rvs(a[which], b[which], loc=seg.mu[which], scale=seg.sigma,
-                                        random_state=rng)
+            draws = stats.truncnorm.rvs(
+                a[which], b[which], loc=seg.mu[which], scale=seg.sigma, random_state=rng
+            )
             return draws[:, None]
         sigma = self.model.sigma
         pieces = rng.choice(len(self.probs), size=n, p=self.probs)
@@ -233,8 +245,9 @@ class ExactDistribution:
         for a in np.unique(pieces):
             rows = np.nonzero(pieces == a)[0]
             _, B = self.line.pieces(self.means[a : a + 1])
-            out[rows] = _sample_piece(self.strips, int(a), sigma * sigma * B[0], sigma, len(rows),
-                                      rng, y_nodes)
+            out[rows] = _sample_piece(
+                self.strips, int(a), sigma * sigma * B[0], sigma, len(rows), rng, y_nodes
+            )
         return out
 
     def _one_d(self) -> Segments:
@@ -273,8 +286,9 @@ def default_radius(line: LineModel, dim: int, sigma: float) -> float:
     return sigma * sigma * float(np.linalg.norm(B, axis=1).max()) + 15 * sigma
 
 
-def exact_distribution(model, event_shape=None, radius: float | None = None,
-                       rtol: float = 1e-10) -> ExactDistribution:
+def exact_distribution(
+    model, event_shape=None, radius: float | None = None, rtol: float = 1e-10
+) -> ExactDistribution:
     """Pieces, masses, means and ``log Z`` of a piecewise-linear model in D = 1 or 2.
 
     Args:
@@ -287,11 +301,15 @@ def exact_distribution(model, event_shape=None, radius: float | None = None,
         rtol: relative tolerance of the outer adaptive integral (D = 2).
     """
     if not getattr(model.scoring, "piecewise_linear", True):
-        raise ValueError("exact_distribution needs a piecewise-linear scoring function (ReLU/linear)")
+        raise ValueError(
+            "exact_distribution needs a piecewise-linear scoring function (ReLU/linear)"
+        )
     event_shape = tuple(event_shape) if event_shape is not None else (model.scoring.dim,)
     dim = int(np.prod(event_shape))
     if dim not in (1, 2):
-        raise ValueError(f"exact references exist for D = 1 or 2; event_shape {event_shape} has D = {dim}")
+        raise ValueError(
+            f"exact references exist for D = 1 or 2; event_shape {event_shape} has D = {dim}"
+        )
     line = LineModel(model, event_shape)
     sigma = model.sigma
     radius = default_radius(line, dim, sigma) if radius is None else float(radius)
@@ -300,7 +318,13 @@ def exact_distribution(model, event_shape=None, radius: float | None = None,
         seg = line_segments(line, np.zeros(1), np.ones(1), radius, sigma)
         shift = seg.log_mass.max()
         mass = np.exp(seg.log_mass - shift)
-        keys, masses, firsts, segments, strips = seg.keys, mass, (mass * seg.mean_t())[:, None], seg, None
+        keys, masses, firsts, segments, strips = (
+            seg.keys,
+            mass,
+            (mass * seg.mean_t())[:, None],
+            seg,
+            None,
+        )
     else:
         shift, keys, masses, firsts, strips = _integrate_plane(line, radius, sigma, rtol)
         segments = None
@@ -308,12 +332,19 @@ def exact_distribution(model, event_shape=None, radius: float | None = None,
     keep = masses > 0
     if strips is not None:  # re-index the strips' pieces after dropping massless ones
         new_row = {old: new for new, old in enumerate(np.nonzero(keep)[0])}
-        strips = [(y0, y1, {new_row[a]: e for a, e in ends.items() if a in new_row})
-                  for y0, y1, ends in strips]
+        strips = [
+            (y0, y1, {new_row[a]: e for a, e in ends.items() if a in new_row})
+            for y0, y1, ends in strips
+        ]
     return ExactDistribution(
-        line=line, log_Z=float(math.log(total) + shift + log_q_const), keys=keys[keep],
-        probs=masses[keep] / total, means=firsts[keep] / masses[keep, None], radius=radius,
-        segments=segments, strips=strips,
+        line=line,
+        log_Z=float(math.log(total) + shift + log_q_const),
+        keys=keys[keep],
+        probs=masses[keep] / total,
+        means=firsts[keep] / masses[keep, None],
+        radius=radius,
+        segments=segments,
+        strips=strips,
     )
 
 
@@ -329,7 +360,9 @@ def _sample_piece(strips, piece: int, mean, sigma: float, n: int, rng, y_nodes: 
         left.append(l0 + u * (l1 - l0))
         right.append(r0 + u * (r1 - r0))
     y, l, r = (np.concatenate(v) for v in (ys, left, right))
-    log_g = _log_phi((y - mean[1]) / sigma) + _log_diff_ndtr((l - mean[0]) / sigma, (r - mean[0]) / sigma)
+    log_g = _log_phi((y - mean[1]) / sigma) + _log_diff_ndtr(
+        (l - mean[0]) / sigma, (r - mean[0]) / sigma
+    )
     g = np.exp(log_g - log_g.max())
     # trapezoid CDF along the concatenated nodes (strips are disjoint and ordered in y)
     width = np.diff(y)
@@ -374,10 +407,22 @@ def _strips(along, index: dict, radius: float, breaks, tol: float = 1e-7, depth:
         high = _piece_ends(along(y1 - edge), index, radius)
         mid = _piece_ends(along(0.5 * (y0 + y1)), index, radius)
         linear = set(low) == set(high) == set(mid) and all(
-            abs(0.5 * (low[a][i] + high[a][i]) - mid[a][i]) <= tol * radius for a in mid for i in (0, 1))
+            abs(0.5 * (low[a][i] + high[a][i]) - mid[a][i]) <= tol * radius
+            for a in mid
+            for i in (0, 1)
+        )
         if linear or level >= depth:
-            strips.append((y0, y1, {a: (low[a][0], high[a][0], low[a][1], high[a][1])
-                                    for a in mid if a in low and a in high}))
+            strips.append(
+                (
+                    y0,
+                    y1,
+                    {
+                        a: (low[a][0], high[a][0], low[a][1], high[a][1])
+                        for a in mid
+                        if a in low and a in high
+                    },
+                )
+            )
         else:
             half = 0.5 * (y0 + y1)
             todo += [(y0, half, level + 1), (half, y1, level + 1)]
@@ -449,8 +494,9 @@ def _integrate_plane(line: LineModel, radius: float, sigma: float, rtol: float):
                 out[row] += (m, m * t, m * y)
             return out.ravel()
 
-        result, _ = integrate.quad_vec(integrand, -radius, radius, epsrel=rtol, epsabs=0.0,
-                                       limit=4000, points=breaks or None)
+        result, _ = integrate.quad_vec(
+            integrand, -radius, radius, epsrel=rtol, epsabs=0.0, limit=4000, points=breaks or None
+        )
         result = result.reshape(-1, 3)
         if not unlisted:
             break

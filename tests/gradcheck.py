@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from checks import FINITE_DIFFERENCE, relative_error
 
 STEP = 1e-6
@@ -78,8 +77,9 @@ def coordinate_gradient(scalar_fn, x, coords, h: float = STEP, on_probe=None) ->
     return FiniteDifference(out, _noise(seen, h))
 
 
-def assert_gradient(analytic, fd: FiniteDifference, rtol: float = FINITE_DIFFERENCE,
-                    what: str = "gradient") -> float:
+def assert_gradient(
+    analytic, fd: FiniteDifference, rtol: float = FINITE_DIFFERENCE, what: str = "gradient"
+) -> float:
     """Assert ``analytic`` matches the finite differences: relative error <= rtol above the noise floor.
 
     Passes when ``||analytic - fd|| <= rtol * max(||analytic||, ||fd||) + noise * sqrt(n)``.

@@ -39,8 +39,15 @@ class Architecture:
 
 
 @st.composite
-def layer_stacks(draw, in_channels: int, height: int, width: int,
-                 min_depth: int = 1, max_depth: int = MAX_DEPTH, allow_linear: bool = True):
+def layer_stacks(
+    draw,
+    in_channels: int,
+    height: int,
+    width: int,
+    min_depth: int = 1,
+    max_depth: int = MAX_DEPTH,
+    allow_linear: bool = True,
+):
     """Layer specs that fit an input of ``height x width``; the top layer may be linear."""
     depth = draw(st.integers(min_depth, max_depth))
     specs, h, w = [], height, width
@@ -57,8 +64,13 @@ def layer_stacks(draw, in_channels: int, height: int, width: int,
 
 
 @st.composite
-def architectures(draw, max_image: int = MAX_IMAGE, max_depth: int = MAX_DEPTH,
-                  min_depth: int = 1, allow_linear: bool = True):
+def architectures(
+    draw,
+    max_image: int = MAX_IMAGE,
+    max_depth: int = MAX_DEPTH,
+    min_depth: int = 1,
+    allow_linear: bool = True,
+):
     in_channels = draw(st.integers(1, 3))
     height = draw(st.integers(1, max_image))
     width = draw(st.integers(1, max_image))
@@ -76,8 +88,14 @@ BIAS_MEAN = 0.1
 def networks(draw, arch=None, dtype="float64", conv_impl="fast", bias_std=0.3, **arch_kwargs):
     """``(net, arch)``: a random ConvNet (He weights, N(0.1, bias_std^2) biases) of an architecture."""
     arch = arch if arch is not None else draw(architectures(**arch_kwargs))
-    net = ConvNet.random(arch.in_channels, arch.specs, seed=draw(seeds), dtype=dtype,
-                         bias_std=bias_std, conv_impl=conv_impl)
+    net = ConvNet.random(
+        arch.in_channels,
+        arch.specs,
+        seed=draw(seeds),
+        dtype=dtype,
+        bias_std=bias_std,
+        conv_impl=conv_impl,
+    )
     for layer in net.layers:
         layer.bias += BIAS_MEAN
     return net, arch
@@ -149,8 +167,14 @@ MAX_DIM = 8
 
 
 @st.composite
-def prototypes(draw, max_filters: int = MAX_FILTERS, max_dim: int = MAX_DIM, dim=None,
-               activation: str = "relu", bias_std: float = 1.0):
+def prototypes(
+    draw,
+    max_filters: int = MAX_FILTERS,
+    max_dim: int = MAX_DIM,
+    dim=None,
+    activation: str = "relu",
+    bias_std: float = 1.0,
+):
     """A random :class:`~refimpl.models.PrototypeModel`: K filters in R^D, N(0, 4 / D) weights.
 
     Weights of norm ~2 and N(0, bias_std^2) biases put the hyperplanes <I, w_k> + b_k = 0
@@ -160,8 +184,9 @@ def prototypes(draw, max_filters: int = MAX_FILTERS, max_dim: int = MAX_DIM, dim
 
     n_filters = draw(st.integers(1, max_filters))
     dim = dim if dim is not None else draw(st.integers(1, max_dim))
-    return PrototypeModel.random(n_filters, dim, seed=draw(seeds), scale=2.0, bias_std=bias_std,
-                                 activation=activation)
+    return PrototypeModel.random(
+        n_filters, dim, seed=draw(seeds), scale=2.0, bias_std=bias_std, activation=activation
+    )
 
 
 @st.composite
@@ -203,8 +228,9 @@ def softplus_net(net):
     """The same network with softplus instead of ReLU (section 9's smooth h)."""
     from refimpl import ConvLayer, ConvNet
 
-    return ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus")
-                    for l in net.layers])
+    return ConvNet(
+        [ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus") for l in net.layers]
+    )
 
 
 @st.composite

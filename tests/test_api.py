@@ -2,16 +2,22 @@
 
 import numpy as np
 import pytest
+from checks import EXACT, assert_close
 
 import refimpl
 from refimpl import ConvLayer, ConvNet, LayerSpec
 
-from checks import EXACT, assert_close
-
 
 def test_public_names():
-    for name in ("ConvLayer", "ConvNet", "LayerSpec", "basis_functions", "piece_from_basis",
-                 "conv", "backend"):
+    for name in (
+        "ConvLayer",
+        "ConvNet",
+        "LayerSpec",
+        "basis_functions",
+        "piece_from_basis",
+        "conv",
+        "backend",
+    ):
         assert hasattr(refimpl, name)
 
 
@@ -19,8 +25,10 @@ def test_spec_formats_are_equivalent():
     specs = [
         [LayerSpec(4, 3, 2, 1), LayerSpec(2, 3, relu=False)],
         [(4, 3, 2, 1), (2, 3, 1, 0, False)],
-        [dict(out_channels=4, kernel_size=3, stride=2, pad=1),
-         dict(out_channels=2, kernel_size=3, relu=False)],
+        [
+            dict(out_channels=4, kernel_size=3, stride=2, pad=1),
+            dict(out_channels=2, kernel_size=3, relu=False),
+        ],
     ]
     nets = [ConvNet.random(1, s, seed=0) for s in specs]
     assert all(n.spec() == nets[0].spec() for n in nets)
@@ -36,7 +44,12 @@ def test_constructor_api_matches_readme():
     assert net.feature_shapes(I.shape) == [(4, 8, 8), (1, 1, 1)]
     assert net.score(I).shape == (5,)
     assert net.grad_input(I).shape == I.shape
-    assert [g.shape for pair in net.grad_params(I) for g in pair] == [(4, 3, 5, 5), (4,), (1, 4, 8, 8), (1,)]
+    assert [g.shape for pair in net.grad_params(I) for g in pair] == [
+        (4, 3, 5, 5),
+        (4,),
+        (1, 4, 8, 8),
+        (1,),
+    ]
     assert [d.shape for d in net.activation_pattern(I)] == [(5, 4, 8, 8), (5, 1, 1, 1)]
     alpha, B = net.linear_piece(I)
     assert alpha.shape == (5,) and B.shape == I.shape

@@ -49,8 +49,9 @@ def test_stubbed_copy_fails_and_complete_copy_passes(lesson, tmp_path):
 
 def test_grade_script_runs_standalone(tmp_path):
     folder = assign.make_assignment(1, tmp_path / "a1", solution=True)
-    result = subprocess.run([sys.executable, "grade.py"], cwd=folder, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "grade.py"], cwd=folder, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "total" in result.stdout and "100%" in result.stdout
 
@@ -58,7 +59,7 @@ def test_grade_script_runs_standalone(tmp_path):
 def test_stub_replaces_only_the_lesson_regions():
     text = (
         "def f(x):\n"
-        "    \"\"\"doc\"\"\"\n"
+        '    """doc"""\n'
         "    # BEGIN SOLUTION lesson 2\n"
         "    return x + 1\n"
         "    # END SOLUTION\n"

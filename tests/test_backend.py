@@ -34,7 +34,9 @@ def numpy_imports(source: str) -> list:
     """Line numbers of ``import numpy``/``from numpy ...`` statements in ``source``."""
     lines = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "numpy" for a in node.names):
+        if isinstance(node, ast.Import) and any(
+            a.name.split(".")[0] == "numpy" for a in node.names
+        ):
             lines.append(node.lineno)
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "numpy":
             lines.append(node.lineno)
@@ -55,8 +57,15 @@ def test_no_compute_module_imports_numpy():
     )
 
 
-@pytest.mark.parametrize("source", ["import numpy as np", "from numpy import zeros",
-                                    "import numpy.linalg", "def f():\n    import numpy\n"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import numpy as np",
+        "from numpy import zeros",
+        "import numpy.linalg",
+        "def f():\n    import numpy\n",
+    ],
+)
 def test_negative_control_numpy_import_is_detected(source):
     assert numpy_imports(source)
 
@@ -71,7 +80,9 @@ def test_environment_variable_selects_backend(monkeypatch):
     monkeypatch.setenv(backend.ENV_BACKEND, "numpy")
     assert backend.get_namespace() is np
     monkeypatch.setenv(backend.ENV_BACKEND, "torch")
-    with pytest.raises(ValueError, match=r"backend must be one of \('numpy', 'cupy'\); got 'torch'"):
+    with pytest.raises(
+        ValueError, match=r"backend must be one of \('numpy', 'cupy'\); got 'torch'"
+    ):
         backend.get_namespace()
 
 

@@ -13,8 +13,18 @@ QUALITY = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
 
 def test_conv_benchmark_quick_run(tmp_path):
     command = [
-        sys.executable, str(SCRIPT), "--quick", "--no-torch", "--layers", "L3",
-        "--dtypes", "float32", "--ops", "forward", "--out", str(tmp_path),
+        sys.executable,
+        str(SCRIPT),
+        "--quick",
+        "--no-torch",
+        "--layers",
+        "L3",
+        "--dtypes",
+        "float32",
+        "--ops",
+        "forward",
+        "--out",
+        str(tmp_path),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
@@ -36,8 +46,18 @@ def test_quality_benchmark_quick(tmp_path):
     # One BLAS thread: on a busy 2-core machine a threaded OpenBLAS slows these tiny
     # convolutions down by ~15x (threads spinning against other processes).
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    command = [sys.executable, str(QUALITY), "--quick", "--textures", "brick", "--out", str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
+    command = [
+        sys.executable,
+        str(QUALITY),
+        "--quick",
+        "--textures",
+        "brick",
+        "--out",
+        str(tmp_path),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, env=env
+    )
     assert done.returncode == 0, done.stderr
 
     markdown, raw, png = (tmp_path / f"quality-quick.{ext}" for ext in ("md", "json", "png"))
@@ -57,6 +77,8 @@ def test_quality_benchmark_quick(tmp_path):
     assert brick["rows"]["white noise"]["n"] == 16
 
     # a second call reuses the finished run folder instead of learning again
-    again = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, env=env)
+    again = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, check=False, env=env
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads(raw.read_text(encoding="utf-8"))["textures"]["brick"]["status"] == "reused"

@@ -6,11 +6,12 @@ kernel must fail, which shows the check can fail.
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from checks import EXACT, FLOAT32, assert_adjoint, assert_close, relative_error
 from gradcheck import assert_gradient, coordinate_gradient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strategies import conv_problems
+
 from refimpl.conv import (
     conv2d,
     conv2d_adjoint,
@@ -21,7 +22,6 @@ from refimpl.conv import (
     fast,
     naive,
 )
-from strategies import conv_problems
 
 PLANS = ("im2col", "rows")
 
@@ -38,8 +38,9 @@ def test_fast_forward_equals_naive(p):
     g = geometry(p)
     expected = naive.forward(g, p.x, p.weight, p.bias)
     for plan in PLANS:
-        assert_close(fast.forward(g, p.x, p.weight, p.bias, plan=plan), expected, EXACT,
-                     f"forward ({plan})")
+        assert_close(
+            fast.forward(g, p.x, p.weight, p.bias, plan=plan), expected, EXACT, f"forward ({plan})"
+        )
 
 
 @given(conv_problems())
@@ -47,7 +48,9 @@ def test_fast_adjoint_equals_naive(p):
     g = geometry(p)
     expected = naive.adjoint(g, p.y, p.weight)
     for plan in PLANS:
-        assert_close(fast.adjoint(g, p.y, p.weight, plan=plan), expected, EXACT, f"adjoint ({plan})")
+        assert_close(
+            fast.adjoint(g, p.y, p.weight, plan=plan), expected, EXACT, f"adjoint ({plan})"
+        )
 
 
 @given(conv_problems())
@@ -55,8 +58,9 @@ def test_fast_weight_grad_equals_naive(p):
     g = geometry(p)
     expected = naive.weight_grad(g, p.x, p.y)
     for plan in PLANS:
-        assert_close(fast.weight_grad(g, p.x, p.y, plan=plan), expected, EXACT,
-                     f"weight grad ({plan})")
+        assert_close(
+            fast.weight_grad(g, p.x, p.y, plan=plan), expected, EXACT, f"weight grad ({plan})"
+        )
     assert_close(fast.bias_grad(p.y), naive.bias_grad(p.y), EXACT, "bias grad")
 
 
@@ -83,7 +87,8 @@ def test_adjoint_identity(p, impl):
     assert_adjoint(
         lambda x: conv2d(x, p.weight, stride=p.stride, pad=p.pad, impl=impl),
         lambda y: conv2d_adjoint(y, p.weight, size, stride=p.stride, pad=p.pad, impl=impl),
-        p.x, p.y,
+        p.x,
+        p.y,
     )
 
 
@@ -94,7 +99,8 @@ def test_weight_grad_is_adjoint_in_the_weights(p):
     assert_adjoint(
         lambda w: conv2d(p.x, w, stride=p.stride, pad=p.pad),
         lambda y: conv2d_weight_grad(p.x, y, k, stride=p.stride, pad=p.pad),
-        p.weight, p.y,
+        p.weight,
+        p.y,
     )
 
 
@@ -114,8 +120,12 @@ def test_negative_control_adjoint_identity_catches_wrong_adjoint():
     x, w = rng.standard_normal((2, 2, 9, 9)), rng.standard_normal((3, 2, 3, 3))
     y = rng.standard_normal((2, 3, 4, 4))
     with pytest.raises(AssertionError, match="adjoint identity"):
-        assert_adjoint(lambda x: conv2d(x, w, stride=2),
-                       lambda y: _adjoint_ignoring_stride(y, w, (9, 9), 2, 0), x, y)
+        assert_adjoint(
+            lambda x: conv2d(x, w, stride=2),
+            lambda y: _adjoint_ignoring_stride(y, w, (9, 9), 2, 0),
+            x,
+            y,
+        )
 
 
 # --- finite differences (the forward is affine, so they are exact to rounding) ------------
@@ -148,8 +158,12 @@ def test_float32_matches_float64(p):
     assert_close(y32, y64, FLOAT32, "float32 forward")
     a32 = conv2d_adjoint(p.y, p.weight, p.x.shape[2:], p.stride, p.pad)
     assert a32.dtype == np.float32
-    assert_close(a32, conv2d_adjoint(up(p.y), up(p.weight), p.x.shape[2:], p.stride, p.pad),
-                 FLOAT32, "float32 adjoint")
+    assert_close(
+        a32,
+        conv2d_adjoint(up(p.y), up(p.weight), p.x.shape[2:], p.stride, p.pad),
+        FLOAT32,
+        "float32 adjoint",
+    )
 
 
 # --- an independent implementation: PyTorch (skipped when absent) ----------------------------
@@ -162,21 +176,33 @@ def test_matches_pytorch(p):
     t = torch.from_numpy
     ref = F.conv2d(t(p.x), t(p.weight), t(p.bias), stride=p.stride, padding=p.pad).numpy()
     assert_close(conv2d(p.x, p.weight, p.bias, p.stride, p.pad), ref, EXACT, "forward vs torch")
-    ref_in = torch.nn.grad.conv2d_input(p.x.shape, t(p.weight), t(p.y), stride=p.stride,
-                                        padding=p.pad).numpy()
-    assert_close(conv2d_adjoint(p.y, p.weight, p.x.shape[2:], p.stride, p.pad), ref_in, EXACT,
-                 "adjoint vs torch")
-    ref_w = torch.nn.grad.conv2d_weight(t(p.x), p.weight.shape, t(p.y), stride=p.stride,
-                                        padding=p.pad).numpy()
-    assert_close(conv2d_weight_grad(p.x, p.y, p.weight.shape[2], p.stride, p.pad), ref_w, EXACT,
-                 "weight grad vs torch")
+    ref_in = torch.nn.grad.conv2d_input(
+        p.x.shape, t(p.weight), t(p.y), stride=p.stride, padding=p.pad
+    ).numpy()
+    assert_close(
+        conv2d_adjoint(p.y, p.weight, p.x.shape[2:], p.stride, p.pad),
+        ref_in,
+        EXACT,
+        "adjoint vs torch",
+    )
+    ref_w = torch.nn.grad.conv2d_weight(
+        t(p.x), p.weight.shape, t(p.y), stride=p.stride, padding=p.pad
+    ).numpy()
+    assert_close(
+        conv2d_weight_grad(p.x, p.y, p.weight.shape[2], p.stride, p.pad),
+        ref_w,
+        EXACT,
+        "weight grad vs torch",
+    )
 
 
 # --- geometry ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size,k,s,p,expected", [(224, 15, 3, 0, 70), (70, 5, 1, 0, 66),
-                                                 (66, 3, 1, 0, 64), (5, 3, 2, 1, 3), (4, 7, 1, 1, 0)])
+@pytest.mark.parametrize(
+    "size,k,s,p,expected",
+    [(224, 15, 3, 0, 70), (70, 5, 1, 0, 66), (66, 3, 1, 0, 64), (5, 3, 2, 1, 3), (4, 7, 1, 1, 0)],
+)
 def test_output_size(size, k, s, p, expected):
     assert conv_output_size(size, k, s, p) == expected
 
@@ -186,7 +212,9 @@ def test_naive_forward_by_hand():
     x = np.arange(9.0).reshape(1, 1, 3, 3)
     w = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     # y[i, j] = 1 x[i,j] + 2 x[i,j+1] + 3 x[i+1,j] + 4 x[i+1,j+1]
-    expected = np.array([[[[0 + 2 + 9 + 16, 1 + 4 + 12 + 20], [3 + 8 + 18 + 28, 4 + 10 + 21 + 32]]]])
+    expected = np.array(
+        [[[[0 + 2 + 9 + 16, 1 + 4 + 12 + 20], [3 + 8 + 18 + 28, 4 + 10 + 21 + 32]]]]
+    )
     for impl in ("naive", "fast"):
         assert np.array_equal(conv2d(x, w, impl=impl), expected)
     assert relative_error(conv2d(x, w[:, :, ::-1, ::-1]), expected) > 0.1  # orientation matters

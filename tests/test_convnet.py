@@ -12,16 +12,23 @@ with a negative control below it:
 
 import numpy as np
 import pytest
+from checks import EXACT, FLOAT32, assert_close, assert_piece_identity
+from gradcheck import assert_gradient, coordinate_gradient, input_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from strategies import (
+    alive,
+    images,
+    net_and_images,
+    networks,
+    probes_in_piece,
+    seeds,
+    small_mixed_net,
+    softplus_net,
+)
 
-from checks import EXACT, FLOAT32, assert_close, assert_piece_identity, relative_error
-from gradcheck import assert_gradient, coordinate_gradient, input_gradient
-from refimpl import ConvLayer, ConvNet, basis_functions, piece_from_basis
+from refimpl import ConvNet, basis_functions, piece_from_basis
 from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces, same_pattern
-from strategies import (alive, images, net_and_images, networks, probes_in_piece, seeds,
-                        small_mixed_net, softplus_net)
-
 
 # --- the scoring function ---------------------------------------------------------------
 
@@ -43,8 +50,9 @@ def test_class_scores_eq_2_2():
     I = np.random.default_rng(1).standard_normal((3, 1, 8, 8))
     w_c = np.random.default_rng(2).standard_normal((2, 5))
     features = net.forward(I).outputs[-1][:, :, 0, 0]
-    expected = np.array([[sum(w_c[c, k] * features[m, k] for k in range(5)) for c in range(2)]
-                         for m in range(3)])
+    expected = np.array(
+        [[sum(w_c[c, k] * features[m, k] for k in range(5)) for c in range(2)] for m in range(3)]
+    )
     assert_close(net.class_scores(I, w_c), expected, EXACT, "class scores")
 
 
@@ -70,7 +78,8 @@ def test_grad_params_match_finite_differences(case, seed):
     assume(alive(net, I))
     grads = net.grad_params(I)
     assert [(dw.shape, db.shape) for dw, db in grads] == [
-        (l.weight.shape, l.bias.shape) for l in net.layers]
+        (l.weight.shape, l.bias.shape) for l in net.layers
+    ]
     base = net.activation_pattern(I)
     crossed = []
     objective = lambda: float(net.score(I).sum())
@@ -152,8 +161,9 @@ def test_negative_control_same_piece_check_sees_a_different_piece():
     far = I[:1] + 3.0 * np.random.default_rng(5).standard_normal(I[:1].shape)
     assert not same_pattern(net.activation_pattern(far), net.activation_pattern(I[:1]))
     with pytest.raises(AssertionError, match="B of the second image"):
-        assert_close(net.linear_piece(far)[1], net.linear_piece(I[:1])[1], EXACT,
-                     "B of the second image")
+        assert_close(
+            net.linear_piece(far)[1], net.linear_piece(I[:1])[1], EXACT, "B of the second image"
+        )
 
 
 # --- B three ways -----------------------------------------------------------------------
@@ -196,8 +206,12 @@ def _deconvolution_without_gating(net, I):
 def test_negative_control_three_ways_check_catches_ungated_deconvolution():
     net, I = small_mixed_net()
     with pytest.raises(AssertionError, match="deconvolution"):
-        assert_close(_deconvolution_without_gating(net, I), net.grad_input(I), EXACT,
-                     "B: deconvolution (6.7) vs backprop")
+        assert_close(
+            _deconvolution_without_gating(net, I),
+            net.grad_input(I),
+            EXACT,
+            "B: deconvolution (6.7) vs backprop",
+        )
 
 
 def test_negative_control_basis_check_catches_ungated_basis():
@@ -226,8 +240,9 @@ def test_activation_pattern_is_relu_indicator(case):
     pattern = net.activation_pattern(I)
     fwd = net.forward(I)
     assert len(pattern) == net.depth
-    for layer, delta, z, shape in zip(net.layers, pattern, fwd.pre_activations,
-                                      net.feature_shapes(I.shape)):
+    for layer, delta, z, shape in zip(
+        net.layers, pattern, fwd.pre_activations, net.feature_shapes(I.shape)
+    ):
         assert delta.dtype == bool and delta.shape == (len(I),) + tuple(shape)
         expected = z > 0 if layer.relu else np.ones_like(z, dtype=bool)
         assert np.array_equal(delta, expected)
@@ -260,10 +275,18 @@ def test_float32_network_close_to_float64(case):
     assert net32.dtype == np.float32 and net32.score(I).dtype == np.float32
     f64, f32 = net.score(I), net32.score(I.astype(np.float32))
     assume(np.abs(f64).max() > 1e-3)
-    assume(all(np.array_equal(a, b) for a, b in zip(net.activation_pattern(I),
-                                                     net32.activation_pattern(I.astype(np.float32)))))
+    assume(
+        all(
+            np.array_equal(a, b)
+            for a, b in zip(
+                net.activation_pattern(I), net32.activation_pattern(I.astype(np.float32))
+            )
+        )
+    )
     assert_close(f32, f64, FLOAT32, "float32 score")
-    assert_close(net32.grad_input(I.astype(np.float32)), net.grad_input(I), FLOAT32, "float32 df/dI")
+    assert_close(
+        net32.grad_input(I.astype(np.float32)), net.grad_input(I), FLOAT32, "float32 df/dI"
+    )
 
 
 # --- section 9: a smooth non-linearity ----------------------------------------------------
@@ -308,4 +331,6 @@ def test_negative_control_line_check_sees_a_smooth_network():
     net, I = small_mixed_net()
     smooth = softplus_net(net)
     direction = np.random.default_rng(0).standard_normal(I[:1].shape)
-    assert line_through_pieces(smooth, I[:1], direction, np.linspace(-2, 2, 201)).max_residual > 1e-4
+    assert (
+        line_through_pieces(smooth, I[:1], direction, np.linspace(-2, 2, 201)).max_residual > 1e-4
+    )

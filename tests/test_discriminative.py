@@ -8,15 +8,15 @@ import math
 
 import numpy as np
 import pytest
+from checks import EXACT, assert_close
+from gradcheck import assert_gradient, input_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import softmax as scipy_softmax
-
-from checks import EXACT, assert_close
-from gradcheck import assert_gradient, input_gradient
-from refimpl.models import discriminative as disc
 from strategies import seeds
+
+from refimpl.models import discriminative as disc
 
 
 @st.composite
@@ -38,15 +38,20 @@ def test_softmax_posterior_by_hand():
     scores = np.array([[0.0, math.log(2.0), math.log(3.0)]])
     assert_close(disc.softmax_posterior(scores), [[1 / 6, 2 / 6, 3 / 6]], EXACT)
     # biases add to the scores: b = (log 3, 0, 0) makes the first class as likely as the third
-    assert_close(disc.softmax_posterior(scores, np.array([math.log(3.0), 0.0, 0.0])),
-                 [[3 / 8, 2 / 8, 3 / 8]], EXACT)
+    assert_close(
+        disc.softmax_posterior(scores, np.array([math.log(3.0), 0.0, 0.0])),
+        [[3 / 8, 2 / 8, 3 / 8]],
+        EXACT,
+    )
 
 
 @given(labelled_scores())
 def test_softmax_posterior_equals_scipy(problem):
     scores, _ = problem
     biases = np.linspace(-1, 1, scores.shape[1])
-    assert_close(disc.softmax_posterior(scores, biases), scipy_softmax(scores + biases, axis=1), EXACT)
+    assert_close(
+        disc.softmax_posterior(scores, biases), scipy_softmax(scores + biases, axis=1), EXACT
+    )
     assert_close(disc.log_softmax(scores, axis=0), scipy_log_softmax(scores, axis=0), EXACT)
 
 
@@ -70,21 +75,32 @@ def test_negative_control_unshifted_softmax_overflows():
 def test_log_likelihoods_by_hand():
     # l_D: rows normalised over classes: log(2/3) + log(3/4) + log(1/2)
     assert disc.discriminative_log_likelihood(S_HAND, Y_HAND) == pytest.approx(
-        math.log(2 / 3) + math.log(3 / 4) + math.log(1 / 2), abs=1e-14)
+        math.log(2 / 3) + math.log(3 / 4) + math.log(1 / 2), abs=1e-14
+    )
     # l_G: columns normalised over examples. Column 1 = (log 2, 0, 0): exp sum 4, examples 0 and 2
     # are labelled 1; column 0 = (0, log 3, 0): exp sum 5, example 1 is labelled 0.
     assert disc.generative_log_likelihood(S_HAND, Y_HAND) == pytest.approx(
-        math.log(2 / 4) + math.log(3 / 5) + math.log(1 / 4), abs=1e-14)
+        math.log(2 / 4) + math.log(3 / 5) + math.log(1 / 4), abs=1e-14
+    )
 
 
 @settings(max_examples=50)
 @given(labelled_scores())
 def test_log_likelihoods_equal_brute_force_sums(problem):
     scores, labels = problem
-    l_d = sum(scores[i, y] - math.log(sum(math.exp(s) for s in scores[i])) for i, y in enumerate(labels))
-    l_g = sum(scores[i, y] - math.log(sum(math.exp(s) for s in scores[:, y])) for i, y in enumerate(labels))
-    assert disc.discriminative_log_likelihood(scores, labels) == pytest.approx(l_d, rel=1e-12, abs=1e-12)
-    assert disc.generative_log_likelihood(scores, labels) == pytest.approx(l_g, rel=1e-12, abs=1e-12)
+    l_d = sum(
+        scores[i, y] - math.log(sum(math.exp(s) for s in scores[i])) for i, y in enumerate(labels)
+    )
+    l_g = sum(
+        scores[i, y] - math.log(sum(math.exp(s) for s in scores[:, y]))
+        for i, y in enumerate(labels)
+    )
+    assert disc.discriminative_log_likelihood(scores, labels) == pytest.approx(
+        l_d, rel=1e-12, abs=1e-12
+    )
+    assert disc.generative_log_likelihood(scores, labels) == pytest.approx(
+        l_g, rel=1e-12, abs=1e-12
+    )
 
 
 @settings(max_examples=50)
@@ -94,8 +110,13 @@ def test_invariances_tell_the_two_apart(problem):
     scores, labels = problem
     rows = np.arange(1, len(scores) + 1, dtype=float)[:, None]
     columns = np.arange(1, scores.shape[1] + 1, dtype=float)[None, :]
-    l_d, l_g = disc.discriminative_log_likelihood(scores, labels), disc.generative_log_likelihood(scores, labels)
-    assert disc.discriminative_log_likelihood(scores + rows, labels) == pytest.approx(l_d, abs=1e-11)
+    l_d, l_g = (
+        disc.discriminative_log_likelihood(scores, labels),
+        disc.generative_log_likelihood(scores, labels),
+    )
+    assert disc.discriminative_log_likelihood(scores + rows, labels) == pytest.approx(
+        l_d, abs=1e-11
+    )
     assert disc.generative_log_likelihood(scores + columns, labels) == pytest.approx(l_g, abs=1e-11)
 
 
@@ -103,8 +124,13 @@ def test_negative_control_invariances_are_specific():
     """A class bias does change l_D, and a per-example shift does change l_G."""
     l_d = disc.discriminative_log_likelihood(S_HAND, Y_HAND)
     l_g = disc.generative_log_likelihood(S_HAND, Y_HAND)
-    assert abs(disc.discriminative_log_likelihood(S_HAND + np.array([[1.0, 0.0]]), Y_HAND) - l_d) > 0.1
-    assert abs(disc.generative_log_likelihood(S_HAND + np.array([[1.0], [0.0], [0.0]]), Y_HAND) - l_g) > 0.1
+    assert (
+        abs(disc.discriminative_log_likelihood(S_HAND + np.array([[1.0, 0.0]]), Y_HAND) - l_d) > 0.1
+    )
+    assert (
+        abs(disc.generative_log_likelihood(S_HAND + np.array([[1.0], [0.0], [0.0]]), Y_HAND) - l_g)
+        > 0.1
+    )
 
 
 # --- gradients with respect to the scores ----------------------------------------------------
@@ -118,10 +144,16 @@ def finite_difference(loglik, scores, labels):
 @given(labelled_scores())
 def test_score_gradients_match_finite_differences(problem):
     scores, labels = problem
-    assert_gradient(disc.discriminative_score_gradient(scores, labels),
-                    finite_difference(disc.discriminative_log_likelihood, scores, labels), what="dl_D/dS")
-    assert_gradient(disc.generative_score_gradient(scores, labels),
-                    finite_difference(disc.generative_log_likelihood, scores, labels), what="dl_G/dS")
+    assert_gradient(
+        disc.discriminative_score_gradient(scores, labels),
+        finite_difference(disc.discriminative_log_likelihood, scores, labels),
+        what="dl_D/dS",
+    )
+    assert_gradient(
+        disc.generative_score_gradient(scores, labels),
+        finite_difference(disc.generative_log_likelihood, scores, labels),
+        what="dl_G/dS",
+    )
 
 
 def test_score_gradients_by_hand():
@@ -146,11 +178,15 @@ def test_negative_control_gradients_are_not_interchangeable():
     rng = np.random.default_rng(0)
     scores, labels = rng.standard_normal((5, 3)), np.array([0, 1, 2, 0, 1])
     with pytest.raises(AssertionError):
-        assert_gradient(disc.discriminative_score_gradient(scores, labels),
-                        finite_difference(disc.generative_log_likelihood, scores, labels))
+        assert_gradient(
+            disc.discriminative_score_gradient(scores, labels),
+            finite_difference(disc.generative_log_likelihood, scores, labels),
+        )
     with pytest.raises(AssertionError):
-        assert_gradient(disc.generative_score_gradient(scores, labels),
-                        finite_difference(disc.discriminative_log_likelihood, scores, labels))
+        assert_gradient(
+            disc.generative_score_gradient(scores, labels),
+            finite_difference(disc.discriminative_log_likelihood, scores, labels),
+        )
 
 
 # --- arguments and the one home of the softmax --------------------------------------------------

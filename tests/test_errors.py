@@ -18,8 +18,12 @@ def image(*shape, dtype=np.float64):
 
 # --- wrong number of dimensions ---------------------------------------------------------
 
+
 def test_image_wrong_ndim(net):
-    with pytest.raises(ValueError, match=r"I must be a 4-D array \(M, C, H, W\); got 3-D with shape \(3, 9, 9\).*I\[None\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"I must be a 4-D array \(M, C, H, W\); got 3-D with shape \(3, 9, 9\).*I\[None\]",
+    ):
         net.score(image(3, 9, 9))
 
 
@@ -35,28 +39,42 @@ def test_weight_wrong_ndim():
 
 # --- channel mismatch -------------------------------------------------------------------
 
+
 def test_image_channel_mismatch(net):
-    with pytest.raises(ValueError, match=r"I has 1 channel\(s\) \(shape \(2, 1, 9, 9\)\) but the network's first layer expects 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"I has 1 channel\(s\) \(shape \(2, 1, 9, 9\)\) but the network's first layer expects 3",
+    ):
         net.score(image(2, 1, 9, 9))
 
 
 def test_layers_channel_mismatch():
     a = ConvLayer(image(4, 3, 3, 3), image(4))
     b = ConvLayer(image(2, 5, 3, 3), image(2))
-    with pytest.raises(ValueError, match=r"layer 2 expects 5 input channel\(s\) \(weight \(2, 5, 3, 3\)\) but layer 1 produces 4"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 2 expects 5 input channel\(s\) \(weight \(2, 5, 3, 3\)\) but layer 1 produces 4",
+    ):
         ConvNet([a, b])
 
 
 def test_conv_channel_mismatch():
-    with pytest.raises(ValueError, match=r"x has 2 channel\(s\) \(shape \(1, 2, 8, 8\)\) but weight expects 3 \(shape \(4, 3, 3, 3\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"x has 2 channel\(s\) \(shape \(1, 2, 8, 8\)\) but weight expects 3 \(shape \(4, 3, 3, 3\)\)",
+    ):
         conv2d(image(1, 2, 8, 8), image(4, 3, 3, 3))
 
 
 # --- kernel larger than the padded input / empty output ---------------------------------
 
+
 def test_kernel_larger_than_padded_input(net):
     # 3x3 pad 1 keeps 4x4; layer 2's 5x5 kernel does not fit in 4x4
-    with pytest.raises(ValueError, match=r"layer 2 \(input \(1, 4, 4, 4\)\): kernel 5x5 is larger than the padded input 4x4 \(input 4x4, pad 0\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 2 \(input \(1, 4, 4, 4\)\): kernel 5x5 is larger than the padded input 4x4 \(input 4x4, pad 0\)",
+    ):
         net.score(image(1, 3, 4, 4))
 
 
@@ -68,7 +86,9 @@ def test_layer_output_of_size_zero_is_named():
 
 
 def test_conv_kernel_larger_than_padded_input():
-    with pytest.raises(ValueError, match=r"kernel 7x7 is larger than the padded input 6x6 \(input 4x4, pad 1\)"):
+    with pytest.raises(
+        ValueError, match=r"kernel 7x7 is larger than the padded input 6x6 \(input 4x4, pad 1\)"
+    ):
         conv2d(image(1, 1, 4, 4), image(1, 1, 7, 7), pad=1)
 
 
@@ -79,11 +99,15 @@ def test_empty_image(net):
 
 # --- non-finite values ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_image(net, bad):
     I = image(2, 3, 9, 9)
     I[1, 2, 3, 4] = bad
-    with pytest.raises(ValueError, match=r"I contains 1 non-finite value\(s\) \(NaN or inf\) in an array of shape \(2, 3, 9, 9\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"I contains 1 non-finite value\(s\) \(NaN or inf\) in an array of shape \(2, 3, 9, 9\)",
+    ):
         net.grad_input(I)
 
 
@@ -103,10 +127,14 @@ def test_non_finite_conv_input():
 
 # --- integer or bool dtype --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int64, bool])
 def test_integer_or_bool_image(net, dtype):
     I = np.ones((1, 3, 9, 9), dtype=dtype)
-    with pytest.raises(TypeError, match=rf"I must have a floating dtype \(float64 or float32\); got dtype {np.dtype(dtype)} with shape \(1, 3, 9, 9\)"):
+    with pytest.raises(
+        TypeError,
+        match=rf"I must have a floating dtype \(float64 or float32\); got dtype {np.dtype(dtype)} with shape \(1, 3, 9, 9\)",
+    ):
         net.score(I)
 
 
@@ -126,14 +154,19 @@ def test_list_instead_of_array(net):
 
 
 def test_mixed_dtypes_in_conv():
-    with pytest.raises(TypeError, match="arrays must share one dtype; got x: float32, weight: float64"):
+    with pytest.raises(
+        TypeError, match="arrays must share one dtype; got x: float32, weight: float64"
+    ):
         conv2d(image(1, 1, 5, 5, dtype=np.float32), image(1, 1, 3, 3))
 
 
 # --- weight / bias shapes ---------------------------------------------------------------
 
+
 def test_bias_shape_mismatch():
-    with pytest.raises(ValueError, match=r"bias must have shape \(4,\) to match weight \(4, 3, 3, 3\); got \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"bias must have shape \(4,\) to match weight \(4, 3, 3, 3\); got \(3,\)"
+    ):
         ConvLayer(image(4, 3, 3, 3), image(3))
 
 
@@ -143,7 +176,9 @@ def test_bias_dtype_mismatch():
 
 
 def test_non_square_kernel():
-    with pytest.raises(ValueError, match=r"weight must have a square kernel; got shape \(4, 3, 3, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"weight must have a square kernel; got shape \(4, 3, 3, 5\)"
+    ):
         ConvLayer(image(4, 3, 3, 5), image(4))
 
 
@@ -164,9 +199,15 @@ def test_weight_grad_shape_mismatch():
 
 # --- stride, padding and other arguments ------------------------------------------------
 
-@pytest.mark.parametrize("stride,pad,message", [(0, 0, "stride must be >= 1; got 0"),
-                                                (1, -1, "pad must be >= 0; got -1"),
-                                                (1.5, 0, "stride must be an integer; got 1.5")])
+
+@pytest.mark.parametrize(
+    "stride,pad,message",
+    [
+        (0, 0, "stride must be >= 1; got 0"),
+        (1, -1, "pad must be >= 0; got -1"),
+        (1.5, 0, "stride must be an integer; got 1.5"),
+    ],
+)
 def test_bad_stride_or_pad(stride, pad, message):
     with pytest.raises((ValueError, TypeError), match=message):
         ConvLayer(image(1, 1, 3, 3), image(1), stride=stride, pad=pad)
@@ -189,10 +230,14 @@ def test_bad_spec():
 
 def test_pattern_shape_mismatch(net):
     pattern = net.activation_pattern(image(1, 3, 9, 9))
-    with pytest.raises(ValueError, match=r"pattern\[1\] must have shape \(1, 2, 3, 3\) \(layer 2\)"):
+    with pytest.raises(
+        ValueError, match=r"pattern\[1\] must have shape \(1, 2, 3, 3\) \(layer 2\)"
+    ):
         net.piece_from_pattern([pattern[0], pattern[1][:, :, :2]], (3, 9, 9))
 
 
 def test_class_weights_shape(net):
-    with pytest.raises(ValueError, match=r"class_weights must have shape \(n_classes, 2\); got \(3, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"class_weights must have shape \(n_classes, 2\); got \(3, 4\)"
+    ):
         net.class_scores(image(1, 3, 9, 9), image(3, 4))

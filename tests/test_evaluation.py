@@ -45,7 +45,8 @@ def test_filter_distance_symmetric_for_a_fixed_reference(brick):
     a, b = brick
     noise = ev.matched_noise(b, 1, seed=3)[0]
     assert ev.filter_response_distance(a, noise, reference=b) == pytest.approx(
-        ev.filter_response_distance(noise, a, reference=b), rel=1e-12)
+        ev.filter_response_distance(noise, a, reference=b), rel=1e-12
+    )
     # the default reference is the second argument (the training image)
     assert ev.filter_response_distance(a, b) == ev.filter_response_distance(a, b, reference=b)
 
@@ -124,7 +125,9 @@ def test_texture_report(brick, shuffled):
     a, b = brick
     samples = np.stack([b, b])  # perfect "samples": the training image itself
     noise = ev.matched_noise(b, 3, seed=2)
-    report = ev.texture_report(b, samples, {"white noise": noise, "other crop": [a[0]], "shuffled": [shuffled]})
+    report = ev.texture_report(
+        b, samples, {"white noise": noise, "other crop": [a[0]], "shuffled": [shuffled]}
+    )
     assert list(report) == ["samples", "white noise", "other crop", "shuffled"]
     assert report["samples"]["n"] == 2 and report["white noise"]["n"] == 3
     for metric in ev.METRICS:
@@ -134,10 +137,15 @@ def test_texture_report(brick, shuffled):
     # the report's rows are the pairwise distances to the training image, averaged
     assert report["other crop"]["marginal"] == pytest.approx(ev.marginal_distance(a, b), rel=1e-12)
     assert report["other crop"]["spectrum"] == pytest.approx(ev.spectrum_distance(a, b), rel=1e-12)
-    assert report["other crop"]["filters"] == pytest.approx(ev.filter_response_distance(a, b), rel=1e-12)
+    assert report["other crop"]["filters"] == pytest.approx(
+        ev.filter_response_distance(a, b), rel=1e-12
+    )
     assert report["white noise"]["filters"] == pytest.approx(
-        np.mean([ev.filter_response_distance(n, b) for n in noise]), rel=1e-12)
+        np.mean([ev.filter_response_distance(n, b) for n in noise]), rel=1e-12
+    )
     assert report["shuffled"]["marginal"] == pytest.approx(0.0, abs=1e-12)
     # deterministic
-    again = ev.texture_report(b, samples, {"white noise": noise, "other crop": [a[0]], "shuffled": [shuffled]})
+    again = ev.texture_report(
+        b, samples, {"white noise": noise, "other crop": [a[0]], "shuffled": [shuffled]}
+    )
     assert again == report

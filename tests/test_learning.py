@@ -12,15 +12,35 @@ import json
 import numpy as np
 import pytest
 
-from refimpl.learning import Ascent, DivergenceError, LearningConfig, Trainer, load_checkpoint, save_checkpoint
-from refimpl.learning import runs
+from refimpl.learning import (
+    Ascent,
+    DivergenceError,
+    LearningConfig,
+    Trainer,
+    load_checkpoint,
+    runs,
+    save_checkpoint,
+)
 from refimpl.learning.presets import PRESETS, preset_config
 
 
 def tiny_texture(**overrides):
-    values = dict(dataset="texture", image="brick", size=16, factor=16, spec=[(4, 3, 1, 0), (4, 3, 1, 0)],
-                  iterations_per_layer=15, chains=4, langevin_steps=5, step_size=0.3, sigma=1.0,
-                  learning_rate=[1e-3, 1e-4], init_std=[0.01, "he"], checkpoint_every=5, seed=3)
+    values = dict(
+        dataset="texture",
+        image="brick",
+        size=16,
+        factor=16,
+        spec=[(4, 3, 1, 0), (4, 3, 1, 0)],
+        iterations_per_layer=15,
+        chains=4,
+        langevin_steps=5,
+        step_size=0.3,
+        sigma=1.0,
+        learning_rate=[1e-3, 1e-4],
+        init_std=[0.01, "he"],
+        checkpoint_every=5,
+        seed=3,
+    )
     values.update(overrides)
     return LearningConfig(**values)
 
@@ -32,15 +52,20 @@ def tiny_trainer(**overrides):
 
 
 def parameters_equal(a, b) -> bool:
-    return all(np.array_equal(x, y) for pa, pb in zip(a.net.parameters(), b.net.parameters())
-               for x, y in zip(pa, pb))
+    return all(
+        np.array_equal(x, y)
+        for pa, pb in zip(a.net.parameters(), b.net.parameters())
+        for x, y in zip(pa, pb)
+    )
 
 
 # --- learning does what it should ----------------------------------------------------------
 
 
 def test_learning_lowers_the_moment_mismatch():
-    trainer = tiny_trainer(spec=[(6, 3, 1, 0)], grow=False, iterations_per_layer=40, learning_rate=1e-2)
+    trainer = tiny_trainer(
+        spec=[(6, 3, 1, 0)], grow=False, iterations_per_layer=40, learning_rate=1e-2
+    )
     trainer.run()
     mismatch = [m[0] for m in trainer.history["mismatch"]]
     # the mismatch starts near 1 (samples unlike data) and must fall clearly
@@ -48,16 +73,29 @@ def test_learning_lowers_the_moment_mismatch():
 
 
 def test_negative_control_no_learning_no_lower_mismatch():
-    trainer = tiny_trainer(spec=[(6, 3, 1, 0)], grow=False, iterations_per_layer=40, learning_rate=0.0)
+    trainer = tiny_trainer(
+        spec=[(6, 3, 1, 0)], grow=False, iterations_per_layer=40, learning_rate=0.0
+    )
     trainer.run()
     mismatch = [m[0] for m in trainer.history["mismatch"]]
     assert not np.mean(mismatch[-5:]) < 0.5 * np.mean(mismatch[:5])
 
 
 def cd_trainer(rate):
-    config = LearningConfig(dataset="digit-classes", images=6, size=8, method="cd", grow=False,
-                            spec=[(8, 3, 1, 1), (8, 3, 1, 1)], iterations_per_layer=60, langevin_steps=1,
-                            step_size=0.3, learning_rate=rate, init_std=[0.01, "he"], seed=1)
+    config = LearningConfig(
+        dataset="digit-classes",
+        images=6,
+        size=8,
+        method="cd",
+        grow=False,
+        spec=[(8, 3, 1, 1), (8, 3, 1, 1)],
+        iterations_per_layer=60,
+        langevin_steps=1,
+        step_size=0.3,
+        learning_rate=rate,
+        init_std=[0.01, "he"],
+        seed=1,
+    )
     data, _, _ = runs.prepare(config)
     return Trainer(config, data)
 
@@ -116,8 +154,16 @@ def test_resume_through_the_run_folder(tmp_path):
     straight = tiny_trainer()
     straight.run()
     assert parameters_equal(resumed, straight)
-    for name in ("samples.npy", "train.npy", "reconstructions.npy", "samples.png", "curves.png",
-                 "summary.json", "checkpoint.npz", "config.json"):
+    for name in (
+        "samples.npy",
+        "train.npy",
+        "reconstructions.npy",
+        "samples.png",
+        "curves.png",
+        "summary.json",
+        "checkpoint.npz",
+        "config.json",
+    ):
         assert (out / name).is_file(), name
     samples = np.load(out / "samples.npy")
     assert samples.shape == (config.chains, 1, 16, 16)
@@ -177,8 +223,12 @@ def test_negative_control_stable_settings_do_not_diverge():
 
 
 def test_growing_adds_layers_at_each_stage():
-    trainer = tiny_trainer(spec=[(4, 3, 1, 0), (4, 3, 1, 0), (2, 3, 1, 0)], iterations_per_layer=3,
-                           learning_rate=[1e-3, 1e-4, 1e-4], init_std=[0.01, "he", "he"])
+    trainer = tiny_trainer(
+        spec=[(4, 3, 1, 0), (4, 3, 1, 0), (2, 3, 1, 0)],
+        iterations_per_layer=3,
+        learning_rate=[1e-3, 1e-4, 1e-4],
+        init_std=[0.01, "he", "he"],
+    )
     depths = []
     trainer.run(callback=lambda t, r: depths.append(t.net.depth))
     assert depths == [1, 1, 2, 2, 2, 3, 3, 3, 3]
@@ -186,13 +236,20 @@ def test_growing_adds_layers_at_each_stage():
 
 
 def test_top_filter_is_recreated_and_linear():
-    trainer = tiny_trainer(top_filter=True, iterations_per_layer=2, learning_rate=[1e-3, 1e-4, 1e-4],
-                           init_std=[0.01, "he", 0.01])
+    trainer = tiny_trainer(
+        top_filter=True,
+        iterations_per_layer=2,
+        learning_rate=[1e-3, 1e-4, 1e-4],
+        init_std=[0.01, "he", 0.01],
+    )
     top_before = trainer.net.layers[-1]
     assert trainer.net.depth == 2 and not top_before.relu and top_before.out_channels == 1
     trainer.run()
     top_after = trainer.net.layers[-1]
-    assert trainer.net.depth == 3 and top_after.kernel_size == trainer.net.feature_shapes(trainer.data.shape)[-2][1]
+    assert (
+        trainer.net.depth == 3
+        and top_after.kernel_size == trainer.net.feature_shapes(trainer.data.shape)[-2][1]
+    )
 
 
 def test_frozen_lower_layers_do_not_move():
@@ -284,7 +341,9 @@ def test_wrong_path_and_unreadable_image(tmp_path):
 def test_image_smaller_than_the_receptive_field():
     config = tiny_texture(size=4, spec=[(4, 7, 1, 0)], learning_rate=1e-3, init_std=0.01)
     data, _, _ = runs.prepare(config)
-    with pytest.raises(ValueError, match=r"layer 1 .*kernel 7x7 is larger than the padded input 4x4"):
+    with pytest.raises(
+        ValueError, match=r"layer 1 .*kernel 7x7 is larger than the padded input 4x4"
+    ):
         Trainer(config, data)
 
 

@@ -16,9 +16,17 @@ def test_twelve_lessons():
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
 def test_lesson_runs_in_quick_mode(lesson, tmp_path):
-    env = dict(os.environ, REFIMPL_LESSON_QUICK="1", REFIMPL_LESSON_OUT=str(tmp_path), MPLBACKEND="Agg")
-    result = subprocess.run([sys.executable, lesson.name], cwd=lesson.parent, env=env,
-                            capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ, REFIMPL_LESSON_QUICK="1", REFIMPL_LESSON_OUT=str(tmp_path), MPLBACKEND="Agg"
+    )
+    result = subprocess.run(
+        [sys.executable, lesson.name],
+        cwd=lesson.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     figures = list((tmp_path / lesson.stem).glob("*.png"))
     assert figures, "a lesson saves at least one figure"
@@ -59,14 +67,29 @@ def test_notebook_code_runs_without_a_script_file(tmp_path):
     paths = convert(tmp_path / "nb")
     cells = json.loads(paths[0].read_text())["cells"]
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    env = dict(os.environ, REFIMPL_LESSON_QUICK="1", REFIMPL_LESSON_OUT=str(tmp_path / "out"), MPLBACKEND="Agg")
-    run = lambda source: subprocess.run([sys.executable, "-c", source], cwd=tmp_path / "nb", env=env,
-                                        capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        REFIMPL_LESSON_QUICK="1",
+        REFIMPL_LESSON_OUT=str(tmp_path / "out"),
+        MPLBACKEND="Agg",
+    )
+    run = lambda source: subprocess.run(
+        [sys.executable, "-c", source],
+        cwd=tmp_path / "nb",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     result = run(code)  # python -c: no __file__, as in a kernel
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "out" / paths[0].stem).glob("*.png"))
-    without_name_cell = "\n".join("".join(c["source"]) for c in cells[1:] if c["cell_type"] == "code")
-    assert "__file__" in run(without_name_cell).stderr  # negative control: the first cell is what makes it work
+    without_name_cell = "\n".join(
+        "".join(c["source"]) for c in cells[1:] if c["cell_type"] == "code"
+    )
+    assert (
+        "__file__" in run(without_name_cell).stderr
+    )  # negative control: the first cell is what makes it work
 
 
 def test_notebooks_without_jupytext_is_a_clear_error(monkeypatch, capsys):

@@ -29,9 +29,9 @@ import math
 
 import numpy as np
 import pytest
+from checks import EXACT, assert_close
 from scipy import integrate, stats
 
-from checks import EXACT, assert_close
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
 from refimpl.lowdim import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
@@ -61,8 +61,10 @@ class Quad1D:
         self.kinks = np.sort(-b / W)
         edges = np.concatenate([[-np.inf], self.kinks, [np.inf]])
         self.intervals = list(zip(edges[:-1], edges[1:]))
-        mids = [0.5 * (a + c) if np.isfinite(a + c) else (c - 1 if np.isfinite(c) else a + 1)
-                for a, c in self.intervals]
+        mids = [
+            0.5 * (a + c) if np.isfinite(a + c) else (c - 1 if np.isfinite(c) else a + 1)
+            for a, c in self.intervals
+        ]
         self.keys = (np.outer(mids, W) + b) > 0  # pattern of each interval
         # scale by the largest value of the density (at a kink or a piece mean) to avoid overflow
         candidates = np.concatenate([self.kinks, model.sigma**2 * (self.keys @ W)])
@@ -75,8 +77,9 @@ class Quad1D:
         return x**power * math.exp(prototype_log_u(self.model, np.array([[x]]))[0] - self.shift)
 
     def integral(self, a, c, power):
-        value, _ = integrate.quad(self.density, a, c, args=(power,), epsabs=1e-14, epsrel=1e-13,
-                                  limit=200)
+        value, _ = integrate.quad(
+            self.density, a, c, args=(power,), epsabs=1e-14, epsrel=1e-13, limit=200
+        )
         return value
 
     @property
@@ -146,7 +149,9 @@ def test_mean_is_sigma_squared_expected_B(which, request):
     mixture = dist.probs @ piece_gaussian_means(model, dist, shape)
     assert np.abs(dist.mean() - mixture).max() < QUADRATURE * model.sigma
     # negative control: equal masses in place of p's break it
-    uniform = np.full(len(dist.probs), 1 / len(dist.probs)) @ piece_gaussian_means(model, dist, shape)
+    uniform = np.full(len(dist.probs), 1 / len(dist.probs)) @ piece_gaussian_means(
+        model, dist, shape
+    )
     assert np.abs(dist.mean() - uniform).max() > 1e3 * QUADRATURE * model.sigma
 
 
@@ -157,7 +162,9 @@ def test_1d_density_is_normalised(one_d):
 
     def total(offset):
         g = lambda x: math.exp(dist.log_density(np.array([[x]]))[0] - offset)
-        return sum(integrate.quad(g, a, c, epsabs=1e-14, epsrel=1e-13, limit=200)[0] for a, c in edges)
+        return sum(
+            integrate.quad(g, a, c, epsabs=1e-14, epsrel=1e-13, limit=200)[0] for a, c in edges
+        )
 
     assert abs(total(0.0) - 1) < QUADRATURE
     assert abs(total(1e-6) - 1) > 100 * QUADRATURE
@@ -170,7 +177,10 @@ def test_1d_cdf_matches_quadrature(one_d):
     expected = np.array([ref.cdf(x) for x in xs])
     assert np.abs(dist.cdf(xs) - expected).max() < QUADRATURE
     assert np.all(np.diff(dist.cdf(np.sort(xs))) >= 0)
-    assert abs(dist.cdf(np.array([-1e3 * s]))[0]) < 1e-15 and abs(dist.cdf(np.array([1e3 * s]))[0] - 1) < 1e-15
+    assert (
+        abs(dist.cdf(np.array([-1e3 * s]))[0]) < 1e-15
+        and abs(dist.cdf(np.array([1e3 * s]))[0] - 1) < 1e-15
+    )
     # negative control: the CDF of q (untilted) is far from it
     assert np.abs(stats.norm.cdf(xs, scale=s) - expected).max() > 1e-2
 
@@ -305,8 +315,10 @@ class HandMLP:
         xs, zs = self._forward(P)
         s2 = self.sigma**2
         log_u = xs[-1].sum(1) - (P * P).sum(1) / (2 * s2) - math.log(2 * math.pi * s2)
-        keys = np.concatenate([z > 0 if relu else np.ones(z.shape, bool)
-                               for z, (_, _, relu) in zip(zs, self.layers)], axis=1)
+        keys = np.concatenate(
+            [z > 0 if relu else np.ones(z.shape, bool) for z, (_, _, relu) in zip(zs, self.layers)],
+            axis=1,
+        )
         return log_u, keys
 
     def weighted_grads(self, P, w):
@@ -322,8 +334,9 @@ class HandMLP:
 
 def flat_grads(grads):
     """Parameter gradients (a prototype's pair or a ConvNet's list of pairs) as one flat vector."""
-    return np.concatenate([np.ravel(g) for pair in (grads if isinstance(grads, list) else [grads])
-                           for g in pair])
+    return np.concatenate(
+        [np.ravel(g) for pair in (grads if isinstance(grads, list) else [grads]) for g in pair]
+    )
 
 
 class Lattice:
@@ -347,7 +360,9 @@ class Lattice:
             top = log_u.max()
             w = np.exp(log_u - top)
             ring = w.reshape(n, n)
-            self.edge = max(self.edge, ring[0].max(), ring[-1].max(), ring[:, 0].max(), ring[:, -1].max())
+            self.edge = max(
+                self.edge, ring[0].max(), ring[-1].max(), ring[:, 0].max(), ring[:, -1].max()
+            )
             Z = w.sum()
             w = w / Z
             on = keys * w[:, None]
@@ -452,7 +467,9 @@ def test_hand_models_agree_with_refimpl(which, request):
     images = P.reshape((-1,) + shape)
     log_u, keys = hand.evaluate(P)
     assert_close(log_u, model.log_density_unnormalised(images), EXACT, "log(exp(f) q)")
-    assert np.array_equal(keys, pattern_keys(as_pattern_list(model.scoring.activation_pattern(images))))
+    assert np.array_equal(
+        keys, pattern_keys(as_pattern_list(model.scoring.activation_pattern(images)))
+    )
     summed = sum(wi * flat_grads(model.scoring.grad_params(im[None])) for wi, im in zip(w, images))
     assert_close(hand.weighted_grads(P, w), summed, EXACT, "weighted df/dw")
     with pytest.raises(AssertionError, match="weighted df/dw"):  # negative control: weights dropped
@@ -499,8 +516,12 @@ def ridge():
     own Gaussian lies in the piece."""
     from refimpl import ConvLayer, ConvNet
 
-    net = ConvNet([ConvLayer(np.array([5.0, 0.0]).reshape(1, 2, 1, 1), np.zeros(1)),
-                   ConvLayer(-np.ones((1, 1, 1, 1)), np.zeros(1), relu=False)])
+    net = ConvNet(
+        [
+            ConvLayer(np.array([5.0, 0.0]).reshape(1, 2, 1, 1), np.zeros(1)),
+            ConvLayer(-np.ones((1, 1, 1, 1)), np.zeros(1), relu=False),
+        ]
+    )
     model = GenerativeModel(net, 1.0)
     return model, exact_distribution(model, (2, 1, 1))
 
@@ -554,7 +575,11 @@ def nested_prototype_moments(model, R):
             alpha, B = delta @ b, delta @ W
             mu = s * s * B[0]
             za, zc = (a - mu) / s, (c - mu) / s
-            P = stats.norm.cdf(zc) - stats.norm.cdf(za) if zc < 0 else stats.norm.sf(za) - stats.norm.sf(zc)
+            P = (
+                stats.norm.cdf(zc) - stats.norm.cdf(za)
+                if zc < 0
+                else stats.norm.sf(za) - stats.norm.sf(zc)
+            )
             if P <= 0:
                 continue
             log_c = alpha + B[1] * y - y * y / (2 * s * s) + mu * mu / (2 * s * s) - centre
@@ -565,8 +590,9 @@ def nested_prototype_moments(model, R):
             out[3:] += np.outer(delta, row).ravel()
         return out
 
-    res, err = integrate.quad_vec(line, -R, R, points=sorted(vertex_y), epsabs=1e-15, epsrel=1e-13,
-                                  norm="max", limit=10000)
+    res, err = integrate.quad_vec(
+        line, -R, R, points=sorted(vertex_y), epsabs=1e-15, epsrel=1e-13, norm="max", limit=10000
+    )
     Z = res[0]
     log_Z = math.log(Z) + centre - math.log(2 * math.pi * s * s)
     per_unit = res[3:].reshape(K, 3) / Z
@@ -587,7 +613,10 @@ def test_2d_prototype_matches_explicit_line_integrals(proto_2d):
     W, b = model.scoring.weight, model.scoring.bias.copy()
     b[np.argmax(E)] += 1e-6
     moved = GenerativeModel(PrototypeModel(W, b), model.sigma)
-    assert abs(nested_prototype_moments(moved, support_radius(model, shape))[0] - dist.log_Z) > 10 * QUADRATURE
+    assert (
+        abs(nested_prototype_moments(moved, support_radius(model, shape))[0] - dist.log_Z)
+        > 10 * QUADRATURE
+    )
 
 
 @pytest.mark.slow

@@ -19,28 +19,25 @@ import math
 
 import numpy as np
 import pytest
+from checks import EXACT, assert_close, assert_piece_identity
+from gradcheck import assert_gradient, coordinate_gradient, input_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
-
-from checks import EXACT, assert_close, assert_piece_identity
-from gradcheck import assert_gradient, coordinate_gradient, input_gradient
-from refimpl import ConvLayer, ConvNet
-from refimpl.convnet.pieces import image_in_same_piece
-from refimpl.models import GaussianReference, GenerativeModel, PrototypeModel
 from strategies import (
-    small_mixed_net,
-    softplus_net,
     alive,
-    images,
     net_and_images,
     probes_in_piece,
     prototype_and_images,
-    prototypes,
     seeds,
     sigmas,
+    small_mixed_net,
+    softplus_net,
 )
 
+from refimpl import ConvLayer, ConvNet
+from refimpl.convnet.pieces import image_in_same_piece
+from refimpl.models import GaussianReference, GenerativeModel, PrototypeModel
 
 # --- q = N(0, sigma^2 I), Eq. (5.2) -------------------------------------------------------
 
@@ -53,8 +50,9 @@ def test_reference_log_density_equals_scipy(sigma, shape, seed):
     flat = I.reshape(len(I), -1)
     expected = stats.multivariate_normal(np.zeros(flat.shape[1]), sigma**2 * np.eye(flat.shape[1]))
     # Both sides sum D squares and a log: rounding ~1e-15 relative; 1e-12 is EXACT.
-    assert_close(GaussianReference(sigma).log_density(I), expected.logpdf(flat).reshape(-1),
-                 EXACT, "log q")
+    assert_close(
+        GaussianReference(sigma).log_density(I), expected.logpdf(flat).reshape(-1), EXACT, "log q"
+    )
 
 
 def test_negative_control_reference_check_catches_wrong_normaliser():
@@ -107,7 +105,9 @@ def test_reference_accepts_valid_sigma(sigma):
 
 def log_q_by_hand(I, sigma):
     flat = I.reshape(len(I), -1)
-    return -(flat**2).sum(1) / (2 * sigma**2) - 0.5 * flat.shape[1] * math.log(2 * math.pi * sigma**2)
+    return -(flat**2).sum(1) / (2 * sigma**2) - 0.5 * flat.shape[1] * math.log(
+        2 * math.pi * sigma**2
+    )
 
 
 def relative_residual(lhs, rhs, terms):
@@ -184,7 +184,9 @@ def test_negative_control_energy_and_grad_check_sees_log_density():
     net, I = small_mixed_net()
     model = GenerativeModel(net, 1.0)
     with pytest.raises(AssertionError, match="energy"):
-        assert_close(model.energy_and_grad(I)[0], -model.log_density_unnormalised(I), EXACT, "energy")
+        assert_close(
+            model.energy_and_grad(I)[0], -model.log_density_unnormalised(I), EXACT, "energy"
+        )
 
 
 @given(st.one_of(net_and_images(max_image=8), prototype_and_images()), sigmas)
@@ -208,7 +210,9 @@ def piece_constant_by_hand(model, I):
     var, D = model.sigma**2, I[0].size
     half_B2 = var * (B.reshape(len(I), -1) ** 2).sum(1) / 2
     const = 0.5 * D * math.log(2 * math.pi * var)
-    return alpha + half_B2 - const, np.abs(alpha) + half_B2 + abs(const)  # const < 0 when 2 pi sigma^2 < 1
+    return alpha + half_B2 - const, np.abs(alpha) + half_B2 + abs(
+        const
+    )  # const < 0 when 2 pi sigma^2 < 1
 
 
 def rounding_scale(model, I):
@@ -387,8 +391,14 @@ def convnet_view(proto, I, shape):
     (pattern,) = net.activation_pattern(X)
     alpha, B = net.linear_piece(X)
     ((dW, db),) = net.grad_params(X)
-    return (net.score(X), pattern.reshape(len(I), -1), alpha, B.reshape(len(I), -1),
-            dW.reshape(proto.n_filters, -1), db)
+    return (
+        net.score(X),
+        pattern.reshape(len(I), -1),
+        alpha,
+        B.reshape(len(I), -1),
+        dW.reshape(proto.n_filters, -1),
+        db,
+    )
 
 
 @settings(max_examples=50)
@@ -435,18 +445,25 @@ def _proto(**overrides):
     return PrototypeModel(**args)
 
 
-@pytest.mark.parametrize("kwargs, error, pattern", [
-    (dict(weight=np.ones(3)), ValueError, "weight must be a 2-D"),
-    (dict(weight=np.ones((2, 3, 1))), ValueError, "weight must be a 2-D"),
-    (dict(weight=np.ones((2, 3), dtype=int)), TypeError, "weight must have a floating dtype"),
-    (dict(weight=np.ones((2, 3), dtype=bool)), TypeError, "weight must have a floating dtype"),
-    (dict(weight=np.array([[1.0, np.nan, 0], [0, 0, 1]])), ValueError, "weight contains 1 non-finite"),
-    (dict(bias=np.zeros(3)), ValueError, r"bias must have shape \(2,\)"),
-    (dict(bias=np.zeros((2, 1))), ValueError, r"bias must have shape \(2,\)"),
-    (dict(bias=np.zeros(2, dtype=np.int64)), TypeError, "bias must have a floating dtype"),
-    (dict(bias=np.array([np.inf, 0.0])), ValueError, "bias contains 1 non-finite"),
-    (dict(activation="tanh"), ValueError, "activation must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        (dict(weight=np.ones(3)), ValueError, "weight must be a 2-D"),
+        (dict(weight=np.ones((2, 3, 1))), ValueError, "weight must be a 2-D"),
+        (dict(weight=np.ones((2, 3), dtype=int)), TypeError, "weight must have a floating dtype"),
+        (dict(weight=np.ones((2, 3), dtype=bool)), TypeError, "weight must have a floating dtype"),
+        (
+            dict(weight=np.array([[1.0, np.nan, 0], [0, 0, 1]])),
+            ValueError,
+            "weight contains 1 non-finite",
+        ),
+        (dict(bias=np.zeros(3)), ValueError, r"bias must have shape \(2,\)"),
+        (dict(bias=np.zeros((2, 1))), ValueError, r"bias must have shape \(2,\)"),
+        (dict(bias=np.zeros(2, dtype=np.int64)), TypeError, "bias must have a floating dtype"),
+        (dict(bias=np.array([np.inf, 0.0])), ValueError, "bias contains 1 non-finite"),
+        (dict(activation="tanh"), ValueError, "activation must be one of"),
+    ],
+)
 def test_prototype_constructor_errors(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         _proto(**kwargs)
@@ -462,8 +479,17 @@ IMAGE_ERRORS = [
 ]
 
 
-@pytest.mark.parametrize("method", ["score", "grad_input", "activation_pattern", "linear_piece",
-                                    "grad_params", "score_and_grad_input"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "score",
+        "grad_input",
+        "activation_pattern",
+        "linear_piece",
+        "grad_params",
+        "score_and_grad_input",
+    ],
+)
 @pytest.mark.parametrize("I, error, pattern", IMAGE_ERRORS)
 def test_prototype_image_errors(method, I, error, pattern):
     with pytest.raises(error, match=pattern):
@@ -485,5 +511,7 @@ def test_negative_control_valid_arguments_are_accepted():
     out = proto.score(np.ones((4, 3)))  # float64 images are cast to the model's dtype
     assert out.dtype == np.float32 and out.shape == (4,)
     assert proto.prepare_images(np.zeros((1, 3)), "J").shape == (1, 3)
-    with pytest.raises(ValueError, match="J has dimension 2"):  # the message names the argument given
+    with pytest.raises(
+        ValueError, match="J has dimension 2"
+    ):  # the message names the argument given
         proto.prepare_images(np.zeros((1, 2)), "J")

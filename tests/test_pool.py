@@ -7,12 +7,19 @@ pooling must fail, which shows the check can fail.
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-
-from checks import EXACT, assert_adjoint, assert_close, inner_residual, max_pool_adjoint_loops, max_pool_loops
+from checks import (
+    EXACT,
+    assert_adjoint,
+    assert_close,
+    inner_residual,
+    max_pool_adjoint_loops,
+    max_pool_loops,
+)
 from gradcheck import assert_gradient, input_gradient
-from refimpl.conv import max_pool2d, max_pool2d_adjoint
+from hypothesis import given, settings
 from strategies import pool_problems
+
+from refimpl.conv import max_pool2d, max_pool2d_adjoint
 
 
 @given(pool_problems())
@@ -29,7 +36,9 @@ def test_forward_equals_loops(p):
 def test_adjoint_equals_loops(p):
     x, size, stride, dy = p
     _, arg = max_pool2d(x, size, stride)
-    assert_close(max_pool2d_adjoint(dy, arg, x.shape), max_pool_adjoint_loops(dy, arg, x.shape), EXACT)
+    assert_close(
+        max_pool2d_adjoint(dy, arg, x.shape), max_pool_adjoint_loops(dy, arg, x.shape), EXACT
+    )
 
 
 @given(pool_problems())
@@ -38,8 +47,9 @@ def test_adjoint_identity_at_fixed_winners(p):
     x, size, stride, dy = p
     _, arg = max_pool2d(x, size, stride)
     other = np.random.default_rng(0).standard_normal(x.shape)
-    select = lambda v: np.take_along_axis(v.reshape(*v.shape[:2], -1), arg.reshape(*arg.shape[:2], -1),
-                                          axis=2).reshape(arg.shape)
+    select = lambda v: np.take_along_axis(
+        v.reshape(*v.shape[:2], -1), arg.reshape(*arg.shape[:2], -1), axis=2
+    ).reshape(arg.shape)
     assert_adjoint(select, lambda d: max_pool2d_adjoint(d, arg, x.shape), other, dy)
 
 
@@ -96,7 +106,9 @@ def test_matches_pytorch():
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(5).standard_normal((2, 3, 11, 9))
     for size, stride in [(2, 2), (3, 2), (3, 1)]:
-        y_t, i_t = torch.nn.functional.max_pool2d(torch.from_numpy(x), size, stride, return_indices=True)
+        y_t, i_t = torch.nn.functional.max_pool2d(
+            torch.from_numpy(x), size, stride, return_indices=True
+        )
         y, arg = max_pool2d(x, size, stride)
         assert np.array_equal(y, y_t.numpy()) and np.array_equal(arg, i_t.numpy())
 
@@ -111,15 +123,18 @@ def test_stride_defaults_to_size_and_float32_is_kept():
 # --- errors ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("x, size, stride, error, match", [
-    (np.ones((1, 1, 4, 4), dtype=int), 2, 2, TypeError, "floating dtype"),
-    (np.ones((4, 4)), 2, 2, ValueError, "4-D"),
-    (np.full((1, 1, 4, 4), np.nan), 2, 2, ValueError, "non-finite"),
-    (np.ones((1, 1, 4, 4)), 5, 1, ValueError, r"pooling window \(5x5\) is larger"),
-    (np.ones((1, 1, 4, 4)), 0, 1, ValueError, "size must be >= 1"),
-    (np.ones((1, 1, 4, 4)), 2, 0, ValueError, "stride must be >= 1"),
-    (np.ones((1, 1, 4, 4)), 1.5, 1, TypeError, "size must be an integer"),
-])
+@pytest.mark.parametrize(
+    "x, size, stride, error, match",
+    [
+        (np.ones((1, 1, 4, 4), dtype=int), 2, 2, TypeError, "floating dtype"),
+        (np.ones((4, 4)), 2, 2, ValueError, "4-D"),
+        (np.full((1, 1, 4, 4), np.nan), 2, 2, ValueError, "non-finite"),
+        (np.ones((1, 1, 4, 4)), 5, 1, ValueError, r"pooling window \(5x5\) is larger"),
+        (np.ones((1, 1, 4, 4)), 0, 1, ValueError, "size must be >= 1"),
+        (np.ones((1, 1, 4, 4)), 2, 0, ValueError, "stride must be >= 1"),
+        (np.ones((1, 1, 4, 4)), 1.5, 1, TypeError, "size must be an integer"),
+    ],
+)
 def test_forward_errors(x, size, stride, error, match):
     with pytest.raises(error, match=match):
         max_pool2d(x, size, stride)

@@ -22,9 +22,9 @@ import math
 
 import numpy as np
 import pytest
+from checks import EXACT, assert_close, relative_error
 from scipy import stats
 
-from checks import EXACT, assert_close, relative_error
 from refimpl.backend import make_rng
 from refimpl.lowdim import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
@@ -104,7 +104,9 @@ def gaussian_z_scores(samples, mean, var):
 
 def assert_gaussian_moments(samples, mean, var, what="moments"):
     z_mean, z_var = gaussian_z_scores(samples, mean, var)
-    assert np.abs(z_mean).max() < N_SE, f"{what}: mean off by {np.abs(z_mean).max():.1f} standard errors"
+    assert np.abs(z_mean).max() < N_SE, (
+        f"{what}: mean off by {np.abs(z_mean).max():.1f} standard errors"
+    )
     assert abs(z_var) < N_SE, f"{what}: variance off by {z_var:.1f} standard errors"
 
 
@@ -124,7 +126,9 @@ def test_langevin_variance_bias_is_visible_at_large_step_and_fades_at_small_step
     # eps = sigma: variance sigma^2 / (1 - 1/4) (a^60 = 1e-18 of sigma^2 left), 33% too large,
     # 65 standard errors of the pooled variance (0.5%).
     big = langevin(LINEAR, start, 30, SIGMA, rng).samples
-    assert_gaussian_moments(big, TARGET_MEAN, SIGMA**2 / 0.75, "ULA at eps = sigma vs its AR(1) law")
+    assert_gaussian_moments(
+        big, TARGET_MEAN, SIGMA**2 / 0.75, "ULA at eps = sigma vs its AR(1) law"
+    )
     with pytest.raises(AssertionError, match="variance off"):  # the negative control
         assert_gaussian_moments(big, TARGET_MEAN, SIGMA**2, "ULA vs p")
     # eps = 0.1 sigma: the mean is a fixed point of the drift and the variance moves from
@@ -166,7 +170,9 @@ def test_seeded_chains_are_reproducible_and_leave_I0_alone(sampler):
     assert np.array_equal(one.samples, two.samples)
     if one.acceptance is not None:
         assert np.array_equal(one.acceptance, two.acceptance)
-    assert not np.any(np.all(one.samples == other.samples, axis=1))  # negative control: seeds matter
+    assert not np.any(
+        np.all(one.samples == other.samples, axis=1)
+    )  # negative control: seeds matter
     assert one.samples.shape == I0.shape and one.steps == 20
 
 
@@ -198,7 +204,9 @@ def grade_steps_predicted(I0, eps, sigma, mean, tol):
 
 def assert_auto_encoding(model, I, rtol, what="I = sigma^2 B"):
     """Proposition 2: ``I = sigma^2 B_{w,delta(I)}`` for every chain, relative to ``|I| + sigma``."""
-    gap = np.linalg.norm(I - model.piece_mean(I), axis=1) / (np.linalg.norm(I, axis=1) + model.sigma)
+    gap = np.linalg.norm(I - model.piece_mean(I), axis=1) / (
+        np.linalg.norm(I, axis=1) + model.sigma
+    )
     assert gap.max() <= rtol, f"{what}: residual {gap.max():.3e} exceeds {rtol:.0e}"
 
 

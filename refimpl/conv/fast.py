@@ -92,8 +92,13 @@ class Plan:
         """Flops of this plan's GEMM over the convolution's true flop count."""
         g = self.geom
         plan_flops = (
-            2 * g.batch * g.out_channels * len(self.out_shifts)
-            * g.in_channels * len(self.taps) * self.gather_length
+            2
+            * g.batch
+            * g.out_channels
+            * len(self.out_shifts)
+            * g.in_channels
+            * len(self.taps)
+            * self.gather_length
         )
         return plan_flops / g.flops
 

@@ -64,8 +64,13 @@ class ConvGeometry:
     def flops(self) -> int:
         """Multiply-adds counted as 2 flops: ``2 N O C k^2 H_out W_out`` (the same for all three ops)."""
         return (
-            2 * self.batch * self.out_channels * self.in_channels
-            * self.kernel**2 * self.out_height * self.out_width
+            2
+            * self.batch
+            * self.out_channels
+            * self.in_channels
+            * self.kernel**2
+            * self.out_height
+            * self.out_width
         )
 
 

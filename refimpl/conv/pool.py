@@ -26,7 +26,13 @@ with ``Ho = (H - size) // stride + 1`` (and ``Wo`` alike).
 from __future__ import annotations
 
 from refimpl.backend import namespace_of
-from refimpl.validation import check_finite, check_float_array, check_ndim, check_positive_int, shape_str
+from refimpl.validation import (
+    check_finite,
+    check_float_array,
+    check_ndim,
+    check_positive_int,
+    shape_str,
+)
 
 __all__ = ["max_pool2d", "max_pool2d_adjoint", "pool_output_size"]
 
@@ -60,14 +66,18 @@ def max_pool2d(x, size: int, stride: int | None = None):
     stride = size if stride is None else check_positive_int(stride, "stride")
     n, c, height, width = (int(s) for s in x.shape)
     if size > height or size > width:
-        raise ValueError(f"the pooling window ({size}x{size}) is larger than the input x "
-                         f"{shape_str(x.shape)}; use size <= {min(height, width)}")
+        raise ValueError(
+            f"the pooling window ({size}x{size}) is larger than the input x "
+            f"{shape_str(x.shape)}; use size <= {min(height, width)}"
+        )
     # BEGIN SOLUTION lesson 12
     xp = namespace_of(x)
     out_h, out_w = pool_output_size(height, size, stride), pool_output_size(width, size, stride)
     plane_index = xp.arange(height * width, dtype=xp.int64).reshape(height, width)
     best = argmax = None
-    for dy in range(size):  # every window offset, in row-major order: a strict ">" keeps the first maximum
+    for dy in range(
+        size
+    ):  # every window offset, in row-major order: a strict ">" keeps the first maximum
         rows = slice(dy, dy + stride * (out_h - 1) + 1, stride)
         for dx in range(size):
             cols = slice(dx, dx + stride * (out_w - 1) + 1, stride)
@@ -108,19 +118,31 @@ def max_pool2d_adjoint(dy, argmax, input_shape):
     check_ndim(dy, 4, "dy", "(N, C, H_out, W_out)")
     check_finite(dy, "dy")
     if not hasattr(argmax, "dtype") or argmax.dtype.kind not in "iu":
-        raise TypeError(f"argmax must be an integer array (as max_pool2d returns it); got "
-                        f"{getattr(argmax, 'dtype', type(argmax).__name__)}")
+        raise TypeError(
+            f"argmax must be an integer array (as max_pool2d returns it); got "
+            f"{getattr(argmax, 'dtype', type(argmax).__name__)}"
+        )
     if tuple(argmax.shape) != tuple(dy.shape):
-        raise ValueError(f"argmax must have the shape of dy {shape_str(dy.shape)}; got {shape_str(argmax.shape)}")
+        raise ValueError(
+            f"argmax must have the shape of dy {shape_str(dy.shape)}; got {shape_str(argmax.shape)}"
+        )
     xp = namespace_of(dy, argmax)
     input_shape = tuple(int(s) for s in input_shape)
-    if len(input_shape) != 4 or input_shape[:2] != tuple(int(s) for s in dy.shape[:2]) or min(input_shape) < 1:
-        raise ValueError(f"input_shape must be (N, C, H, W) with N, C = {tuple(dy.shape[:2])} as in dy "
-                         f"{shape_str(dy.shape)}; got {input_shape}")
+    if (
+        len(input_shape) != 4
+        or input_shape[:2] != tuple(int(s) for s in dy.shape[:2])
+        or min(input_shape) < 1
+    ):
+        raise ValueError(
+            f"input_shape must be (N, C, H, W) with N, C = {tuple(dy.shape[:2])} as in dy "
+            f"{shape_str(dy.shape)}; got {input_shape}"
+        )
     n, c, height, width = input_shape
     if argmax.size and (int(argmax.min()) < 0 or int(argmax.max()) >= height * width):
-        raise ValueError(f"argmax holds indices outside [0, {height * width}) (the flat positions of a "
-                         f"{height}x{width} plane): min {int(argmax.min())}, max {int(argmax.max())}")
+        raise ValueError(
+            f"argmax holds indices outside [0, {height * width}) (the flat positions of a "
+            f"{height}x{width} plane): min {int(argmax.min())}, max {int(argmax.max())}"
+        )
     # BEGIN SOLUTION lesson 12
     planes = n * c
     offsets = xp.arange(planes, dtype=xp.int64)[:, None] * (height * width)

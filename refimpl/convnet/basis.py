@@ -50,11 +50,14 @@ def basis_functions(net, I) -> list:
             f"(limit {MAX_ELEMENTS}); they are image-sized, so use fewer or smaller images"
         )
     pattern = net.activation_pattern(I)
-    per_image = [_basis_of_one_image(net, [d[m : m + 1] for d in pattern], I.shape[1:])
-                 for m in range(batch)]
+    per_image = [
+        _basis_of_one_image(net, [d[m : m + 1] for d in pattern], I.shape[1:]) for m in range(batch)
+    ]
     return [
-        (xp.concatenate([img[l][0] for img in per_image]),
-         xp.concatenate([img[l][1] for img in per_image]))
+        (
+            xp.concatenate([img[l][0] for img in per_image]),
+            xp.concatenate([img[l][1] for img in per_image]),
+        )
         for l in range(net.depth)
     ]
 
@@ -74,8 +77,9 @@ def _basis_of_one_image(net, pattern, image_shape) -> list:
             basis = basis * gate
             offset = offset * gate
         basis = net.conv.forward(layer.geometry(basis.shape, "basis"), basis, layer.weight)
-        offset = net.conv.forward(layer.geometry(offset.shape, "offset"), offset,
-                                  layer.weight, layer.bias)
+        offset = net.conv.forward(
+            layer.geometry(offset.shape, "offset"), offset, layer.weight, layer.bias
+        )
         n_l, h_l, w_l = basis.shape[1:]
         as_images = basis.reshape(pixels, n_l * h_l * w_l).T.reshape(
             1, n_l, h_l, w_l, channels, height, width

@@ -10,8 +10,9 @@ Proposition 2 survives and Theorem 1 does not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from refimpl.backend import namespace_of, to_backend
 from refimpl.conv.geometry import (
@@ -88,7 +89,7 @@ class LayerSpec(NamedTuple):
     relu: bool = True
 
     @classmethod
-    def coerce(cls, spec) -> "LayerSpec":
+    def coerce(cls, spec) -> LayerSpec:
         """Accept a LayerSpec, a tuple ``(out_channels, kernel_size[, stride[, pad[, relu]]])`` or a dict."""
         if isinstance(spec, cls):
             return spec
@@ -118,8 +119,15 @@ class ConvLayer:
     The arrays are held, not copied: learning updates them in place.
     """
 
-    def __init__(self, weight, bias, stride: int = 1, pad: int = 0, relu: bool = True,
-                 activation: str | None = None):
+    def __init__(
+        self,
+        weight,
+        bias,
+        stride: int = 1,
+        pad: int = 0,
+        relu: bool = True,
+        activation: str | None = None,
+    ):
         check_weight(weight, "weight")
         check_bias(bias, weight.shape[0], weight.shape, "bias")
         if bias.dtype != weight.dtype:
@@ -175,18 +183,24 @@ class ConvLayer:
 
     def spec(self) -> LayerSpec:
         """The architecture of this layer (without its parameters)."""
-        return LayerSpec(self.out_channels, self.kernel_size, self.stride, self.pad,
-                         self.activation.name != "linear")
+        return LayerSpec(
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.pad,
+            self.activation.name != "linear",
+        )
 
-    def with_parameters(self, weight, bias) -> "ConvLayer":
+    def with_parameters(self, weight, bias) -> ConvLayer:
         """A layer with the same architecture and new parameters."""
         return ConvLayer(weight, bias, self.stride, self.pad, activation=self.activation.name)
 
-    def to(self, backend=None, dtype=None) -> "ConvLayer":
+    def to(self, backend=None, dtype=None) -> ConvLayer:
         """A copy on ``backend`` (name or namespace; default: the current one) and/or in ``dtype``."""
         backend = self.xp if backend is None else backend
         return self.with_parameters(
-            to_backend(self.weight.copy(), backend, dtype), to_backend(self.bias.copy(), backend, dtype)
+            to_backend(self.weight.copy(), backend, dtype),
+            to_backend(self.bias.copy(), backend, dtype),
         )
 
     def __repr__(self) -> str:

@@ -86,9 +86,17 @@ class ConvNet:
     # --- construction ------------------------------------------------------------------
 
     @classmethod
-    def random(cls, in_channels: int, spec, seed=None, dtype=None, backend=None,
-               weight_std: float | None = None, bias_std: float = 0.1,
-               conv_impl: str = "fast") -> "ConvNet":
+    def random(
+        cls,
+        in_channels: int,
+        spec,
+        seed=None,
+        dtype=None,
+        backend=None,
+        weight_std: float | None = None,
+        bias_std: float = 0.1,
+        conv_impl: str = "fast",
+    ) -> ConvNet:
         """A ConvNet with random parameters.
 
         Args:
@@ -113,14 +121,15 @@ class ConvNet:
         for s in specs:
             fan_in = channels * s.kernel_size**2
             std = weight_std if weight_std is not None else (2.0 / fan_in) ** 0.5
-            weight = random_normal((s.out_channels, channels, s.kernel_size, s.kernel_size),
-                                   std, rng, xp, dtype)
+            weight = random_normal(
+                (s.out_channels, channels, s.kernel_size, s.kernel_size), std, rng, xp, dtype
+            )
             bias = random_normal((s.out_channels,), bias_std, rng, xp, dtype)
             layers.append(ConvLayer(weight, bias, s.stride, s.pad, s.relu))
             channels = s.out_channels
         return cls(layers, conv_impl=conv_impl)
 
-    def with_parameters(self, params) -> "ConvNet":
+    def with_parameters(self, params) -> ConvNet:
         """A network of the same architecture with parameters ``[(W_1, b_1), ...]``."""
         params = list(params)
         if len(params) != len(self.layers):
@@ -134,11 +143,11 @@ class ConvNet:
         layers = [layer.with_parameters(w, b) for layer, (w, b) in zip(self.layers, params)]
         return ConvNet(layers, conv_impl=self.conv_impl)
 
-    def copy(self) -> "ConvNet":
+    def copy(self) -> ConvNet:
         """A deep copy (parameters copied)."""
         return self.with_parameters([(l.weight.copy(), l.bias.copy()) for l in self.layers])
 
-    def to(self, backend=None, dtype=None) -> "ConvNet":
+    def to(self, backend=None, dtype=None) -> ConvNet:
         """A copy on ``backend`` and/or in ``dtype``."""
         return ConvNet([layer.to(backend, dtype) for layer in self.layers], self.conv_impl)
 
@@ -253,8 +262,10 @@ class ConvNet:
         """
         # BEGIN SOLUTION lesson 2
         fwd = self.forward(I)
-        return [layer.activation.h_prime(self.xp, z)
-                for layer, z in zip(self.layers, fwd.pre_activations)]
+        return [
+            layer.activation.h_prime(self.xp, z)
+            for layer, z in zip(self.layers, fwd.pre_activations)
+        ]
         # END SOLUTION
 
     # --- top-down: backprop ------------------------------------------------------------
@@ -271,8 +282,12 @@ class ConvNet:
             layer, geom = self.layers[l], fwd.geometries[l]
             grad_z = grad_x * layer.activation.h_prime(self.xp, fwd.pre_activations[l])
             if want_params:
-                param_grads.append((self.conv.weight_grad(geom, fwd.inputs[l], grad_z),
-                                    self.conv.bias_grad(grad_z)))
+                param_grads.append(
+                    (
+                        self.conv.weight_grad(geom, fwd.inputs[l], grad_z),
+                        self.conv.bias_grad(grad_z),
+                    )
+                )
             if l > 0 or want_input:
                 grad_x = self.conv.adjoint(geom, grad_z, layer.weight)
         return (grad_x if want_input else None), (param_grads[::-1] if want_params else None)
@@ -333,7 +348,9 @@ class ConvNet:
         """
         pattern = list(pattern)
         if len(pattern) != self.depth:
-            raise ValueError(f"pattern must have one array per layer ({self.depth}); got {len(pattern)}")
+            raise ValueError(
+                f"pattern must have one array per layer ({self.depth}); got {len(pattern)}"
+            )
         batch = pattern[0].shape[0]
         geoms = self.geometries((batch,) + tuple(int(s) for s in image_shape))
         for l, (delta, geom) in enumerate(zip(pattern, geoms), start=1):

@@ -109,7 +109,9 @@ def line_through_pieces(net, I, direction, ts) -> LineThroughPieces:
         _, B = net.linear_piece(points[start : start + 1])
         slope = float((direction * B).sum())
         predicted = scores[start] + (ts[start:stop] - ts[start]) * slope
-        scale = float(xp.abs(scores[start:stop]).max()) + abs(slope) * float(xp.abs(ts).max()) + 1e-300
+        scale = (
+            float(xp.abs(scores[start:stop]).max()) + abs(slope) * float(xp.abs(ts).max()) + 1e-300
+        )
         worst = max(worst, float(xp.abs(scores[start:stop] - predicted).max()) / scale)
         segments.append((start, stop))
         slopes.append(slope)

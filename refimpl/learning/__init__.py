@@ -5,4 +5,11 @@ from refimpl.learning.config import LearningConfig
 from refimpl.learning.optimizers import Ascent
 from refimpl.learning.trainer import DivergenceError, Trainer
 
-__all__ = ["Ascent", "DivergenceError", "LearningConfig", "Trainer", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "Ascent",
+    "DivergenceError",
+    "LearningConfig",
+    "Trainer",
+    "load_checkpoint",
+    "save_checkpoint",
+]

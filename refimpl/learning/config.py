@@ -99,15 +99,19 @@ class LearningConfig:
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {self.optimizer!r}")
         if self.dataset not in ("texture", "texture-crops", "digits", "digit-classes"):
-            raise ValueError(f"dataset must be texture, texture-crops, digits or digit-classes; "
-                             f"got {self.dataset!r}")
+            raise ValueError(
+                f"dataset must be texture, texture-crops, digits or digit-classes; "
+                f"got {self.dataset!r}"
+            )
         if self.scale not in ("0-255", "unit"):
             raise ValueError(f"scale must be '0-255' or 'unit'; got {self.scale!r}")
         for name in ("iterations_per_layer", "chains", "langevin_steps", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
         if not (self.step_size > 0 and self.sigma > 0):
-            raise ValueError(f"step_size and sigma must be positive; got {self.step_size}, {self.sigma}")
+            raise ValueError(
+                f"step_size and sigma must be positive; got {self.step_size}, {self.sigma}"
+            )
         rates = self.learning_rates()
         if any(r < 0 for r in rates):
             raise ValueError(f"learning rates must be >= 0; got {rates}")
@@ -149,6 +153,6 @@ class LearningConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LearningConfig":
+    def from_dict(cls, data: dict) -> LearningConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)

@@ -15,7 +15,9 @@ class Ascent:
     to the ascent direction ``g = H_obs - H_syn``, the Monte Carlo estimate of Eq. (7.2).
     """
 
-    def __init__(self, kind: str = "sgd", beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(
+        self, kind: str = "sgd", beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ):
         if kind not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {kind!r}")
         self.kind, self.beta1, self.beta2, self.eps = kind, beta1, beta2, eps

@@ -56,7 +56,8 @@ def load_training_images(config: LearningConfig):
         if min(image.shape[1:]) < config.size:
             raise ValueError(
                 f"image {config.image!r} is {image.shape[1]}x{image.shape[2]} after downsampling by "
-                f"{config.factor}, smaller than the requested size {config.size}; lower --size or the factor")
+                f"{config.factor}, smaller than the requested size {config.size}; lower --size or the factor"
+            )
         from refimpl.data import centre_crop
 
         return centre_crop(image, config.size)[None]
@@ -69,17 +70,25 @@ def load_training_images(config: LearningConfig):
             image = downsample(image[:, :h, :w], config.factor)
         _, h, w = image.shape
         if min(h, w) < config.size:
-            raise ValueError(f"image {config.image!r} ({h}x{w}) is smaller than the crop size {config.size}")
+            raise ValueError(
+                f"image {config.image!r} ({h}x{w}) is smaller than the crop size {config.size}"
+            )
         rng = np.random.default_rng(config.seed)
         tops = rng.integers(0, h - config.size + 1, config.images)
         lefts = rng.integers(0, w - config.size + 1, config.images)
-        return np.stack([image[:, t : t + config.size, l : l + config.size] for t, l in zip(tops, lefts)])
+        return np.stack(
+            [image[:, t : t + config.size, l : l + config.size] for t, l in zip(tops, lefts)]
+        )
     images, labels = load_digits()
     if config.dataset == "digits":
         chosen = images[labels == config.digit][: config.images]
     else:  # digit-classes: one of each class in turn
-        chosen = np.stack([images[labels == d][i // 10] for i, d in
-                           zip(range(config.images), [i % 10 for i in range(config.images)])])
+        chosen = np.stack(
+            [
+                images[labels == d][i // 10]
+                for i, d in zip(range(config.images), [i % 10 for i in range(config.images)])
+            ]
+        )
     return np.clip(_resize(chosen * (255.0 / 16.0), config.size), 0.0, 255.0)
 
 
@@ -121,15 +130,20 @@ class Progress:
 
     def update(self, record: dict):
         self.done = record["iteration"]
-        text = (f"stage {record['stage']}, mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
-                f"energy data/samples {record['energy_data']:.3g}/{record['energy_samples']:.3g}")
+        text = (
+            f"stage {record['stage']}, mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
+            f"energy data/samples {record['energy_data']:.3g}/{record['energy_samples']:.3g}"
+        )
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(text, refresh=False)
         elif self.done % self.every == 0 or self.done == self.total:
             elapsed = time.perf_counter() - self.t0
-            print(f"{self.label}: iteration {self.done}/{self.total} ({elapsed:.0f} s): {text}",
-                  file=self.stream, flush=True)
+            print(
+                f"{self.label}: iteration {self.done}/{self.total} ({elapsed:.0f} s): {text}",
+                file=self.stream,
+                flush=True,
+            )
 
     def close(self):
         if self.bar is not None:
@@ -159,20 +173,30 @@ def write_outputs(trainer: Trainer, out: Path, mean, raw, seconds: float, comman
         columns = n
     else:
         shown_train = list(raw[: min(len(raw), 4)])
-        images = [clip(x) for x in shown_train] + [clip(x) for x in samples[: max(4, 8 - len(shown_train))]]
-        titles = [f"train {i}" for i in range(len(shown_train))] + \
-                 [f"sample {i}" for i in range(len(images) - len(shown_train))]
+        images = [clip(x) for x in shown_train] + [
+            clip(x) for x in samples[: max(4, 8 - len(shown_train))]
+        ]
+        titles = [f"train {i}" for i in range(len(shown_train))] + [
+            f"sample {i}" for i in range(len(images) - len(shown_train))
+        ]
         columns = 4
     plotting.save(plotting.image_grid(images, titles, columns=columns), out / "samples.png")
     plotting.save(curves_figure(trainer.history, plotting), out / "curves.png")
     history = trainer.history
-    summary = dict(command=command, iterations=trainer.iteration, stages=trainer.stage, seconds=seconds,
-                   final_mismatch=history["mismatch"][-1] if history["mismatch"] else None,
-                   final_energy_data=history["energy_data"][-1] if history["energy_data"] else None,
-                   final_energy_samples=history["energy_samples"][-1] if history["energy_samples"] else None,
-                   final_reconstruction_error=history["reconstruction_error"][-1]
-                   if history["reconstruction_error"] else None,
-                   architecture=[list(s) for s in trainer.net.spec()], version=__version__)
+    summary = dict(
+        command=command,
+        iterations=trainer.iteration,
+        stages=trainer.stage,
+        seconds=seconds,
+        final_mismatch=history["mismatch"][-1] if history["mismatch"] else None,
+        final_energy_data=history["energy_data"][-1] if history["energy_data"] else None,
+        final_energy_samples=history["energy_samples"][-1] if history["energy_samples"] else None,
+        final_reconstruction_error=history["reconstruction_error"][-1]
+        if history["reconstruction_error"]
+        else None,
+        architecture=[list(s) for s in trainer.net.spec()],
+        version=__version__,
+    )
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -186,15 +210,20 @@ def curves_figure(history: dict, plotting):
         xs = [i for i, m in zip(its, history["mismatch"]) if len(m) > l]
         ys = [m[l] for m in history["mismatch"] if len(m) > l]
         axes[0].semilogy(xs, ys, lw=1, label=f"layer {l + 1}")
-    axes[0].set(xlabel="iteration", ylabel="|H_obs - H_syn| / |H_obs|",
-                title="moment mismatch per layer, Eqs. (7.3)-(7.4)")
+    axes[0].set(
+        xlabel="iteration",
+        ylabel="|H_obs - H_syn| / |H_obs|",
+        title="moment mismatch per layer, Eqs. (7.3)-(7.4)",
+    )
     axes[0].legend(fontsize=8)
     axes[1].plot(its, history["energy_data"], lw=1, label="data")
     axes[1].plot(its, history["energy_samples"], lw=1, label="samples")
     axes[1].set(xlabel="iteration", ylabel="mean energy -f + |I|^2/(2 sigma^2)", title="energy")
     axes[1].legend(fontsize=8)
     axes[2].plot(its, history["reconstruction_error"], lw=1)
-    axes[2].set(xlabel="iteration", ylabel="|I - sigma^2 B| / |I|", title="reconstruction error of the data")
+    axes[2].set(
+        xlabel="iteration", ylabel="|I - sigma^2 B| / |I|", title="reconstruction error of the data"
+    )
     stages = [i for i, (a, b) in enumerate(zip(history["stage"], history["stage"][1:])) if a != b]
     for ax in axes:
         for s in stages:
@@ -210,8 +239,9 @@ def start_run(config: LearningConfig, out, preset: str | None = None, command: s
     """A fresh run folder: writes ``config.json``; returns ``(trainer, mean, raw, out)``."""
     out = Path(out)
     if (out / CHECKPOINT).exists():
-        raise FileExistsError(f"{out} already holds a run; continue it with --resume {out} or choose "
-                              "another --out")
+        raise FileExistsError(
+            f"{out} already holds a run; continue it with --resume {out} or choose another --out"
+        )
     data, mean, raw = prepare(config)
     trainer = Trainer(config, data)
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +259,13 @@ def resume_run(folder):
     config = LearningConfig.from_dict(record["config"])
     arrays, meta = load_checkpoint(out / CHECKPOINT)
     data, mean, raw = prepare(config)
-    return Trainer.from_state(arrays, meta, data), mean, raw, out, record.get("command", "synthesize")
+    return (
+        Trainer.from_state(arrays, meta, data),
+        mean,
+        raw,
+        out,
+        record.get("command", "synthesize"),
+    )
 
 
 def checkpoint(trainer: Trainer, out: Path):
@@ -237,8 +273,16 @@ def checkpoint(trainer: Trainer, out: Path):
     save_checkpoint(out / CHECKPOINT, arrays, meta)
 
 
-def execute(trainer: Trainer, mean, raw, out: Path, command: str, progress: bool = True,
-            stream=None, stop_after: int | None = None) -> dict:
+def execute(
+    trainer: Trainer,
+    mean,
+    raw,
+    out: Path,
+    command: str,
+    progress: bool = True,
+    stream=None,
+    stop_after: int | None = None,
+) -> dict:
     """Run to the end with checkpoints, progress and outputs; Ctrl-C saves and re-raises.
 
     ``stop_after`` stops early after that many more iterations (with a checkpoint), e.g. to
@@ -246,10 +290,15 @@ def execute(trainer: Trainer, mean, raw, out: Path, command: str, progress: bool
     checkpoint stays on disk).
     """
     config = trainer.config
-    bar = Progress(config.total_iterations, trainer.iteration, command, stream) if progress else None
+    bar = (
+        Progress(config.total_iterations, trainer.iteration, command, stream) if progress else None
+    )
     start = time.perf_counter()
-    target = config.total_iterations if stop_after is None else min(
-        config.total_iterations, trainer.iteration + stop_after)
+    target = (
+        config.total_iterations
+        if stop_after is None
+        else min(config.total_iterations, trainer.iteration + stop_after)
+    )
     try:
         while trainer.iteration < target:
             record = trainer.step()
@@ -261,8 +310,11 @@ def execute(trainer: Trainer, mean, raw, out: Path, command: str, progress: bool
         checkpoint(trainer, out)
         if bar is not None:
             bar.close()
-        print(f"\ninterrupted at iteration {trainer.iteration}; checkpoint saved. Continue with:\n"
-              f"  python -m refimpl {command} --resume {out}", file=stream or sys.stderr)
+        print(
+            f"\ninterrupted at iteration {trainer.iteration}; checkpoint saved. Continue with:\n"
+            f"  python -m refimpl {command} --resume {out}",
+            file=stream or sys.stderr,
+        )
         raise
     except DivergenceError:
         if bar is not None:

@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import math
 
-from refimpl.backend import derived_seed, get_namespace, host_rng, make_rng, random_normal, to_backend
+from refimpl.backend import (
+    derived_seed,
+    get_namespace,
+    host_rng,
+    make_rng,
+    random_normal,
+    to_backend,
+)
 from refimpl.convnet import ConvLayer, ConvNet
 from refimpl.learning.config import LearningConfig
 from refimpl.learning.optimizers import Ascent
@@ -33,7 +40,14 @@ class DivergenceError(RuntimeError):
     """Learning blew up (NaN/inf, or energies exploding); the message names the likely cause."""
 
 
-HISTORY_KEYS = ("iteration", "stage", "mismatch", "energy_data", "energy_samples", "reconstruction_error")
+HISTORY_KEYS = (
+    "iteration",
+    "stage",
+    "mismatch",
+    "energy_data",
+    "energy_samples",
+    "reconstruction_error",
+)
 
 
 class Trainer:
@@ -70,12 +84,22 @@ class Trainer:
         """How many layers of ``spec`` are active at growing stage ``stage``."""
         return stage if self.config.grow else len(self.config.spec)
 
-    def _new_layer(self, index: int, in_channels: int, out_channels: int, kernel: int,
-                   stride: int = 1, pad: int = 0, relu: bool = True) -> ConvLayer:
+    def _new_layer(
+        self,
+        index: int,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        stride: int = 1,
+        pad: int = 0,
+        relu: bool = True,
+    ) -> ConvLayer:
         """A fresh layer, weights N(0, init_std^2) drawn from a generator seeded by (seed, layer, stage)."""
         rng = host_rng([self.config.seed, index, self.stage])
         std = self.config.init_std_of(index, in_channels * kernel * kernel)
-        weight = random_normal((out_channels, in_channels, kernel, kernel), std, rng, self.xp, self.dtype)
+        weight = random_normal(
+            (out_channels, in_channels, kernel, kernel), std, rng, self.xp, self.dtype
+        )
         bias = self.xp.zeros((out_channels,), dtype=self.dtype)
         return ConvLayer(weight, bias, stride, pad, relu)
 
@@ -88,8 +112,11 @@ class Trainer:
         layers, channels = list(keep), self.data.shape[1] if not keep else keep[-1].out_channels
         for index in range(len(keep), self.conv_layers_at(stage)):
             s = spec[index]
-            layers.append(self._new_layer(index, channels, s.out_channels, s.kernel_size, s.stride,
-                                          s.pad, s.relu))
+            layers.append(
+                self._new_layer(
+                    index, channels, s.out_channels, s.kernel_size, s.stride, s.pad, s.relu
+                )
+            )
             channels = s.out_channels
         if self.config.top_filter:
             layers.append(self._top_filter(layers, channels))
@@ -139,7 +166,9 @@ class Trainer:
         cfg = self.config
         start = self.data if cfg.method == "cd" else self.chains
         try:
-            return langevin(self.model(), start, cfg.langevin_steps, cfg.step_size, self.noise()).samples
+            return langevin(
+                self.model(), start, cfg.langevin_steps, cfg.step_size, self.noise()
+            ).samples
         except FloatingPointError as exc:
             raise DivergenceError(self._divergence_hint(f"Langevin chains blew up: {exc}")) from exc
         # END SOLUTION
@@ -178,7 +207,12 @@ class Trainer:
         m_obs, m_syn = len(self.data), len(self.chains)
         out = []
         for (w_o, b_o), (w_s, b_s) in zip(g_obs, g_syn):
-            diff = float(xp.sqrt(((w_o / m_obs - w_s / m_syn) ** 2).sum() + ((b_o / m_obs - b_s / m_syn) ** 2).sum()))
+            diff = float(
+                xp.sqrt(
+                    ((w_o / m_obs - w_s / m_syn) ** 2).sum()
+                    + ((b_o / m_obs - b_s / m_syn) ** 2).sum()
+                )
+            )
             ref = float(xp.sqrt(((w_o / m_obs) ** 2).sum() + ((b_o / m_obs) ** 2).sum()))
             out.append(diff / ref if ref > 0 else (0.0 if diff == 0 else math.inf))
         return out
@@ -198,39 +232,58 @@ class Trainer:
         var = cfg.sigma**2
         energy_data = float((-f_obs + squared_norm(self.data) / (2 * var)).mean())
         energy_samples = float((-f_syn + squared_norm(self.chains) / (2 * var)).mean())
-        record = dict(iteration=self.iteration + 1, stage=self.stage, mismatch=self._mismatch(g_obs, g_syn),
-                      energy_data=energy_data, energy_samples=energy_samples,
-                      reconstruction_error=self.reconstruction_error())
+        record = dict(
+            iteration=self.iteration + 1,
+            stage=self.stage,
+            mismatch=self._mismatch(g_obs, g_syn),
+            energy_data=energy_data,
+            energy_samples=energy_samples,
+            reconstruction_error=self.reconstruction_error(),
+        )
         grads = self._scaled_gradient(g_obs, g_syn)
         self._check_divergence(record, grads)
         self.optimizer.step(self.net.parameters(), grads, self.layer_rates())
-        if not all(bool(xp.isfinite(W).all() and xp.isfinite(b).all()) for W, b in self.net.parameters()):
+        if not all(
+            bool(xp.isfinite(W).all() and xp.isfinite(b).all()) for W, b in self.net.parameters()
+        ):
             raise DivergenceError(self._divergence_hint("the parameters became NaN or inf"))
         self.iteration += 1
         for key in HISTORY_KEYS:
             self.history[key].append(record[key])
-        if (self.iteration % cfg.iterations_per_layer == 0 and self.stage < cfg.stages
-                and not self.finished):
+        if (
+            self.iteration % cfg.iterations_per_layer == 0
+            and self.stage < cfg.stages
+            and not self.finished
+        ):
             self._enter_stage(self.stage + 1)
         return record
 
     def _check_divergence(self, record, grads):
         xp, cfg = self.xp, self.config
         numbers = [record["energy_data"], record["energy_samples"]]
-        if not all(math.isfinite(x) for x in numbers) or not bool(xp.isfinite(self.chains).all()) or \
-                not all(bool(xp.isfinite(gW).all() and xp.isfinite(gb).all()) for gW, gb in grads):
+        if (
+            not all(math.isfinite(x) for x in numbers)
+            or not bool(xp.isfinite(self.chains).all())
+            or not all(bool(xp.isfinite(gW).all() and xp.isfinite(gb).all()) for gW, gb in grads)
+        ):
             raise DivergenceError(self._divergence_hint("energies or gradients became NaN or inf"))
         pixels = self.data[0].size
         limit = cfg.energy_limit * (abs(record["energy_data"]) + 1e3 * pixels / cfg.sigma**2)
         if abs(record["energy_samples"]) > limit:
-            raise DivergenceError(self._divergence_hint(
-                f"the synthesised images' energy {record['energy_samples']:.3g} exploded "
-                f"(data: {record['energy_data']:.3g})"))
+            raise DivergenceError(
+                self._divergence_hint(
+                    f"the synthesised images' energy {record['energy_samples']:.3g} exploded "
+                    f"(data: {record['energy_data']:.3g})"
+                )
+            )
 
     def run(self, iterations: int | None = None, callback=None):
         """Run until ``iterations`` more are done (default: to the end); ``callback(trainer, record)``."""
-        target = self.config.total_iterations if iterations is None else min(
-            self.config.total_iterations, self.iteration + iterations)
+        target = (
+            self.config.total_iterations
+            if iterations is None
+            else min(self.config.total_iterations, self.iteration + iterations)
+        )
         while self.iteration < target:
             record = self.step()
             if callback is not None:
@@ -245,26 +298,35 @@ class Trainer:
         for l, (W, b) in enumerate(self.net.parameters()):
             arrays[f"layer_{l}_W"], arrays[f"layer_{l}_b"] = W, b
         arrays.update(self.optimizer.state_arrays())
-        meta = dict(config=self.config.to_dict(), iteration=self.iteration, stage=self.stage,
-                    layers=self.net.depth, optimizer=self.optimizer.state_meta(), history=self.history)
+        meta = dict(
+            config=self.config.to_dict(),
+            iteration=self.iteration,
+            stage=self.stage,
+            layers=self.net.depth,
+            optimizer=self.optimizer.state_meta(),
+            history=self.history,
+        )
         return arrays, meta
 
     @classmethod
-    def from_state(cls, arrays: dict, meta: dict, data) -> "Trainer":
+    def from_state(cls, arrays: dict, meta: dict, data) -> Trainer:
         """Rebuild a trainer from a checkpoint; continuing it reproduces the uninterrupted run."""
         config = LearningConfig.from_dict(meta["config"])
         saved, now = tuple(arrays["chains"].shape[1:]), tuple(data.shape[1:])
         if saved != now:
             raise ValueError(
                 f"the checkpoint was made with images of shape {saved} but the data now has shape "
-                f"{now} (colour/gray or size mismatch with the resumed run)")
+                f"{now} (colour/gray or size mismatch with the resumed run)"
+            )
         trainer = cls(config, data)
         if int(meta["stage"]) > 1:
             for stage in range(2, int(meta["stage"]) + 1):
                 trainer._enter_stage(stage)
         to_device = lambda a: to_backend(a, trainer.xp, trainer.dtype)
-        params = [(to_device(arrays[f"layer_{l}_W"]), to_device(arrays[f"layer_{l}_b"]))
-                  for l in range(int(meta["layers"]))]
+        params = [
+            (to_device(arrays[f"layer_{l}_W"]), to_device(arrays[f"layer_{l}_b"]))
+            for l in range(int(meta["layers"]))
+        ]
         trainer.net = trainer.net.with_parameters(params)
         trainer.chains = to_device(arrays["chains"])
         trainer.iteration = int(meta["iteration"])

@@ -52,15 +52,21 @@ def _check_labels(labels, scores):
     """``labels`` must be integers ``(M,)`` in ``[0, C)`` for scores ``(M, C)``."""
     kind = getattr(getattr(labels, "dtype", None), "kind", None)
     if kind not in ("i", "u"):
-        raise TypeError(f"labels must be an integer array (M,); got {type(labels).__name__}"
-                        + (f" of dtype {labels.dtype}" if hasattr(labels, "dtype") else ""))
+        raise TypeError(
+            f"labels must be an integer array (M,); got {type(labels).__name__}"
+            + (f" of dtype {labels.dtype}" if hasattr(labels, "dtype") else "")
+        )
     if tuple(labels.shape) != (scores.shape[0],):
-        raise ValueError(f"labels must have shape ({scores.shape[0]},) to match scores "
-                         f"{shape_str(scores.shape)}; got {shape_str(labels.shape)}")
+        raise ValueError(
+            f"labels must have shape ({scores.shape[0]},) to match scores "
+            f"{shape_str(scores.shape)}; got {shape_str(labels.shape)}"
+        )
     if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]):
-        raise ValueError(f"labels must lie in [0, {scores.shape[1]}) (one per class column of "
-                         f"scores {shape_str(scores.shape)}); got values in "
-                         f"[{int(labels.min())}, {int(labels.max())}]")
+        raise ValueError(
+            f"labels must lie in [0, {scores.shape[1]}) (one per class column of "
+            f"scores {shape_str(scores.shape)}); got values in "
+            f"[{int(labels.min())}, {int(labels.max())}]"
+        )
 
 
 def _one_hot(labels, n_classes: int, like):
@@ -102,8 +108,10 @@ def softmax_posterior(scores, biases=None):
     if biases is not None:
         check_float_array(biases, "biases")
         if tuple(biases.shape) != (scores.shape[1],):
-            raise ValueError(f"biases must have shape ({scores.shape[1]},) to match scores "
-                             f"{shape_str(scores.shape)}; got {shape_str(biases.shape)}")
+            raise ValueError(
+                f"biases must have shape ({scores.shape[1]},) to match scores "
+                f"{shape_str(scores.shape)}; got {shape_str(biases.shape)}"
+            )
     # BEGIN SOLUTION lesson 4
     xp = namespace_of(scores, biases)
     logits = scores if biases is None else scores + biases[None, :]

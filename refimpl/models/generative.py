@@ -77,4 +77,6 @@ class GenerativeModel:
         ``alpha + sigma^2 ||B||^2 / 2 - (D/2) log(2 pi sigma^2)`` for every image of the piece.
         """
         residual = I - self.piece_mean(I)
-        return self.log_density_unnormalised(I) + squared_norm(residual) / (2 * self.reference.variance)
+        return self.log_density_unnormalised(I) + squared_norm(residual) / (
+            2 * self.reference.variance
+        )

@@ -17,7 +17,7 @@ It is the generative ConvNet with a single layer whose kernel covers the image
 
 from __future__ import annotations
 
-from refimpl.backend import get_namespace, host_rng, random_normal, resolve_dtype
+from refimpl.backend import get_namespace, host_rng, random_normal
 from refimpl.convnet.layer import ACTIVATIONS
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
@@ -36,8 +36,10 @@ class PrototypeModel:
         check_ndim(weight, 2, "weight", "(K, D)")
         check_float_array(bias, "bias")
         if tuple(bias.shape) != (weight.shape[0],):
-            raise ValueError(f"bias must have shape ({weight.shape[0]},) to match weight "
-                             f"{shape_str(weight.shape)}; got {shape_str(bias.shape)}")
+            raise ValueError(
+                f"bias must have shape ({weight.shape[0]},) to match weight "
+                f"{shape_str(weight.shape)}; got {shape_str(bias.shape)}"
+            )
         check_finite(weight, "weight")
         check_finite(bias, "bias")
         if activation not in ACTIVATIONS:
@@ -46,8 +48,17 @@ class PrototypeModel:
         self.activation = ACTIVATIONS[activation]
 
     @classmethod
-    def random(cls, n_filters: int, dim: int, seed=None, scale: float = 1.0, bias_std: float = 1.0,
-               dtype=None, backend=None, activation: str = "relu") -> "PrototypeModel":
+    def random(
+        cls,
+        n_filters: int,
+        dim: int,
+        seed=None,
+        scale: float = 1.0,
+        bias_std: float = 1.0,
+        dtype=None,
+        backend=None,
+        activation: str = "relu",
+    ) -> PrototypeModel:
         """K filters of dimension D with N(0, scale^2 / D) entries and N(0, bias_std^2) biases."""
         xp, rng = get_namespace(backend), host_rng(seed)
         weight = random_normal((n_filters, dim), scale / dim**0.5, rng, xp, dtype)
@@ -81,8 +92,10 @@ class PrototypeModel:
         check_float_array(I, name)
         check_ndim(I, 2, name, "(M, D)")
         if I.shape[1] != self.dim:
-            raise ValueError(f"{name} has dimension {I.shape[1]} (shape {shape_str(I.shape)}) but "
-                             f"the filters have {self.dim}")
+            raise ValueError(
+                f"{name} has dimension {I.shape[1]} (shape {shape_str(I.shape)}) but "
+                f"the filters have {self.dim}"
+            )
         check_finite(I, name)
         return I if I.dtype == self.dtype else I.astype(self.dtype)
 
@@ -130,7 +143,7 @@ class PrototypeModel:
         return delta.T @ I, delta.sum(axis=0)
         # END SOLUTION
 
-    def with_parameters(self, weight, bias) -> "PrototypeModel":
+    def with_parameters(self, weight, bias) -> PrototypeModel:
         return PrototypeModel(weight, bias, self.activation.name)
 
     def as_convnet(self, image_shape):
@@ -143,6 +156,10 @@ class PrototypeModel:
 
         c, h, w = image_shape
         if c * h * w != self.dim or h != w:
-            raise ValueError(f"image_shape {tuple(image_shape)} must be square with C*H*W = D = {self.dim}")
+            raise ValueError(
+                f"image_shape {tuple(image_shape)} must be square with C*H*W = D = {self.dim}"
+            )
         kernel = self.weight.reshape(self.n_filters, c, h, w)
-        return ConvNet([ConvLayer(kernel.copy(), self.bias.copy(), activation=self.activation.name)])
+        return ConvNet(
+            [ConvLayer(kernel.copy(), self.bias.copy(), activation=self.activation.name)]
+        )

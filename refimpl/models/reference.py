@@ -11,6 +11,7 @@ import math
 
 from refimpl.backend import standard_normal
 
+
 def flat(I):
     """``(M, ...)`` -> ``(M, D)``: every image as one vector."""
     return I.reshape(I.shape[0], -1)
@@ -43,7 +44,9 @@ class GaussianReference:
     def log_density(self, I):
         """``log q(I_m)`` per image, ``(M, ...)`` -> ``(M,)``."""
         dim = flat(I).shape[1]
-        return -squared_norm(I) / (2 * self.variance) - 0.5 * dim * math.log(2 * math.pi * self.variance)
+        return -squared_norm(I) / (2 * self.variance) - 0.5 * dim * math.log(
+            2 * math.pi * self.variance
+        )
 
     def grad_log_density(self, I):
         """``d log q / dI = -I / sigma^2``, shaped like ``I``."""

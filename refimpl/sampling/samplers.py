@@ -105,8 +105,15 @@ def langevin(model, I0, n_steps: int, step_size: float, rng, record=None, record
     # END SOLUTION
 
 
-def grade(model, I0, n_steps: int, step_size: float, tol: float = 1e-12, record=None,
-          record_every: int = 1):
+def grade(
+    model,
+    I0,
+    n_steps: int,
+    step_size: float,
+    tol: float = 1e-12,
+    record=None,
+    record_every: int = 1,
+):
     """GRADE attractor dynamics: ``I <- I + (eps^2 / 2) (B_{w,delta(I)} - I / sigma^2)``, no noise.
 
     Gradient ascent on ``log p`` from every chain of ``I0``; a chain has converged when its
@@ -210,7 +217,9 @@ def mala(model, I0, n_steps: int, step_size: float, rng, record=None, record_eve
         forward = squared_norm(J - I - half * grad)  # -log k(J | I) * 2 eps^2
         backward = squared_norm(I - J - half * grad_j)
         log_ratio = (energy - energy_j) + (forward - backward) / (2 * eps**2)
-        finite = finite & xp.isfinite(energy_j) & xp.isfinite(grad_j.reshape(J.shape[0], -1)).all(axis=1)
+        finite = (
+            finite & xp.isfinite(energy_j) & xp.isfinite(grad_j.reshape(J.shape[0], -1)).all(axis=1)
+        )
         accept = (xp.log(uniform(rng, (I.shape[0],), I.dtype)) < log_ratio) & finite
         mask = _per_chain(accept, I)
         I = mask * J + (1 - mask) * I

@@ -33,8 +33,13 @@ def class_log_normalisers(class_models, event_shape) -> np.ndarray:
 
 def bayes_posterior(class_models, log_Z, log_priors, images) -> np.ndarray:
     """``p(c | I) = rho_c p_c(I) / sum_c' rho_c' p_c'(I)`` with the normalised ``p_c``. ``(M, C)``."""
-    log_joint = np.stack([np.asarray(m.log_density_unnormalised(images)) - lz + lp
-                          for m, lz, lp in zip(class_models, log_Z, log_priors)], axis=1)
+    log_joint = np.stack(
+        [
+            np.asarray(m.log_density_unnormalised(images)) - lz + lp
+            for m, lz, lp in zip(class_models, log_Z, log_priors)
+        ],
+        axis=1,
+    )
     return np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
 
 
@@ -44,8 +49,9 @@ def discriminative_posterior(class_models, biases, images) -> np.ndarray:
     return softmax_posterior(scores, np.asarray(biases, dtype=scores.dtype))
 
 
-def check_proposition1a(class_models, log_Z, log_priors, images, biases=None,
-                        name="proposition1a") -> CheckResult:
+def check_proposition1a(
+    class_models, log_Z, log_priors, images, biases=None, name="proposition1a"
+) -> CheckResult:
     """(a): Bayes' posterior of the tilted classes = softmax(f_c + b_c), ``b_c = log rho_c - log Z_c``.
 
     ``log_Z``: the exact ``log Z_c`` (:func:`class_log_normalisers`), used by Bayes' rule.
@@ -55,15 +61,22 @@ def check_proposition1a(class_models, log_Z, log_priors, images, biases=None,
     bayes = bayes_posterior(class_models, log_Z, log_priors, images)
     disc = discriminative_posterior(class_models, biases, images)
     dim = images[0].size
-    return CheckResult(name, f"{dim}-D: Bayes posterior = softmax(f_c + b_c), b_c = log rho_c - log Z_c",
-                       "Prop. 1(a),(2.3)", float(np.abs(bayes - disc).max()), 1e-12,
-                       details=dict(classes=len(class_models), log_Z=log_Z.tolist(), points=len(images)))
+    return CheckResult(
+        name,
+        f"{dim}-D: Bayes posterior = softmax(f_c + b_c), b_c = log rho_c - log Z_c",
+        "Prop. 1(a),(2.3)",
+        float(np.abs(bayes - disc).max()),
+        1e-12,
+        details=dict(classes=len(class_models), log_Z=log_Z.tolist(), points=len(images)),
+    )
 
 
 def base_category_density(model, bias, log_prior, log_prior_base, images):
     """``p_c(I) = (rho_1 / rho_c) exp(f_c(I) + b_c) q(I)`` implied by (3.2)-(3.3). ``(M,)``."""
     log_q = np.asarray(model.reference.log_density(images))
-    return np.exp(log_prior_base - log_prior + np.asarray(model.scoring.score(images)) + bias + log_q)
+    return np.exp(
+        log_prior_base - log_prior + np.asarray(model.scoring.score(images)) + bias + log_q
+    )
 
 
 def implied_mass(bias, log_prior, log_prior_base, log_Z) -> float:
@@ -71,8 +84,9 @@ def implied_mass(bias, log_prior, log_prior_base, log_Z) -> float:
     return float(np.exp(log_prior_base - log_prior + bias + log_Z))
 
 
-def check_proposition1b(class_models, log_Z, log_priors, images, biases=None,
-                        name="proposition1b") -> CheckResult:
+def check_proposition1b(
+    class_models, log_Z, log_priors, images, biases=None, name="proposition1b"
+) -> CheckResult:
     """(b): base category q with f_1 = 0, b_1 = 0. With ``b_c = log rho_c - log rho_1 - log Z_c`` the
     implied ``p_c`` is a normalised density of the form (3.1): ``int p_c = 1`` and
     ``p_c = exp(f_c) q / Z_c`` pointwise. Also: softmax with the base class (score 0, bias 0)
@@ -90,21 +104,40 @@ def check_proposition1b(class_models, log_Z, log_priors, images, biases=None,
         direct = np.exp(np.asarray(m.log_density_unnormalised(images)) - lz)
         worst_pointwise = max(worst_pointwise, float(np.max(np.abs(implied - direct) / direct)))
     # posterior with q as class 1 (log p_1 = log q, Z_1 = 1) vs softmax with f_1 = 0, b_1 = 0
-    log_joint = np.stack([np.asarray(base.log_density(images)) + lp1] +
-                         [np.asarray(m.log_density_unnormalised(images)) - lz + l
-                          for m, lz, l in zip(class_models, log_Z, lp)], axis=1)
+    log_joint = np.stack(
+        [np.asarray(base.log_density(images)) + lp1]
+        + [
+            np.asarray(m.log_density_unnormalised(images)) - lz + l
+            for m, lz, l in zip(class_models, log_Z, lp)
+        ],
+        axis=1,
+    )
     bayes = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
-    scores = np.stack([np.zeros(len(images))] + [np.asarray(m.scoring.score(images)) for m in class_models], axis=1)
+    scores = np.stack(
+        [np.zeros(len(images))] + [np.asarray(m.scoring.score(images)) for m in class_models],
+        axis=1,
+    )
     disc = softmax_posterior(scores, np.concatenate([[0.0], biases]).astype(scores.dtype))
     gap = max(worst_mass, worst_pointwise, float(np.abs(bayes - disc).max()))
     dim = images[0].size
-    return CheckResult(name, f"{dim}-D: base category q: b_c = log rho_c - log rho_1 - log Z_c",
-                       "Prop. 1(b),(3.2)-(3.3)", gap, 1e-12,
-                       details=dict(normalisation_gap=worst_mass, pointwise_gap=worst_pointwise,
-                                    posterior_gap=float(np.abs(bayes - disc).max()), log_Z=log_Z.tolist()))
+    return CheckResult(
+        name,
+        f"{dim}-D: base category q: b_c = log rho_c - log rho_1 - log Z_c",
+        "Prop. 1(b),(3.2)-(3.3)",
+        gap,
+        1e-12,
+        details=dict(
+            normalisation_gap=worst_mass,
+            pointwise_gap=worst_pointwise,
+            posterior_gap=float(np.abs(bayes - disc).max()),
+            log_Z=log_Z.tolist(),
+        ),
+    )
 
 
-def check_proposition1b_printed_sign(log_Z, log_priors, name="proposition1b-printed-sign") -> CheckResult:
+def check_proposition1b_printed_sign(
+    log_Z, log_priors, name="proposition1b-printed-sign"
+) -> CheckResult:
     """The relation as printed, ``b_c = log rho_c - log rho_1 + log Z_c``, does *not* normalise.
 
     A check that must fail: the residual ``max_c |int p_c - 1| = |Z_c^2 - 1|`` must exceed 1e-3,
@@ -113,6 +146,12 @@ def check_proposition1b_printed_sign(log_Z, log_priors, name="proposition1b-prin
     lp1, lp = log_priors[0], log_priors[1:]
     printed = lp - lp1 + log_Z
     masses = [implied_mass(b, l, lp1, lz) for b, l, lz in zip(printed, lp, log_Z)]
-    return CheckResult(name, "Prop. 1(b) as printed (+log Z_c) fails to normalise (paper typo)",
-                       "Prop. 1(b)", float(max(abs(x - 1) for x in masses)), 1e-3, must_exceed=True,
-                       details=dict(implied_masses=masses, Z_squared=np.exp(2 * log_Z).tolist()))
+    return CheckResult(
+        name,
+        "Prop. 1(b) as printed (+log Z_c) fails to normalise (paper typo)",
+        "Prop. 1(b)",
+        float(max(abs(x - 1) for x in masses)),
+        1e-3,
+        must_exceed=True,
+        details=dict(implied_masses=masses, Z_squared=np.exp(2 * log_Z).tolist()),
+    )

@@ -31,8 +31,9 @@ def prototype(rng, dim: int, n_filters: int, scale: float = 2.0, sig: float | No
     """A generative prototype model (5.1) with ``n_filters`` filters in ``R^dim``."""
     sig = sigma(rng) if sig is None else sig
     while True:
-        proto = PrototypeModel.random(n_filters, dim, seed=_seed(rng), scale=scale / sig,
-                                      bias_std=1.0 / sig)
+        proto = PrototypeModel.random(
+            n_filters, dim, seed=_seed(rng), scale=scale / sig, bias_std=1.0 / sig
+        )
         if _alive(proto, sig * rng.standard_normal((64, dim))):
             return GenerativeModel(proto, sigma=sig)
 
@@ -54,8 +55,15 @@ def lowdim_convnet(rng, dim: int, widths=(4, 3), linear_top: bool = True, sig: f
             return GenerativeModel(net, sigma=sig), shape
 
 
-def image_convnet(rng, channels: int = 1, size: int = 8, depth: int = 3, activation: str = "relu",
-                  sig: float | None = None, convex: bool = False):
+def image_convnet(
+    rng,
+    channels: int = 1,
+    size: int = 8,
+    depth: int = 3,
+    activation: str = "relu",
+    sig: float | None = None,
+    convex: bool = False,
+):
     """A small image ConvNet with strides and padding, for the image-space checks.
 
     ``convex=True`` makes every weight above the first layer non-negative: a ReLU of a
@@ -80,7 +88,11 @@ def image_convnet(rng, channels: int = 1, size: int = 8, depth: int = 3, activat
             for layer in net.layers[1:]:
                 layer.weight[...] = abs(layer.weight)
         if activation != "relu":
-            net = ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad, activation=activation)
-                           for l in net.layers])
+            net = ConvNet(
+                [
+                    ConvLayer(l.weight, l.bias, l.stride, l.pad, activation=activation)
+                    for l in net.layers
+                ]
+            )
         if _alive(net, sig * rng.standard_normal((16,) + shape)):
             return GenerativeModel(net, sigma=sig), shape

@@ -64,8 +64,9 @@ def run_chains(model, exact, n: int, step_size: float, rng, sampler: str):
     return finals, steps, rate
 
 
-def check_langevin_1d(model, exact, rng, n: int = 20000, step_sizes=(1.5, 0.75, 0.375),
-                      name="langevin-1d") -> list:
+def check_langevin_1d(
+    model, exact, rng, n: int = 20000, step_sizes=(1.5, 0.75, 0.375), name="langevin-1d"
+) -> list:
     """1-D: ULA's KS distance to the exact CDF shrinks with ``eps``; MALA's is within chance.
 
     Returns two results: the MALA check (KS distance <= critical value) and the ULA bias
@@ -83,23 +84,46 @@ def check_langevin_1d(model, exact, rng, n: int = 20000, step_sizes=(1.5, 0.75, 
     ks_mala = _ks_distance(finals, exact.cdf)
     largest, smallest = ula[0], ula[-1]
     ratio = smallest / largest if largest > critical else math.inf
-    slope = (math.log(largest / max(smallest, 1e-300)) / math.log(eps[0] / eps[-1])
-             if eps[0] != eps[-1] else float("nan"))
-    details = dict(chains=n, ks_critical=critical, sigma=sigma,
-                   ula_ks=[dict(step=e / sigma, ks=v) for e, v in zip(eps, ula)],
-                   ula_ks_vs_eps_exponent=slope, mala_step=eps[0] / sigma, mala_acceptance=rate)
+    slope = (
+        math.log(largest / max(smallest, 1e-300)) / math.log(eps[0] / eps[-1])
+        if eps[0] != eps[-1]
+        else float("nan")
+    )
+    details = dict(
+        chains=n,
+        ks_critical=critical,
+        sigma=sigma,
+        ula_ks=[dict(step=e / sigma, ks=v) for e, v in zip(eps, ula)],
+        ula_ks_vs_eps_exponent=slope,
+        mala_step=eps[0] / sigma,
+        mala_acceptance=rate,
+    )
     return [
-        CheckResult(f"{name}-mala", "1-D: MALA samples match the exact density (KS)",
-                    "(6.10)+MH", ks_mala, critical, details=details),
-        CheckResult(f"{name}-ula-bias", "1-D: unadjusted Langevin bias shrinks with eps (KS ratio)",
-                    "(5.6),(6.10)", ratio, 0.5, details=details),
+        CheckResult(
+            f"{name}-mala",
+            "1-D: MALA samples match the exact density (KS)",
+            "(6.10)+MH",
+            ks_mala,
+            critical,
+            details=details,
+        ),
+        CheckResult(
+            f"{name}-ula-bias",
+            "1-D: unadjusted Langevin bias shrinks with eps (KS ratio)",
+            "(5.6),(6.10)",
+            ratio,
+            0.5,
+            details=details,
+        ),
     ]
 
 
 def _moment_z(finals, exact, line) -> float:
     """Largest |z| of the sample means of ``I`` and of each ``delta_u`` vs their exact values."""
     n = len(finals)
-    pattern = pattern_keys(as_pattern_list(line.model.scoring.activation_pattern(line.images(finals))))
+    pattern = pattern_keys(
+        as_pattern_list(line.model.scoring.activation_pattern(line.images(finals)))
+    )
     stats = np.concatenate([finals, pattern.astype(float)], axis=1)
     on, _ = exact.unit_moments()
     truth = np.concatenate([exact.mean(), on])
@@ -122,8 +146,9 @@ def projected_ks(finals, reference) -> float:
     return max(float(stats.ks_2samp(finals @ u, reference @ u).statistic) for u in PROJECTIONS)
 
 
-def check_langevin_2d(model, exact, rng, n: int = 20000, step_sizes=(1.5, 0.375),
-                      name="langevin-2d") -> list:
+def check_langevin_2d(
+    model, exact, rng, n: int = 20000, step_sizes=(1.5, 0.375), name="langevin-2d"
+) -> list:
     """2-D: two-sample KS along four projections against independent exact draws.
 
     MALA: the largest distance stays under the critical value (level ALPHA, Bonferroni over
@@ -142,13 +167,30 @@ def check_langevin_2d(model, exact, rng, n: int = 20000, step_sizes=(1.5, 0.375)
     finals, _, rate = run_chains(model, exact, n, eps[0], rng, "mala")
     ks_mala = projected_ks(finals, reference)
     ratio = ks[-1] / ks[0] if ks[0] > critical else math.inf
-    details = dict(chains=n, sigma=sigma, ks_critical=critical,
-                   ula=[dict(step=e / sigma, ks=k, max_abs_z=zz) for e, k, zz in zip(eps, ks, z)],
-                   mala_max_abs_z=_moment_z(finals, exact, exact.line), mala_acceptance=rate,
-                   moments=2 + exact.keys.shape[1])
+    details = dict(
+        chains=n,
+        sigma=sigma,
+        ks_critical=critical,
+        ula=[dict(step=e / sigma, ks=k, max_abs_z=zz) for e, k, zz in zip(eps, ks, z)],
+        mala_max_abs_z=_moment_z(finals, exact, exact.line),
+        mala_acceptance=rate,
+        moments=2 + exact.keys.shape[1],
+    )
     return [
-        CheckResult(f"{name}-mala", "2-D: MALA samples match exact draws (KS on projections)",
-                    "(6.10)+MH", ks_mala, critical, details=details),
-        CheckResult(f"{name}-ula-bias", "2-D: unadjusted Langevin bias shrinks with eps (KS ratio)",
-                    "(5.6),(6.10)", ratio, 0.5, details=details),
+        CheckResult(
+            f"{name}-mala",
+            "2-D: MALA samples match exact draws (KS on projections)",
+            "(6.10)+MH",
+            ks_mala,
+            critical,
+            details=details,
+        ),
+        CheckResult(
+            f"{name}-ula-bias",
+            "2-D: unadjusted Langevin bias shrinks with eps (KS ratio)",
+            "(5.6),(6.10)",
+            ratio,
+            0.5,
+            details=details,
+        ),
     ]

@@ -83,9 +83,17 @@ def ml_gradient(model, data, event_shape, rtol: float = 1e-12) -> np.ndarray:
     # END SOLUTION
 
 
-def check_ml_gradient(model, data, event_shape, coords, h: float = 1e-5, rtol_quad: float = 1e-12,
-                      tolerance: float = 1e-7, name="ml-gradient",
-                      gradient_fn=ml_gradient) -> CheckResult:
+def check_ml_gradient(
+    model,
+    data,
+    event_shape,
+    coords,
+    h: float = 1e-5,
+    rtol_quad: float = 1e-12,
+    tolerance: float = 1e-7,
+    name="ml-gradient",
+    gradient_fn=ml_gradient,
+) -> CheckResult:
     """The ML gradient equals finite differences of the exact mean log-likelihood.
 
     Central differences at steps ``h`` and ``h/2`` combined by Richardson extrapolation
@@ -104,8 +112,15 @@ def check_ml_gradient(model, data, event_shape, coords, h: float = 1e-5, rtol_qu
         for sign in (1, -1):
             w = base.copy()
             w[c] += sign * step
-            values.append(log_likelihood(with_flat_parameters(model.scoring, w), model.sigma, data,
-                                         event_shape, rtol_quad))
+            values.append(
+                log_likelihood(
+                    with_flat_parameters(model.scoring, w),
+                    model.sigma,
+                    data,
+                    event_shape,
+                    rtol_quad,
+                )
+            )
         return (values[0] - values[1]) / (2 * step)
 
     # Richardson extrapolation cancels the O(h^2) truncation error of central differences
@@ -115,11 +130,21 @@ def check_ml_gradient(model, data, event_shape, coords, h: float = 1e-5, rtol_qu
     scale = max(np.linalg.norm(full), np.linalg.norm(numeric))
     residual = float(np.linalg.norm(analytic - numeric) / scale) if scale > 0 else 0.0
     dim = int(np.prod(event_shape))
-    return CheckResult(name, f"{dim}-D: ML gradient = d/dw of the exact log-likelihood",
-                       "(5.8),(7.2)", residual, tolerance,
-                       details=dict(parameters_checked=len(coords), parameters=len(base),
-                                    data=len(data), gradient_norm=float(np.linalg.norm(full)),
-                                    step=h, sigma=model.sigma))
+    return CheckResult(
+        name,
+        f"{dim}-D: ML gradient = d/dw of the exact log-likelihood",
+        "(5.8),(7.2)",
+        residual,
+        tolerance,
+        details=dict(
+            parameters_checked=len(coords),
+            parameters=len(base),
+            data=len(data),
+            gradient_norm=float(np.linalg.norm(full)),
+            step=h,
+            sigma=model.sigma,
+        ),
+    )
 
 
 # --- Proposition 3 ------------------------------------------------------------------------------
@@ -148,8 +173,9 @@ def reconstruction_error(scoring, pattern, I_obs, sigma: float) -> float:
     # END SOLUTION
 
 
-def check_proposition3(model, I_obs, step_size: float, coords, h: float = 1e-6,
-                       name="proposition3-cd-reconstruction") -> CheckResult:
+def check_proposition3(
+    model, I_obs, step_size: float, coords, h: float = 1e-6, name="proposition3-cd-reconstruction"
+) -> CheckResult:
     """Noise-free one-step CD gradient = ``-(eps^2 / (2 sigma^4)) dR/dw`` at fixed pattern (ConvNet).
 
     ``dR/dw`` by central differences of :func:`reconstruction_error` (a polynomial in w,
@@ -166,8 +192,14 @@ def check_proposition3(model, I_obs, step_size: float, coords, h: float = 1e-6,
         step_size /= 2
     I_obs, I_syn = I_obs[keep], I_syn[keep]
     if len(I_obs) == 0:
-        return CheckResult(name, "CD gradient = -(eps^2/2 sigma^4) d(reconstruction error)/dw",
-                           "(7.5)-(7.9)", math.inf, 1e-6, details=dict(images_kept=0))
+        return CheckResult(
+            name,
+            "CD gradient = -(eps^2/2 sigma^4) d(reconstruction error)/dw",
+            "(7.5)-(7.9)",
+            math.inf,
+            1e-6,
+            details=dict(images_kept=0),
+        )
     cd = flatten(net.grad_params(I_obs)) - flatten(net.grad_params(I_syn))
     pattern = net.activation_pattern(I_obs)
     base = flatten(net.parameters())
@@ -183,15 +215,26 @@ def check_proposition3(model, I_obs, step_size: float, coords, h: float = 1e-6,
     actual = cd[coords]
     scale = max(np.linalg.norm(actual), np.linalg.norm(predicted))
     residual = float(np.linalg.norm(actual - predicted) / scale) if scale > 0 else math.inf
-    return CheckResult(name, "CD gradient = -(eps^2/2 sigma^4) d(reconstruction error)/dw",
-                       "(7.5)-(7.9)", residual, 1e-6,
-                       details=dict(images_kept=int(keep.sum()), images=len(keep),
-                                    parameters_checked=len(coords), step_size=step_size,
-                                    sigma=sigma, cd_norm=float(np.linalg.norm(actual))))
+    return CheckResult(
+        name,
+        "CD gradient = -(eps^2/2 sigma^4) d(reconstruction error)/dw",
+        "(7.5)-(7.9)",
+        residual,
+        1e-6,
+        details=dict(
+            images_kept=int(keep.sum()),
+            images=len(keep),
+            parameters_checked=len(coords),
+            step_size=step_size,
+            sigma=sigma,
+            cd_norm=float(np.linalg.norm(actual)),
+        ),
+    )
 
 
-def check_proposition3_noisy(model, I_obs, step_size: float, rng, draws: int = 200000,
-                             name="proposition3-cd-monte-carlo") -> CheckResult:
+def check_proposition3_noisy(
+    model, I_obs, step_size: float, rng, draws: int = 200000, name="proposition3-cd-monte-carlo"
+) -> CheckResult:
     """With the Langevin noise kept, the Monte Carlo mean of the CD gradient converges to it.
 
     Prototype model: ``df/dw_k = delta_k I``, ``df/db_k = delta_k``. ``I_obs`` should lie far
@@ -200,7 +243,9 @@ def check_proposition3_noisy(model, I_obs, step_size: float, rng, draws: int = 2
     coordinates; ``details`` gives the standard errors and how far the target is resolved.
     """
     proto, sigma = model.scoring, model.sigma
-    target = flatten(proto.grad_params(I_obs)) - flatten(proto.grad_params(mean_noise_step(model, I_obs, step_size)))
+    target = flatten(proto.grad_params(I_obs)) - flatten(
+        proto.grad_params(mean_noise_step(model, I_obs, step_size))
+    )
     drift = mean_noise_step(model, I_obs, step_size)
     total = np.zeros_like(target)
     total_sq = np.zeros_like(target)
@@ -210,7 +255,9 @@ def check_proposition3_noisy(model, I_obs, step_size: float, rng, draws: int = 2
         noise = rng.standard_normal((n,) + I_obs.shape)
         I_syn = drift[None] + step_size * noise  # (n, M, D)
         flat_syn = I_syn.reshape(-1, I_obs.shape[1])
-        keep = _same_pattern_rows(proto, np.repeat(I_obs[None], n, 0).reshape(-1, I_obs.shape[1]), flat_syn)
+        keep = _same_pattern_rows(
+            proto, np.repeat(I_obs[None], n, 0).reshape(-1, I_obs.shape[1]), flat_syn
+        )
         kept += int(keep.sum())
         # df/dw summed over the M observed images, per draw
         delta = np.asarray(proto.activation_pattern(flat_syn), float).reshape(n, len(I_obs), -1)
@@ -227,12 +274,21 @@ def check_proposition3_noisy(model, I_obs, step_size: float, rng, draws: int = 2
     resolved = np.abs(target)[varies] / se[varies]
     if not varies.any():  # every unit off at every observation: nothing to average
         z = resolved = np.array([math.inf])
-    return CheckResult(name, "CD with noise: Monte Carlo mean -> reconstruction gradient (max |z|)",
-                       "(7.7),(7.9)", float(z.max()), Z_CRITICAL,
-                       details=dict(draws=n_total, pattern_kept_fraction=kept / (n_total * len(I_obs)),
-                                    standard_error_max=float(se.max()),
-                                    target_in_standard_errors=float(resolved.max()),
-                                    step_size=step_size, sigma=sigma))
+    return CheckResult(
+        name,
+        "CD with noise: Monte Carlo mean -> reconstruction gradient (max |z|)",
+        "(7.7),(7.9)",
+        float(z.max()),
+        Z_CRITICAL,
+        details=dict(
+            draws=n_total,
+            pattern_kept_fraction=kept / (n_total * len(I_obs)),
+            standard_error_max=float(se.max()),
+            target_in_standard_errors=float(resolved.max()),
+            step_size=step_size,
+            sigma=sigma,
+        ),
+    )
 
 
 def far_from_kinks(proto, candidates, margin: float):

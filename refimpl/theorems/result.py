@@ -37,18 +37,29 @@ class CheckResult:
         return ("> " if self.must_exceed else "<= ") + f"{self.tolerance:.0e}"
 
     def as_dict(self) -> dict:
-        return dict(name=self.name, claim=self.claim, equation=self.equation,
-                    residual=self.residual, tolerance=self.tolerance, must_exceed=self.must_exceed,
-                    passed=self.passed, details=self.details)
+        return dict(
+            name=self.name,
+            claim=self.claim,
+            equation=self.equation,
+            residual=self.residual,
+            tolerance=self.tolerance,
+            must_exceed=self.must_exceed,
+            passed=self.passed,
+            details=self.details,
+        )
 
 
 def format_table(results) -> str:
     """A plain-text table: claim, equation, residual, bound, PASS/FAIL."""
     width = max([len(r.claim) for r in results] + [5])
     eq = max([len(r.equation) for r in results] + [8])
-    lines = [f"{'claim':{width}s}  {'equation':{eq}s}  {'residual':>10s}  {'bound':>9s}  result",
-             "-" * (width + eq + 36)]
+    lines = [
+        f"{'claim':{width}s}  {'equation':{eq}s}  {'residual':>10s}  {'bound':>9s}  result",
+        "-" * (width + eq + 36),
+    ]
     for r in results:
-        lines.append(f"{r.claim:{width}s}  {r.equation:{eq}s}  {r.residual:10.2e}  {r.bound:>9s}  "
-                     f"{'PASS' if r.passed else 'FAIL'}")
+        lines.append(
+            f"{r.claim:{width}s}  {r.equation:{eq}s}  {r.residual:10.2e}  {r.bound:>9s}  "
+            f"{'PASS' if r.passed else 'FAIL'}"
+        )
     return "\n".join(lines)

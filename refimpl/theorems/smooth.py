@@ -15,8 +15,9 @@ from refimpl.models.reference import squared_norm
 from refimpl.theorems.result import CheckResult
 
 
-def check_smooth_top_down_is_gradient(model, images, rng, h: float = 1e-5,
-                                      name="section9-B-is-gradient") -> CheckResult:
+def check_smooth_top_down_is_gradient(
+    model, images, rng, h: float = 1e-5, name="section9-B-is-gradient"
+) -> CheckResult:
     """(9.1)-(9.2): the top-down pass with ``delta = h'(z)`` equals ``df/dI``.
 
     Compared with backprop (exact) and with central differences of ``f`` along random unit
@@ -28,16 +29,24 @@ def check_smooth_top_down_is_gradient(model, images, rng, h: float = 1e-5,
     exact_gap = float(np.linalg.norm(B - np.asarray(net.grad_input(images))) / np.linalg.norm(B))
     v = rng.standard_normal(images.shape)
     v /= np.sqrt(np.asarray(squared_norm(v)))[:, None, None, None]
-    numeric = (np.asarray(net.score(images + h * v)) - np.asarray(net.score(images - h * v))) / (2 * h)
+    numeric = (np.asarray(net.score(images + h * v)) - np.asarray(net.score(images - h * v))) / (
+        2 * h
+    )
     predicted = (B * v).reshape(len(images), -1).sum(1)
     fd_gap = float(np.max(np.abs(numeric - predicted)) / (np.max(np.abs(predicted)) + 1e-300))
-    return CheckResult(name, "smooth h: top-down B with delta = h'(z) equals df/dI", "(9.1),(9.2)",
-                       max(exact_gap, fd_gap), 1e-6,
-                       details=dict(vs_backprop=exact_gap, vs_finite_differences=fd_gap, step=h))
+    return CheckResult(
+        name,
+        "smooth h: top-down B with delta = h'(z) equals df/dI",
+        "(9.1),(9.2)",
+        max(exact_gap, fd_gap),
+        1e-6,
+        details=dict(vs_backprop=exact_gap, vs_finite_differences=fd_gap, step=h),
+    )
 
 
-def check_theorem1_fails_for_smooth_h(model, images, rng, move: float = 1e-3,
-                                      name="section9-theorem1-fails") -> CheckResult:
+def check_theorem1_fails_for_smooth_h(
+    model, images, rng, move: float = 1e-3, name="section9-theorem1-fails"
+) -> CheckResult:
     """Theorem 1's piece constant varies under softplus: a check that must fail.
 
     For each image ``I`` and a nearby ``J = I + move * sigma * v``, compare
@@ -50,8 +59,16 @@ def check_theorem1_fails_for_smooth_h(model, images, rng, move: float = 1e-3,
     v /= np.sqrt(np.asarray(squared_norm(v)))[:, None, None, None]
     J = images + move * model.sigma * v
     c_i, c_j = np.asarray(model.piece_log_constant(images)), np.asarray(model.piece_log_constant(J))
-    f = np.abs(np.asarray(model.scoring.score(images))) + np.asarray(squared_norm(images)) / (2 * model.sigma**2)
+    f = np.abs(np.asarray(model.scoring.score(images))) + np.asarray(squared_norm(images)) / (
+        2 * model.sigma**2
+    )
     residual = float(np.max(np.abs(c_i - c_j) / (f + 1.0)))
-    return CheckResult(name, "smooth h: Theorem 1's piecewise-Gaussian form is lost (must fail)",
-                       "section 9", residual, 1e-9, must_exceed=True,
-                       details=dict(images=len(images), move=move))
+    return CheckResult(
+        name,
+        "smooth h: Theorem 1's piecewise-Gaussian form is lost (must fail)",
+        "section 9",
+        residual,
+        1e-9,
+        must_exceed=True,
+        details=dict(images=len(images), move=move),
+    )

@@ -37,10 +37,18 @@ def check_piece_identity(nets_and_images, name="engine-piece-identity") -> Check
         f = np.asarray(net.score(I))
         alpha, B = (np.asarray(a) for a in net.linear_piece(I))
         terms = (np.asarray(I) * B).reshape(len(I), -1)
-        gap = np.abs(f - alpha - terms.sum(1)) / (np.abs(f) + np.abs(alpha) + np.abs(terms).sum(1) + 1e-300)
+        gap = np.abs(f - alpha - terms.sum(1)) / (
+            np.abs(f) + np.abs(alpha) + np.abs(terms).sum(1) + 1e-300
+        )
         worst = max(worst, float(gap.max()))
-    return CheckResult(name, "f = alpha + <I, B> on ConvNets of several layers", "(6.8)", worst,
-                       EXACT, details=dict(networks=len(nets_and_images)))
+    return CheckResult(
+        name,
+        "f = alpha + <I, B> on ConvNets of several layers",
+        "(6.8)",
+        worst,
+        EXACT,
+        details=dict(networks=len(nets_and_images)),
+    )
 
 
 def check_three_ways(nets_and_images, name="engine-B-three-ways") -> CheckResult:
@@ -49,32 +57,60 @@ def check_three_ways(nets_and_images, name="engine-B-three-ways") -> CheckResult
     for net, I in nets_and_images:
         B_backprop = net.grad_input(I)
         alpha, B_deconv = net.linear_piece(I)
-        alpha_basis, B_basis = piece_from_basis(basis_functions(net, I)[-1], net.activation_pattern(I)[-1])
-        worst = max(worst, _rel(B_deconv, B_backprop), _rel(B_basis, B_backprop), _rel(alpha_basis, alpha))
-    return CheckResult(name, "B by backprop = deconvolution = sum of basis functions", "(6.7),(6.13)",
-                       worst, EXACT, details=dict(networks=len(nets_and_images)))
+        alpha_basis, B_basis = piece_from_basis(
+            basis_functions(net, I)[-1], net.activation_pattern(I)[-1]
+        )
+        worst = max(
+            worst, _rel(B_deconv, B_backprop), _rel(B_basis, B_backprop), _rel(alpha_basis, alpha)
+        )
+    return CheckResult(
+        name,
+        "B by backprop = deconvolution = sum of basis functions",
+        "(6.7),(6.13)",
+        worst,
+        EXACT,
+        details=dict(networks=len(nets_and_images)),
+    )
 
 
-def check_prototype_is_convnet(model, images, image_shape, name="prototype-is-convnet") -> CheckResult:
+def check_prototype_is_convnet(
+    model, images, image_shape, name="prototype-is-convnet"
+) -> CheckResult:
     """The prototype model (5.1) equals the engine's one-layer ConvNet whose kernel covers the image."""
     proto = model.scoring
     net = proto.as_convnet(image_shape)
     as_images = images.reshape((len(images),) + tuple(image_shape))
     alpha_p, B_p = proto.linear_piece(images)
     alpha_c, B_c = net.linear_piece(as_images)
-    residual = max(_rel(net.score(as_images), proto.score(images)),
-                   _rel(np.asarray(B_c).reshape(len(images), -1), B_p), _rel(alpha_c, alpha_p),
-                   _rel(np.asarray(net.activation_pattern(as_images)[0]).reshape(len(images), -1),
-                        proto.activation_pattern(images)))
-    return CheckResult(name, "prototype model = one-layer ConvNet covering the image", "(5.1)-(5.5)",
-                       residual, EXACT, details=dict(filters=proto.n_filters, dim=proto.dim))
+    residual = max(
+        _rel(net.score(as_images), proto.score(images)),
+        _rel(np.asarray(B_c).reshape(len(images), -1), B_p),
+        _rel(alpha_c, alpha_p),
+        _rel(
+            np.asarray(net.activation_pattern(as_images)[0]).reshape(len(images), -1),
+            proto.activation_pattern(images),
+        ),
+    )
+    return CheckResult(
+        name,
+        "prototype model = one-layer ConvNet covering the image",
+        "(5.1)-(5.5)",
+        residual,
+        EXACT,
+        details=dict(filters=proto.n_filters, dim=proto.dim),
+    )
 
 
 # --- Theorem 1 --------------------------------------------------------------------------
 
 
-def check_theorem1_piece_constant(model, images, rng, name="theorem1-piece-constant",
-                                  claim="log p + |I - sigma^2 B|^2/(2 sigma^2) is constant on a piece") -> CheckResult:
+def check_theorem1_piece_constant(
+    model,
+    images,
+    rng,
+    name="theorem1-piece-constant",
+    claim="log p + |I - sigma^2 B|^2/(2 sigma^2) is constant on a piece",
+) -> CheckResult:
     """Theorem 1, Eqs. (5.5), (6.9): on the piece of each image, ``log p(I) + |I - s^2 B|^2 / (2 s^2)``
     is the same for a second image of the piece and equals ``alpha + s^2 |B|^2 / 2 - (D/2) log(2 pi s^2)``.
 
@@ -93,19 +129,34 @@ def check_theorem1_piece_constant(model, images, rng, name="theorem1-piece-const
         pairs += 1
         alpha, B = model.scoring.linear_piece(I)
         dim = I[0].size
-        predicted = float(alpha[0]) + 0.5 * var * float(squared_norm(B)[0]) - 0.5 * dim * math.log(2 * math.pi * var)
+        predicted = (
+            float(alpha[0])
+            + 0.5 * var * float(squared_norm(B)[0])
+            - 0.5 * dim * math.log(2 * math.pi * var)
+        )
         c_i, c_j = float(model.piece_log_constant(I)[0]), float(model.piece_log_constant(J)[0])
-        scale = (abs(float(model.scoring.score(I)[0])) + float(squared_norm(I)[0]) / (2 * var)
-                 + abs(predicted) + 1.0)
+        scale = (
+            abs(float(model.scoring.score(I)[0]))
+            + float(squared_norm(I)[0]) / (2 * var)
+            + abs(predicted)
+            + 1.0
+        )
         worst = max(worst, abs(c_i - c_j) / scale, abs(c_i - predicted) / scale)
     if pairs == 0:
         worst = math.inf
-    return CheckResult(name, claim, "(5.5),(6.9)", worst, EXACT,
-                       details=dict(images=len(images), pieces_checked=pairs, sigma=model.sigma))
+    return CheckResult(
+        name,
+        claim,
+        "(5.5),(6.9)",
+        worst,
+        EXACT,
+        details=dict(images=len(images), pieces_checked=pairs, sigma=model.sigma),
+    )
 
 
-def check_theorem1_truncated_gaussian(model, exact, grid_points: int = 301,
-                                      name="theorem1-truncated-gaussian-2d") -> CheckResult:
+def check_theorem1_truncated_gaussian(
+    model, exact, grid_points: int = 301, name="theorem1-truncated-gaussian-2d"
+) -> CheckResult:
     """Theorem 1 in 2-D: on each piece ``A``, ``p(I | A)`` equals ``N(s^2 B_A, s^2 I)`` truncated to ``A``.
 
     Both densities are evaluated on a quadrature grid over the plane; on each piece's grid
@@ -134,18 +185,28 @@ def check_theorem1_truncated_gaussian(model, exact, grid_points: int = 301,
         mass_gap = max(mass_gap, abs(float(np.exp(log_p[inside]).sum() * cell) - prob) / prob)
     if checked == 0:
         worst = math.inf
-    return CheckResult(name, "2-D: p restricted to a piece = N(sigma^2 B, sigma^2 I) truncated",
-                       "Theorem 1", worst, EXACT,
-                       details=dict(pieces_checked=checked, pieces=len(exact.probs),
-                                    grid=f"{grid_points}x{grid_points}",
-                                    piece_mass_grid_vs_exact=mass_gap, log_Z=exact.log_Z))
+    return CheckResult(
+        name,
+        "2-D: p restricted to a piece = N(sigma^2 B, sigma^2 I) truncated",
+        "Theorem 1",
+        worst,
+        EXACT,
+        details=dict(
+            pieces_checked=checked,
+            pieces=len(exact.probs),
+            grid=f"{grid_points}x{grid_points}",
+            piece_mass_grid_vs_exact=mass_gap,
+            log_Z=exact.log_Z,
+        ),
+    )
 
 
 # --- Proposition 2 ----------------------------------------------------------------------
 
 
-def check_proposition2_grade(model, starts, step_size: float, n_steps: int,
-                             name="proposition2-grade-modes-autoencode") -> CheckResult:
+def check_proposition2_grade(
+    model, starts, step_size: float, n_steps: int, name="proposition2-grade-modes-autoencode"
+) -> CheckResult:
     """Proposition 2, Eqs. (5.7), (6.11): GRADE modes satisfy ``I = sigma^2 df/dI(I)``.
 
     For ReLU ``df/dI(I) = B_{w,delta(I)}``, so the mode is auto-encoding: encode ``delta(I)``
@@ -155,21 +216,36 @@ def check_proposition2_grade(model, starts, step_size: float, n_steps: int,
     result = grade(model, starts, n_steps, step_size)
     done = np.asarray(to_numpy(result.converged))
     if not done.any():
-        return CheckResult(name, "GRADE attractor modes are auto-encoding: I = sigma^2 B", "(5.7),(6.11)",
-                           math.inf, EXACT, details=dict(converged=0, chains=len(done)))
+        return CheckResult(
+            name,
+            "GRADE attractor modes are auto-encoding: I = sigma^2 B",
+            "(5.7),(6.11)",
+            math.inf,
+            EXACT,
+            details=dict(converged=0, chains=len(done)),
+        )
     I = result.samples[done]
     decoded = model.reference.variance * model.scoring.grad_input(I)
     gap = np.sqrt(np.asarray(squared_norm(I - decoded)))
     scale = np.maximum(np.sqrt(np.asarray(squared_norm(I))), model.sigma)
-    return CheckResult(name, "GRADE attractor modes are auto-encoding: I = sigma^2 B", "(5.7),(6.11)",
-                       float((gap / scale).max()), EXACT,
-                       details=dict(converged=int(done.sum()), chains=len(done),
-                                    steps_max=int(np.max(to_numpy(result.chain_steps))),
-                                    step_size=step_size))
+    return CheckResult(
+        name,
+        "GRADE attractor modes are auto-encoding: I = sigma^2 B",
+        "(5.7),(6.11)",
+        float((gap / scale).max()),
+        EXACT,
+        details=dict(
+            converged=int(done.sum()),
+            chains=len(done),
+            steps_max=int(np.max(to_numpy(result.chain_steps))),
+            step_size=step_size,
+        ),
+    )
 
 
-def check_fixed_point_prototype(model, starts, max_steps: int = 200,
-                                name="proposition2-fixed-point-prototype") -> CheckResult:
+def check_fixed_point_prototype(
+    model, starts, max_steps: int = 200, name="proposition2-fixed-point-prototype"
+) -> CheckResult:
     """Prototype model: ``I <- sigma^2 B_{w,delta(I)}`` raises ``log p`` at every jump and stops,
     after finitely many jumps, at an auto-encoding mode.
 
@@ -179,8 +255,12 @@ def check_fixed_point_prototype(model, starts, max_steps: int = 200,
     Residual: the largest drop of ``log p`` (relative), or the auto-encoding gap at the end.
     """
     values = [np.asarray(model.log_density_unnormalised(starts))]
-    result = fixed_point(model, starts, max_steps,
-                         record=lambda step, I: np.asarray(model.log_density_unnormalised(I)))
+    result = fixed_point(
+        model,
+        starts,
+        max_steps,
+        record=lambda step, I: np.asarray(model.log_density_unnormalised(I)),
+    )
     values += result.trace
     trace = np.stack(values)  # (jumps + 1, chains)
     drops = np.maximum(trace[:-1] - trace[1:], 0.0) / (np.abs(trace[:-1]) + 1.0)
@@ -190,18 +270,28 @@ def check_fixed_point_prototype(model, starts, max_steps: int = 200,
     done = np.asarray(result.converged)
     residual = max(float(drops.max()), float((gap / scale).max())) if done.all() else math.inf
     jumps = np.asarray(result.chain_steps)
-    return CheckResult(name, "prototype: fixed-point iteration raises log p, stops at a mode",
-                       "(5.7)", residual, EXACT,
-                       details=dict(chains=len(jumps), all_stopped=bool(done.all()),
-                                    jumps_max=int(jumps.max()), jumps_mean=float(jumps.mean()),
-                                    largest_gain=float((trace[1:] - trace[:-1]).max())))
+    return CheckResult(
+        name,
+        "prototype: fixed-point iteration raises log p, stops at a mode",
+        "(5.7)",
+        residual,
+        EXACT,
+        details=dict(
+            chains=len(jumps),
+            all_stopped=bool(done.all()),
+            jumps_max=int(jumps.max()),
+            jumps_mean=float(jumps.mean()),
+            largest_gain=float((trace[1:] - trace[:-1]).max()),
+        ),
+    )
 
 
 ANNEALING = ((0.5, 3000), (0.1, 3000), (0.02, 3000), (0.004, 10000))
 
 
-def check_proposition2_kink_maxima(model, starts, rng, schedule=ANNEALING,
-                                   name="proposition2-kink-maxima") -> CheckResult:
+def check_proposition2_kink_maxima(
+    model, starts, rng, schedule=ANNEALING, name="proposition2-kink-maxima"
+) -> CheckResult:
     """Where Proposition 2 needs care: modes on concave kinks of a multi-layer ReLU ConvNet.
 
     Proposition 2 assumes ``p`` is differentiable at the mode. A ReLU network with negative
@@ -225,7 +315,9 @@ def check_proposition2_kink_maxima(model, starts, rng, schedule=ANNEALING,
     for step, steps in schedule:
         I = grade(model, I, steps, step * sigma).samples
     I = np.asarray(I)
-    gaps = np.sqrt(np.asarray(squared_norm(I - model.piece_mean(I)))) / np.sqrt(np.asarray(squared_norm(I)))
+    gaps = np.sqrt(np.asarray(squared_norm(I - model.piece_mean(I)))) / np.sqrt(
+        np.asarray(squared_norm(I))
+    )
     kinks = np.nonzero(gaps > 1e-8)[0]
     rise, meeting = 0.0, []
     for m in kinks:
@@ -236,11 +328,21 @@ def check_proposition2_kink_maxima(model, starts, rng, schedule=ANNEALING,
             probes = I[m : m + 1] + radius * v
             change = np.asarray(model.log_density_unnormalised(probes)) - base
             rise = max(rise, float(change.max()) / float(np.median(np.abs(change))))
-        keys = pattern_keys(as_pattern_list(model.scoring.activation_pattern(I[m : m + 1] + 1e-3 * sigma * v)))
+        keys = pattern_keys(
+            as_pattern_list(model.scoring.activation_pattern(I[m : m + 1] + 1e-3 * sigma * v))
+        )
         meeting.append(len(np.unique(keys, axis=0)))
-    return CheckResult(name, "ConvNet: GRADE endpoints off I = sigma^2 B are local maxima on kinks",
-                       "(6.11), finding", rise, 0.05,
-                       details=dict(endpoints=len(I), interior_autoencoding=int(len(I) - len(kinks)),
-                                    on_kinks=int(len(kinks)),
-                                    smallest_gap_on_kinks=float(gaps[kinks].min()) if len(kinks) else None,
-                                    pieces_meeting_at_endpoints=meeting))
+    return CheckResult(
+        name,
+        "ConvNet: GRADE endpoints off I = sigma^2 B are local maxima on kinks",
+        "(6.11), finding",
+        rise,
+        0.05,
+        details=dict(
+            endpoints=len(I),
+            interior_autoencoding=int(len(I) - len(kinks)),
+            on_kinks=int(len(kinks)),
+            smallest_gap_on_kinks=float(gaps[kinks].min()) if len(kinks) else None,
+            pieces_meeting_at_endpoints=meeting,
+        ),
+    )

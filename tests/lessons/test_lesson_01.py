@@ -6,11 +6,11 @@ loops.
 """
 
 import numpy as np
-from hypothesis import given, settings
-
 from checks import EXACT, assert_adjoint, assert_close
-from refimpl.conv import conv_geometry, fast, naive
+from hypothesis import given, settings
 from strategies import conv_problems
+
+from refimpl.conv import conv_geometry, fast, naive
 
 GRADED = {
     "conv.naive.forward": ["test_forward"],
@@ -43,14 +43,18 @@ def test_forward_stride_and_padding_by_hand():
 @given(conv_problems(max_image=10))
 def test_forward_equals_fast(p):
     g = geometry(p)
-    assert_close(naive.forward(g, p.x, p.weight, p.bias), fast.forward(g, p.x, p.weight, p.bias), EXACT)
+    assert_close(
+        naive.forward(g, p.x, p.weight, p.bias), fast.forward(g, p.x, p.weight, p.bias), EXACT
+    )
 
 
 @settings(max_examples=30)
 @given(conv_problems(max_image=10))
 def test_adjoint_identity(p):
     g = geometry(p)
-    assert_adjoint(lambda x: fast.forward(g, x, p.weight), lambda y: naive.adjoint(g, y, p.weight), p.x, p.y)
+    assert_adjoint(
+        lambda x: fast.forward(g, x, p.weight), lambda y: naive.adjoint(g, y, p.weight), p.x, p.y
+    )
 
 
 @settings(max_examples=30)
@@ -71,5 +75,7 @@ def test_weight_grad_by_hand():
     """For y = all ones, dW[o, c, dy, dx] = sum of the input pixels each tap sees."""
     x = np.arange(16.0).reshape(1, 1, 4, 4)
     g = conv_geometry(x.shape, (1, 1, 3, 3), 1, 0)
-    expected = np.array([[x[0, 0, dy:dy + 2, dx:dx + 2].sum() for dx in range(3)] for dy in range(3)])
+    expected = np.array(
+        [[x[0, 0, dy : dy + 2, dx : dx + 2].sum() for dx in range(3)] for dy in range(3)]
+    )
     assert np.array_equal(naive.weight_grad(g, x, np.ones((1, 1, 2, 2)))[0, 0], expected)

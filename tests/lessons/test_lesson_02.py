@@ -14,13 +14,13 @@ independent references never call the graded methods:
 """
 
 import numpy as np
+from checks import EXACT, assert_close, assert_piece_identity
 from hypothesis import given, settings
 from scipy.special import expit
+from strategies import net_and_images, seeds, softplus_net
 
-from checks import EXACT, assert_close, assert_piece_identity
 from refimpl import ConvLayer, ConvNet
 from refimpl.conv import conv2d
-from strategies import net_and_images, seeds, softplus_net
 
 GRADED = {
     "convnet.network.ConvNet.forward": ["test_forward"],
@@ -28,8 +28,16 @@ GRADED = {
     "convnet.network.ConvNet.piece_from_pattern": ["test_piece_from_pattern"],
 }
 
-H = {"relu": lambda z: np.maximum(z, 0.0), "linear": lambda z: z, "softplus": lambda z: np.logaddexp(0.0, z)}
-H_PRIME = {"relu": lambda z: z > 0, "linear": lambda z: np.ones(z.shape, dtype=bool), "softplus": expit}
+H = {
+    "relu": lambda z: np.maximum(z, 0.0),
+    "linear": lambda z: z,
+    "softplus": lambda z: np.logaddexp(0.0, z),
+}
+H_PRIME = {
+    "relu": lambda z: z > 0,
+    "linear": lambda z: np.ones(z.shape, dtype=bool),
+    "softplus": expit,
+}
 
 
 def reference_forward(net, I):
@@ -61,15 +69,24 @@ def reference_piece(net, pattern, image_shape):
     pixels = int(np.prod(image_shape))
     alphas, Bs = [], []
     for m in range(pattern[0].shape[0]):
+
         def gated(x, with_bias):
             for layer, delta in zip(net.layers, pattern):
-                z = conv2d(x, layer.weight, layer.bias if with_bias else None, layer.stride,
-                           layer.pad, impl=net.conv_impl)
-                x = delta[m:m + 1] * z
+                z = conv2d(
+                    x,
+                    layer.weight,
+                    layer.bias if with_bias else None,
+                    layer.stride,
+                    layer.pad,
+                    impl=net.conv_impl,
+                )
+                x = delta[m : m + 1] * z
             return x.sum(axis=(1, 2, 3))
 
         alphas.append(gated(np.zeros((1,) + image_shape), True)[0])
-        Bs.append(gated(np.eye(pixels).reshape((pixels,) + image_shape), False).reshape(image_shape))
+        Bs.append(
+            gated(np.eye(pixels).reshape((pixels,) + image_shape), False).reshape(image_shape)
+        )
     return np.array(alphas), np.stack(Bs)
 
 
@@ -154,7 +171,9 @@ def test_activation_pattern_by_hand():
     assert len(pattern) == 2
     assert pattern[0].dtype == bool
     assert np.array_equal(pattern[0], [[[[False, False], [True, True]]]])
-    assert np.array_equal(pattern[1], np.ones((1, 1, 2, 2), dtype=bool))  # a linear layer is always on
+    assert np.array_equal(
+        pattern[1], np.ones((1, 1, 2, 2), dtype=bool)
+    )  # a linear layer is always on
 
 
 @settings(max_examples=40)
@@ -217,7 +236,9 @@ def test_piece_from_pattern_two_layers_by_hand():
     assert np.array_equal(B[0, 0], expected)
     # alpha_1 = 4 top biases of 1; alpha_0 = alpha_1 + sum B^(1) delta^(1) b_1 = 4 + 2 * 2 * (-40)
     assert np.array_equal(alpha, [4.0 - 160.0])
-    assert alpha[0] + float((B * I).sum()) == 4 * 1.0 + 2 * (17.0 + 27.0)  # f(I) of test_forward_by_hand
+    assert alpha[0] + float((B * I).sum()) == 4 * 1.0 + 2 * (
+        17.0 + 27.0
+    )  # f(I) of test_forward_by_hand
 
 
 @settings(max_examples=30)
@@ -288,4 +309,3 @@ def test_negative_control_reference_piece_sees_one_flipped_unit():
     else:
         raise AssertionError("no first-layer unit changes B")
     assert np.abs(B_flipped - B).max() > 1e-3
-

@@ -14,13 +14,13 @@ the independent references are
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
-
 from checks import EXACT, assert_close
 from gradcheck import assert_gradient, coordinate_gradient, input_gradient
+from hypothesis import assume, given, settings
+from strategies import net_and_images, probes_in_piece, seeds, softplus_net
+
 from refimpl import ConvLayer, ConvNet
 from refimpl.convnet.pieces import same_pattern
-from strategies import net_and_images, probes_in_piece, seeds, softplus_net
 
 GRADED = {"convnet.network.ConvNet._backprop": ["test_backprop"]}
 
@@ -52,7 +52,7 @@ def test_backprop_by_hand_one_layer():
     expected_input = np.einsum("mk,kchw->mchw", delta, w)
     expected_dw = np.einsum("mk,mchw->kchw", delta, I)
     assert_close(net.grad_input(I), expected_input, EXACT, "df/dI")
-    (dw, db), = net.grad_params(I)
+    ((dw, db),) = net.grad_params(I)
     assert_close(dw, expected_dw, EXACT, "df/dW")
     assert_close(db, delta.sum(axis=0), EXACT, "df/db")
 
@@ -64,8 +64,9 @@ def test_backprop_returns_what_is_asked():
     grad_I, grads = net._backprop(fwd, top, want_input=True, want_params=False)
     assert grad_I.shape == I.shape and grads is None
     grad_I, grads = net._backprop(fwd, top, want_input=False, want_params=True)
-    assert grad_I is None and [(a.shape, b.shape) for a, b in grads] == [(l.weight.shape, l.bias.shape)
-                                                                         for l in net.layers]
+    assert grad_I is None and [(a.shape, b.shape) for a, b in grads] == [
+        (l.weight.shape, l.bias.shape) for l in net.layers
+    ]
 
 
 # --- against finite differences ---------------------------------------------------------------
@@ -91,7 +92,9 @@ def test_backprop_grad_params_match_finite_differences(case, seed):
     net, I = case
     assume(depends_on_image(net, I))
     grads = net.grad_params(I)
-    assert [(dw.shape, db.shape) for dw, db in grads] == [(l.weight.shape, l.bias.shape) for l in net.layers]
+    assert [(dw.shape, db.shape) for dw, db in grads] == [
+        (l.weight.shape, l.bias.shape) for l in net.layers
+    ]
     base = net.activation_pattern(I)
     crossed = []
     objective = lambda: float(net.score(I).sum())
@@ -125,7 +128,9 @@ def test_backprop_smooth_network_matches_finite_differences(case):
     """Section 9: with softplus h the chain rule multiplies by h'(z), Eq. (9.1); no kinks to avoid."""
     net, I = case
     smooth = softplus_net(net)
-    assert_gradient(smooth.grad_input(I)[0], input_gradient(smooth.score, I[0]), what="softplus df/dI")
+    assert_gradient(
+        smooth.grad_input(I)[0], input_gradient(smooth.score, I[0]), what="softplus df/dI"
+    )
 
 
 # --- against the top-down deconvolution and Eqs. (7.3)-(7.4) ------------------------------------
@@ -157,7 +162,9 @@ def top_layer_gradient_by_loops(net, I):
     layer = net.layers[-1]
     s, p, k = layer.stride, layer.pad, layer.kernel_size
     below = np.pad(fwd.inputs[-1], ((0, 0), (0, 0), (p, p), (p, p)))  # F^(L-1) * I, zero padded
-    delta = fwd.pre_activations[-1] > 0 if layer.relu else np.ones(fwd.pre_activations[-1].shape, bool)
+    delta = (
+        fwd.pre_activations[-1] > 0 if layer.relu else np.ones(fwd.pre_activations[-1].shape, bool)
+    )
     dW, db = np.zeros(layer.weight.shape), np.zeros(layer.bias.shape)
     M, K, H, W = delta.shape
     for m in range(M):
@@ -165,7 +172,7 @@ def top_layer_gradient_by_loops(net, I):
             for i in range(H):
                 for j in range(W):
                     if delta[m, kk, i, j]:
-                        dW[kk] += below[m, :, s * i:s * i + k, s * j:s * j + k]
+                        dW[kk] += below[m, :, s * i : s * i + k, s * j : s * j + k]
                         db[kk] += 1
     return dW, db
 

@@ -11,15 +11,15 @@ import math
 
 import numpy as np
 import pytest
+from checks import EXACT, assert_close
+from gradcheck import assert_gradient, input_gradient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import log_softmax as scipy_log_softmax
 from scipy.special import softmax as scipy_softmax
-
-from checks import EXACT, assert_close
-from gradcheck import assert_gradient, input_gradient
-from refimpl.models import discriminative as disc
 from strategies import seeds
+
+from refimpl.models import discriminative as disc
 
 GRADED = {
     "models.discriminative.log_softmax": ["test_log_softmax"],
@@ -47,8 +47,13 @@ BIG = np.array([[1000.0, 1000.0 + math.log(3.0)], [-1000.0, -1000.0 + math.log(3
 
 def brute_force(scores, labels):
     """``(l_D, l_G)`` with Python floats: normalisers over classes (row) and over examples (column)."""
-    l_d = sum(scores[i, y] - math.log(sum(math.exp(s) for s in scores[i])) for i, y in enumerate(labels))
-    l_g = sum(scores[i, y] - math.log(sum(math.exp(s) for s in scores[:, y])) for i, y in enumerate(labels))
+    l_d = sum(
+        scores[i, y] - math.log(sum(math.exp(s) for s in scores[i])) for i, y in enumerate(labels)
+    )
+    l_g = sum(
+        scores[i, y] - math.log(sum(math.exp(s) for s in scores[:, y]))
+        for i, y in enumerate(labels)
+    )
     return l_d, l_g
 
 
@@ -60,17 +65,21 @@ def finite_difference(loglik, scores, labels):
 
 
 def test_log_softmax_by_hand():
-    assert_close(disc.log_softmax(S, axis=1),
-                 np.log([[1 / 3, 2 / 3], [3 / 4, 1 / 4], [1 / 2, 1 / 2]]), EXACT)
-    assert_close(disc.log_softmax(S, axis=0),
-                 np.log([[1 / 5, 2 / 4], [3 / 5, 1 / 4], [1 / 5, 1 / 4]]), EXACT)
+    assert_close(
+        disc.log_softmax(S, axis=1), np.log([[1 / 3, 2 / 3], [3 / 4, 1 / 4], [1 / 2, 1 / 2]]), EXACT
+    )
+    assert_close(
+        disc.log_softmax(S, axis=0), np.log([[1 / 5, 2 / 4], [3 / 5, 1 / 4], [1 / 5, 1 / 4]]), EXACT
+    )
 
 
 @given(labelled_scores())
 def test_log_softmax_equals_scipy(problem):
     scores, _ = problem
     for axis in (0, 1):
-        assert_close(disc.log_softmax(scores, axis=axis), scipy_log_softmax(scores, axis=axis), EXACT)
+        assert_close(
+            disc.log_softmax(scores, axis=axis), scipy_log_softmax(scores, axis=axis), EXACT
+        )
 
 
 def test_log_softmax_is_stable():
@@ -85,7 +94,11 @@ def test_log_softmax_is_stable():
 def test_softmax_posterior_by_hand():
     scores = np.array([[0.0, math.log(2.0), math.log(3.0)]])
     assert_close(disc.softmax_posterior(scores), [[1 / 6, 2 / 6, 3 / 6]], EXACT)
-    assert_close(disc.softmax_posterior(scores, np.array([math.log(3.0), 0.0, 0.0])), [[3 / 8, 2 / 8, 3 / 8]], EXACT)
+    assert_close(
+        disc.softmax_posterior(scores, np.array([math.log(3.0), 0.0, 0.0])),
+        [[3 / 8, 2 / 8, 3 / 8]],
+        EXACT,
+    )
 
 
 @given(labelled_scores())
@@ -93,7 +106,9 @@ def test_softmax_posterior_equals_scipy(problem):
     scores, _ = problem
     biases = np.linspace(-2.0, 1.0, scores.shape[1])
     assert_close(disc.softmax_posterior(scores), scipy_softmax(scores, axis=1), EXACT)
-    assert_close(disc.softmax_posterior(scores, biases), scipy_softmax(scores + biases, axis=1), EXACT)
+    assert_close(
+        disc.softmax_posterior(scores, biases), scipy_softmax(scores + biases, axis=1), EXACT
+    )
 
 
 def test_softmax_posterior_is_stable():
@@ -132,7 +147,9 @@ def test_discriminative_log_likelihood_by_hand():
 def test_discriminative_log_likelihood_equals_brute_force(problem):
     scores, labels = problem
     expected, _ = brute_force(scores, labels)
-    assert disc.discriminative_log_likelihood(scores, labels) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert disc.discriminative_log_likelihood(scores, labels) == pytest.approx(
+        expected, rel=1e-12, abs=1e-12
+    )
 
 
 @settings(max_examples=30)
@@ -141,12 +158,14 @@ def test_discriminative_log_likelihood_ignores_a_shift_of_each_example(problem):
     scores, labels = problem
     shifted = scores + np.arange(len(scores), dtype=float)[:, None] * 7.0
     assert disc.discriminative_log_likelihood(shifted, labels) == pytest.approx(
-        disc.discriminative_log_likelihood(scores, labels), abs=1e-10)
+        disc.discriminative_log_likelihood(scores, labels), abs=1e-10
+    )
 
 
 def test_discriminative_log_likelihood_is_stable():
     assert disc.discriminative_log_likelihood(BIG, np.array([1, 0])) == pytest.approx(
-        math.log(0.75) + math.log(0.25), abs=1e-10)
+        math.log(0.75) + math.log(0.25), abs=1e-10
+    )
 
 
 def test_generative_log_likelihood_by_hand():
@@ -161,7 +180,9 @@ def test_generative_log_likelihood_by_hand():
 def test_generative_log_likelihood_equals_brute_force(problem):
     scores, labels = problem
     _, expected = brute_force(scores, labels)
-    assert disc.generative_log_likelihood(scores, labels) == pytest.approx(expected, rel=1e-12, abs=1e-12)
+    assert disc.generative_log_likelihood(scores, labels) == pytest.approx(
+        expected, rel=1e-12, abs=1e-12
+    )
 
 
 @settings(max_examples=30)
@@ -171,7 +192,8 @@ def test_generative_log_likelihood_ignores_the_class_biases(problem):
     scores, labels = problem
     shifted = scores + np.arange(scores.shape[1], dtype=float)[None, :] * 7.0
     assert disc.generative_log_likelihood(shifted, labels) == pytest.approx(
-        disc.generative_log_likelihood(scores, labels), abs=1e-10)
+        disc.generative_log_likelihood(scores, labels), abs=1e-10
+    )
 
 
 def test_generative_log_likelihood_is_stable():
@@ -193,7 +215,9 @@ def test_discriminative_score_gradient_matches_finite_differences(problem):
     scores, labels = problem
     grad = disc.discriminative_score_gradient(scores, labels)
     assert grad.shape == scores.shape
-    assert_gradient(grad, finite_difference(disc.discriminative_log_likelihood, scores, labels), what="dl_D/dS")
+    assert_gradient(
+        grad, finite_difference(disc.discriminative_log_likelihood, scores, labels), what="dl_D/dS"
+    )
 
 
 @given(labelled_scores())
@@ -214,7 +238,9 @@ def test_generative_score_gradient_matches_finite_differences(problem):
     scores, labels = problem
     grad = disc.generative_score_gradient(scores, labels)
     assert grad.shape == scores.shape
-    assert_gradient(grad, finite_difference(disc.generative_log_likelihood, scores, labels), what="dl_G/dS")
+    assert_gradient(
+        grad, finite_difference(disc.generative_log_likelihood, scores, labels), what="dl_G/dS"
+    )
 
 
 @given(labelled_scores())
@@ -231,7 +257,9 @@ def test_negative_control_the_two_gradients_differ():
     rng = np.random.default_rng(0)
     scores, labels = rng.standard_normal((5, 3)), np.array([0, 1, 2, 0, 1])
     with pytest.raises(AssertionError):
-        assert_gradient(disc.discriminative_score_gradient(scores, labels),
-                        finite_difference(disc.generative_log_likelihood, scores, labels))
+        assert_gradient(
+            disc.discriminative_score_gradient(scores, labels),
+            finite_difference(disc.generative_log_likelihood, scores, labels),
+        )
     l_d, l_g = brute_force(scores, labels)
     assert abs(l_d - l_g) > 0.1

@@ -10,13 +10,13 @@ central finite differences (tests/gradcheck.py).
 import itertools
 
 import numpy as np
-from hypothesis import assume, given, settings
-
 from checks import EXACT, assert_close, assert_piece_identity
 from gradcheck import assert_gradient, coordinate_gradient
+from hypothesis import assume, given, settings
+from strategies import prototype_and_images
+
 from refimpl import ConvLayer, ConvNet
 from refimpl.models import PrototypeModel
-from strategies import prototype_and_images
 
 GRADED = {
     "models.prototype.PrototypeModel.score": ["test_score"],
@@ -50,8 +50,16 @@ def convnet_of(proto, shape):
     return ConvNet([ConvLayer(kernel, np.asarray(proto.bias).copy())])
 
 
-SHAPES = {1: (1, 1, 1), 2: (2, 1, 1), 3: (3, 1, 1), 4: (1, 2, 2), 5: (5, 1, 1), 6: (6, 1, 1),
-          7: (7, 1, 1), 8: (2, 2, 2)}
+SHAPES = {
+    1: (1, 1, 1),
+    2: (2, 1, 1),
+    3: (3, 1, 1),
+    4: (1, 2, 2),
+    5: (5, 1, 1),
+    6: (6, 1, 1),
+    7: (7, 1, 1),
+    8: (2, 2, 2),
+}
 
 
 # --- score, Eq. (5.1) ----------------------------------------------------------------------
@@ -67,8 +75,12 @@ def test_score_by_hand():
 def test_score_equals_the_one_layer_convnet(case):
     proto, images = case
     net = convnet_of(proto, SHAPES[proto.dim])
-    assert_close(proto.score(images), net.score(images.reshape((len(images),) + SHAPES[proto.dim])),
-                 EXACT, "f")
+    assert_close(
+        proto.score(images),
+        net.score(images.reshape((len(images),) + SHAPES[proto.dim])),
+        EXACT,
+        "f",
+    )
     assert_close(proto.score(images), hand_f(proto.weight, proto.bias, images), EXACT, "f")
 
 
@@ -76,8 +88,12 @@ def test_score_uses_the_models_activation():
     """h is the model's non-linearity: linear gives sum_k r_k, softplus sum_k log(1 + e^r_k)."""
     r = I @ W.T + b
     assert_close(PrototypeModel(W, b, activation="linear").score(I), r.sum(1), EXACT, "linear f")
-    assert_close(PrototypeModel(W, b, activation="softplus").score(I), np.logaddexp(0, r).sum(1), EXACT,
-                 "softplus f")
+    assert_close(
+        PrototypeModel(W, b, activation="softplus").score(I),
+        np.logaddexp(0, r).sum(1),
+        EXACT,
+        "softplus f",
+    )
 
 
 def test_score_casts_images_to_the_models_dtype():
@@ -101,14 +117,20 @@ def test_activation_pattern_equals_the_one_layer_convnet(case):
     shape = SHAPES[proto.dim]
     (delta,) = convnet_of(proto, shape).activation_pattern(images.reshape((len(images),) + shape))
     assert np.array_equal(proto.activation_pattern(images), delta.reshape(len(images), -1))
-    assert np.array_equal(proto.activation_pattern(images), images @ proto.weight.T + proto.bias > 0)
+    assert np.array_equal(
+        proto.activation_pattern(images), images @ proto.weight.T + proto.bias > 0
+    )
 
 
 def test_activation_pattern_is_h_prime_for_softplus():
     """Section 9: delta = h'(r), for softplus the logistic function (a float, not a switch)."""
     r = I @ W.T + b
-    assert_close(PrototypeModel(W, b, activation="softplus").activation_pattern(I), 1 / (1 + np.exp(-r)),
-                 EXACT, "sigmoid")
+    assert_close(
+        PrototypeModel(W, b, activation="softplus").activation_pattern(I),
+        1 / (1 + np.exp(-r)),
+        EXACT,
+        "sigmoid",
+    )
 
 
 # --- piece from the pattern, Eqs. (5.4)-(5.5) ----------------------------------------------
@@ -139,7 +161,8 @@ def test_piece_from_pattern_equals_the_convnet_top_down_pass(case):
     pattern = np.random.default_rng(len(images)).random((len(images), proto.n_filters)) < 0.5
     alpha, B = proto.piece_from_pattern(pattern)
     alpha_net, B_net = convnet_of(proto, shape).piece_from_pattern(
-        [pattern.reshape(len(images), proto.n_filters, 1, 1)], shape)
+        [pattern.reshape(len(images), proto.n_filters, 1, 1)], shape
+    )
     assert_close(alpha, alpha_net, EXACT, "alpha")
     assert_close(B, np.asarray(B_net).reshape(len(images), -1), EXACT, "B")
 
@@ -158,11 +181,13 @@ def test_piece_from_pattern_gives_f_equals_alpha_plus_inner_product(case):
 def test_grad_params_by_hand():
     """d/dw_k sum_m f(I_m) = sum_m delta_k(I_m) I_m, d/db_k = sum_m delta_k(I_m)."""
     dW, db = PrototypeModel(W, b).grad_params(I)
-    expected_dW = np.array([
-        [1 + 2 + 0, 1 - 1 + 3],   # filter 1 fires on images 1, 2, 4
-        [-2 + 0, 0 + 3],          # filter 2 on images 3, 4
-        [2 - 2 - 1, -1 + 0 + 0],  # filter 3 on images 2, 3, 5
-    ])
+    expected_dW = np.array(
+        [
+            [1 + 2 + 0, 1 - 1 + 3],  # filter 1 fires on images 1, 2, 4
+            [-2 + 0, 0 + 3],  # filter 2 on images 3, 4
+            [2 - 2 - 1, -1 + 0 + 0],  # filter 3 on images 2, 3, 5
+        ]
+    )
     assert dW.shape == W.shape and db.shape == b.shape
     assert_close(dW, expected_dW, EXACT, "df/dW")
     assert_close(db, [3.0, 2.0, 3.0], EXACT, "df/db")
@@ -190,7 +215,9 @@ def test_grad_params_match_finite_differences(case):
 def test_grad_params_equal_convnet_backprop(case):
     proto, images = case
     shape = SHAPES[proto.dim]
-    ((dW_net, db_net),) = convnet_of(proto, shape).grad_params(images.reshape((len(images),) + shape))
+    ((dW_net, db_net),) = convnet_of(proto, shape).grad_params(
+        images.reshape((len(images),) + shape)
+    )
     dW, db = proto.grad_params(images)
     assert_close(dW, dW_net.reshape(proto.n_filters, -1), EXACT, "df/dW")
     assert_close(db, db_net, EXACT, "df/db")

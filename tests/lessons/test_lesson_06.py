@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 import pytest
+from checks import assert_close
 from scipy import stats
 
-from checks import assert_close
 from refimpl.backend import make_rng
 from refimpl.lowdim import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
@@ -50,7 +50,8 @@ class ScriptedRng:
         assert queue, f"the sampler asked for more {what} draws than the test scripted"
         value = np.asarray(queue.pop(0), dtype=float)
         assert size is None or tuple(np.atleast_1d(size)) == value.shape, (
-            f"{what} draw of shape {size} requested, scripted {value.shape}")
+            f"{what} draw of shape {size} requested, scripted {value.shape}"
+        )
         return value.copy()
 
     def standard_normal(self, size=None, dtype=None, out=None):
@@ -134,8 +135,15 @@ def test_langevin_without_noise_is_gradient_ascent():
 def test_langevin_leaves_the_start_alone_and_records():
     saved = START.copy()
     seen = []
-    result = langevin(MODEL, START, 6, 0.3, make_rng(2), record=lambda step, I: seen.append(step) or I.copy(),
-                      record_every=2)
+    result = langevin(
+        MODEL,
+        START,
+        6,
+        0.3,
+        make_rng(2),
+        record=lambda step, I: seen.append(step) or I.copy(),
+        record_every=2,
+    )
     assert np.array_equal(START, saved), "the start I0 was modified"
     assert seen == [0, 2, 4, 6] and len(result.trace) == 4
     assert np.array_equal(result.trace[-1], result.samples)
@@ -182,7 +190,12 @@ def test_langevin_matches_the_ar1_moments(eps_factor, steps):
     a = 1 - eps**2 / (2 * G_SIGMA**2)
     v = G_SIGMA**2 / (1 - eps**2 / (4 * G_SIGMA**2))
     samples = langevin(GAUSS, np.zeros((CHAINS, 3)), steps, eps, make_rng(4)).samples
-    assert_moments(samples, G_MEAN * (1 - a**steps), v * (1 - a ** (2 * steps)), f"ULA eps = {eps_factor} sigma")
+    assert_moments(
+        samples,
+        G_MEAN * (1 - a**steps),
+        v * (1 - a ** (2 * steps)),
+        f"ULA eps = {eps_factor} sigma",
+    )
 
 
 def test_langevin_stationary_variance_is_biased_by_eps_squared():
@@ -198,7 +211,9 @@ def test_langevin_stationary_variance_is_biased_by_eps_squared():
 @pytest.fixture(scope="module")
 def one_d():
     """A 1-D ReLU prototype (three filters, four pieces) and its exact distribution."""
-    model = GenerativeModel(PrototypeModel(np.array([[0.4], [-1.5], [2.0]]), np.array([-0.2, -1.5, -4.0])), 1.0)
+    model = GenerativeModel(
+        PrototypeModel(np.array([[0.4], [-1.5], [2.0]]), np.array([-0.2, -1.5, -4.0])), 1.0
+    )
     return model, exact_distribution(model)
 
 
@@ -248,8 +263,15 @@ def test_mala_several_steps_equal_the_reference_loop():
 def test_mala_leaves_the_start_alone_and_records():
     saved = START.copy()
     seen = []
-    result = mala(MODEL, START, 6, 0.3, make_rng(9), record=lambda step, I: seen.append(step) or I.copy(),
-                  record_every=3)
+    result = mala(
+        MODEL,
+        START,
+        6,
+        0.3,
+        make_rng(9),
+        record=lambda step, I: seen.append(step) or I.copy(),
+        record_every=3,
+    )
     assert np.array_equal(START, saved), "the start I0 was modified"
     assert seen == [0, 3, 6] and len(result.trace) == 3
     assert np.array_equal(result.trace[-1], result.samples)

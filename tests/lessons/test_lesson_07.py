@@ -16,8 +16,8 @@ import itertools
 
 import numpy as np
 import pytest
-
 from checks import assert_close
+
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.sampling import fixed_point, grade
 from refimpl.theorems import instances
@@ -107,7 +107,9 @@ def test_grade_stops_each_chain_by_the_rule(tol):
     # rounding can move the crossing of the threshold by one step
     assert np.abs(result.chain_steps - predicted_updates(G_START, eps, tol)).max() <= 1
     # at the stop, |I - m| = |update| / (1 - a) <= 2 tol (|I| + sigma) (eps = sigma: 1 - a = 1/2)
-    err = np.linalg.norm(result.samples - G_MEAN, axis=1) / (np.linalg.norm(result.samples, axis=1) + G_SIGMA)
+    err = np.linalg.norm(result.samples - G_MEAN, axis=1) / (
+        np.linalg.norm(result.samples, axis=1) + G_SIGMA
+    )
     assert err.max() <= 2.5 * tol
 
 
@@ -146,7 +148,15 @@ def test_grade_reaches_the_brute_force_modes_of_a_relu_prototype():
 def test_grade_leaves_the_start_alone_and_records():
     saved = G_START.copy()
     seen = []
-    grade(GAUSS, G_START, 7, G_SIGMA, tol=1e-300, record=lambda step, I: seen.append(step), record_every=3)
+    grade(
+        GAUSS,
+        G_START,
+        7,
+        G_SIGMA,
+        tol=1e-300,
+        record=lambda step, I: seen.append(step),
+        record_every=3,
+    )
     assert np.array_equal(G_START, saved)
     assert seen == [0, 3, 6]
 

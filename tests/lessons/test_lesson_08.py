@@ -20,17 +20,17 @@ import math
 
 import numpy as np
 import pytest
+from checks import assert_close
+from gradcheck import ROUNDING_ULPS, STEP, assert_gradient, coordinate_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
+from strategies import prototypes
 
-from checks import assert_close
-from gradcheck import ROUNDING_ULPS, STEP, assert_gradient, coordinate_gradient
 from refimpl.learning import LearningConfig, Trainer
 from refimpl.lowdim import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.theorems import instances, learning
-from strategies import prototypes
 
 GRADED = {
     "theorems.learning.ml_gradient": ["test_ml_gradient"],
@@ -107,10 +107,16 @@ def test_ml_gradient_parallel_filters_in_the_plane():
     dens = lambda t: math.exp(f1(t) - t * t / (2 * sigma**2))
     opts = dict(epsabs=1e-14, epsrel=1e-13, limit=200)
     edges = [-np.inf] + kinks + [np.inf]
-    integral = lambda g: sum(integrate.quad(g, lo, hi, **opts)[0] for lo, hi in zip(edges[:-1], edges[1:]))
+    integral = lambda g: sum(
+        integrate.quad(g, lo, hi, **opts)[0] for lo, hi in zip(edges[:-1], edges[1:])
+    )
     Z = integral(dens)
-    E_delta = np.array([integral(lambda t, k=k: float(c[k] * t + b[k] > 0) * dens(t)) / Z for k in range(2)])
-    E_delta_t = np.array([integral(lambda t, k=k: float(c[k] * t + b[k] > 0) * t * dens(t)) / Z for k in range(2)])
+    E_delta = np.array(
+        [integral(lambda t, k=k: float(c[k] * t + b[k] > 0) * dens(t)) / Z for k in range(2)]
+    )
+    E_delta_t = np.array(
+        [integral(lambda t, k=k: float(c[k] * t + b[k] > 0) * t * dens(t)) / Z for k in range(2)]
+    )
     delta = (data @ model.scoring.weight.T + b > 0).astype(float)  # (M, K)
     grad_W = delta.T @ data / len(data) - E_delta_t[:, None] * u[None]
     grad_b = delta.mean(axis=0) - E_delta
@@ -122,8 +128,9 @@ def fd_log_likelihood(model, data, event_shape, coords):
     """Central differences of the exact L(w) along flat coordinates; None if a probe moves a
     data point to another piece (then L is not differentiable there along that coordinate)."""
     flat = learning.flatten(learning.current_parameters(model.scoring))
-    keys = lambda s: np.concatenate([np.asarray(d).reshape(len(data), -1) for d in
-                                     _patterns(s, data, event_shape)], axis=1)
+    keys = lambda s: np.concatenate(
+        [np.asarray(d).reshape(len(data), -1) for d in _patterns(s, data, event_shape)], axis=1
+    )
     base = keys(model.scoring)
     crossed = []
 
@@ -141,7 +148,9 @@ def fd_log_likelihood(model, data, event_shape, coords):
 
 
 def _patterns(scoring, data, event_shape):
-    pattern = scoring.activation_pattern(np.asarray(data).reshape((len(data),) + tuple(event_shape)))
+    pattern = scoring.activation_pattern(
+        np.asarray(data).reshape((len(data),) + tuple(event_shape))
+    )
     return pattern if isinstance(pattern, list) else [pattern]
 
 
@@ -185,8 +194,19 @@ AREAS = [((9 - 3) // 1 + 1) ** 2, ((7 + 2 - 3) // 2 + 1) ** 2]  # (H + 2p - k) /
 
 
 def make_trainer(**overrides):
-    values = dict(spec=SPEC, grow=False, chains=5, langevin_steps=3, step_size=0.3, sigma=1.0,
-                  learning_rate=1e-3, init_std=0.5, normalise_by_area=False, clip=None, seed=4)
+    values = dict(
+        spec=SPEC,
+        grow=False,
+        chains=5,
+        langevin_steps=3,
+        step_size=0.3,
+        sigma=1.0,
+        learning_rate=1e-3,
+        init_std=0.5,
+        normalise_by_area=False,
+        clip=None,
+        seed=4,
+    )
     values.update(overrides)
     rng = np.random.default_rng(11)
     data = rng.standard_normal((3, 1, 9, 9))
@@ -203,7 +223,10 @@ def by_hand(trainer, area: bool, clip=None):
     M, M_syn = len(trainer.data), len(trainer.chains)
     out = []
     for l, ((Wo, bo), (Ws, bs)) in enumerate(zip(g_obs, g_syn)):
-        gW, gb = np.asarray(Wo) / M - np.asarray(Ws) / M_syn, np.asarray(bo) / M - np.asarray(bs) / M_syn
+        gW, gb = (
+            np.asarray(Wo) / M - np.asarray(Ws) / M_syn,
+            np.asarray(bo) / M - np.asarray(bs) / M_syn,
+        )
         if area:
             gW, gb = gW / AREAS[l], gb / AREAS[l]
         norm = np.sqrt((gW**2).sum() + (gb**2).sum())
@@ -217,8 +240,12 @@ def assert_layers_close(got, expected, rtol=1e-12):
     assert len(got) == len(expected)
     for l, ((gW, gb), (eW, eb)) in enumerate(zip(got, expected)):
         assert np.shape(gW) == eW.shape and np.shape(gb) == eb.shape
-        assert_close(np.concatenate([np.ravel(gW), np.ravel(gb)]), np.concatenate([eW.ravel(), eb.ravel()]),
-                     rtol, f"layer {l + 1}")
+        assert_close(
+            np.concatenate([np.ravel(gW), np.ravel(gb)]),
+            np.concatenate([eW.ravel(), eb.ravel()]),
+            rtol,
+            f"layer {l + 1}",
+        )
 
 
 def test_scaled_gradient_is_h_obs_minus_h_syn():
@@ -249,7 +276,9 @@ def test_scaled_gradient_clips_each_layer_to_the_given_norm():
     got = trainer._scaled_gradient(g_obs, g_syn)
     _, _, expected = by_hand(trainer, area=True, clip=clip)
     assert_layers_close(got, expected)
-    got_norms = [np.sqrt((np.asarray(gW)**2).sum() + (np.asarray(gb)**2).sum()) for gW, gb in got]
+    got_norms = [
+        np.sqrt((np.asarray(gW) ** 2).sum() + (np.asarray(gb) ** 2).sum()) for gW, gb in got
+    ]
     assert abs(max(got_norms) - clip) <= 1e-12 * clip  # the longer layer now has norm clip
     assert abs(min(got_norms) - min(norms)) <= 1e-12 * min(norms)  # the shorter one is unchanged
     # a clip above both norms changes nothing
@@ -277,28 +306,42 @@ def test_scaled_gradient_is_the_sgd_step_of_algorithm_1():
     g_obs, g_syn = old.grad_params(trainer.data), old.grad_params(trainer.chains)
     M, M_syn = len(trainer.data), len(trainer.chains)
     for l, ((Wn, bn), (Wo, bo), (go_W, go_b), (gs_W, gs_b)) in enumerate(
-            zip(trainer.net.parameters(), old.parameters(), g_obs, g_syn)):
+        zip(trainer.net.parameters(), old.parameters(), g_obs, g_syn)
+    ):
         expected_W = eta * (go_W / M - gs_W / M_syn) / AREAS[l]
         expected_b = eta * (go_b / M - gs_b / M_syn) / AREAS[l]
-        assert_close(np.concatenate([(Wn - Wo).ravel(), bn - bo]),
-                     np.concatenate([expected_W.ravel(), expected_b]), 1e-10, f"layer {l + 1} step")
+        assert_close(
+            np.concatenate([(Wn - Wo).ravel(), bn - bo]),
+            np.concatenate([expected_W.ravel(), expected_b]),
+            1e-10,
+            f"layer {l + 1} step",
+        )
 
 
 def test_scaled_gradient_with_exact_samples_estimates_the_ml_gradient():
     """On 1-pixel images a one-layer net of 1x1 filters is a 1-D prototype; with chains drawn
     exactly from p, H_obs - H_syn is within 5 standard errors of the exact Eq. (7.2)
     (E_w[df/dw] from the exact piece masses and means of refimpl.lowdim)."""
-    config = LearningConfig(spec=[(3, 1, 1, 0)], grow=False, chains=1, sigma=1.0, normalise_by_area=True)
+    config = LearningConfig(
+        spec=[(3, 1, 1, 0)], grow=False, chains=1, sigma=1.0, normalise_by_area=True
+    )
     data = np.random.default_rng(2).standard_normal((40, 1, 1, 1)) + 0.5
     trainer = Trainer(config, data)
     # filters pointing both ways, kinks at -0.25, -0.5 and 1.6: every unit is on and off often
-    trainer.net = learning.with_flat_parameters(trainer.net, np.array([0.8, -1.2, 0.5, 0.2, -0.6, -0.8]))
+    trainer.net = learning.with_flat_parameters(
+        trainer.net, np.array([0.8, -1.2, 0.5, 0.2, -0.6, -0.8])
+    )
     exact = exact_distribution(GenerativeModel(trainer.net, 1.0), (1, 1, 1))
-    target = learning.flatten(trainer.net.grad_params(data)) / len(data) - learning.flatten(exact.expected_param_grads())
+    target = learning.flatten(trainer.net.grad_params(data)) / len(data) - learning.flatten(
+        exact.expected_param_grads()
+    )
     n = 200000
     trainer.chains = exact.sample(n, np.random.default_rng(9)).reshape(n, 1, 1, 1)
-    estimate = learning.flatten(trainer._scaled_gradient(trainer.net.grad_params(data),
-                                                         trainer.net.grad_params(trainer.chains)))
+    estimate = learning.flatten(
+        trainer._scaled_gradient(
+            trainer.net.grad_params(data), trainer.net.grad_params(trainer.chains)
+        )
+    )
     # per-sample df/dw of the chains, for the standard error: delta_k I and delta_k
     I = trainer.chains.reshape(n)
     W = trainer.net.layers[0].weight.reshape(3)

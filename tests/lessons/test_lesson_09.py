@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import layer_stacks
 
 from refimpl import ConvNet, LayerSpec
 from refimpl.conv import conv_output_size
 from refimpl.learning import LearningConfig, Trainer
-from strategies import layer_stacks
 
 GRADED = {
     "learning.trainer.Trainer._enter_stage": ["test_enter_stage"],
@@ -29,8 +29,17 @@ MAPS = [(3, 9, 9), (4, 5, 5), (2, 6, 6)]
 
 
 def make_config(spec=SPEC, **overrides) -> LearningConfig:
-    values = dict(spec=spec, iterations_per_layer=2, chains=2, langevin_steps=1, step_size=0.3, sigma=1.0,
-                  learning_rate=1e-3, init_std=0.1, seed=7)
+    values = dict(
+        spec=spec,
+        iterations_per_layer=2,
+        chains=2,
+        langevin_steps=1,
+        step_size=0.3,
+        sigma=1.0,
+        learning_rate=1e-3,
+        init_std=0.1,
+        seed=7,
+    )
     values.update(overrides)
     return LearningConfig(**values)
 
@@ -45,7 +54,10 @@ def expected_maps(channels_size, spec) -> list:
     h, w = channels_size
     out = []
     for s in map(LayerSpec.coerce, spec):
-        h, w = conv_output_size(h, s.kernel_size, s.stride, s.pad), conv_output_size(w, s.kernel_size, s.stride, s.pad)
+        h, w = (
+            conv_output_size(h, s.kernel_size, s.stride, s.pad),
+            conv_output_size(w, s.kernel_size, s.stride, s.pad),
+        )
         out.append((s.out_channels, h, w))
     return out
 
@@ -54,8 +66,10 @@ def layers_kept(old_layers, net) -> bool:
     """The first layers of ``net`` are the very objects ``old_layers`` with unchanged values."""
     if len(net.layers) < len(old_layers):
         return False
-    return all(new is old[0] and np.array_equal(new.weight, old[1]) and np.array_equal(new.bias, old[2])
-               for new, old in zip(net.layers, old_layers))
+    return all(
+        new is old[0] and np.array_equal(new.weight, old[1]) and np.array_equal(new.bias, old[2])
+        for new, old in zip(net.layers, old_layers)
+    )
 
 
 def snapshot(layers) -> list:
@@ -109,7 +123,9 @@ def test_enter_stage_two_keeps_the_trained_layer_and_adds_the_next():
     before = snapshot(trainer.net.layers)
     trainer._enter_stage(2)
     assert trainer.stage == 2 and trainer.net.depth == 2
-    assert layers_kept(before, trainer.net), "layer 1 must be kept as it is (same object, same values)"
+    assert layers_kept(before, trainer.net), (
+        "layer 1 must be kept as it is (same object, same values)"
+    )
     new = trainer.net.layers[1]
     assert_layer_matches_spec(new, SPEC[1], in_channels=3)
     assert np.array_equal(new.bias, np.zeros(4))
@@ -173,7 +189,9 @@ def test_enter_stage_resets_the_optimizer_state_of_new_layers():
     trainer = Trainer(make_config(top_filter=True, optimizer="adam"), make_images())
     trainer.run(iterations=2)  # two Adam steps at stage 1 (layer 0 and top = index 1), then stage 2
     assert trainer.stage == 2 and trainer.net.depth == 3
-    assert trainer.optimizer.steps == {0: 2}, "index 1 is now a new conv layer: its old state must go"
+    assert trainer.optimizer.steps == {0: 2}, (
+        "index 1 is now a new conv layer: its old state must go"
+    )
     assert set(trainer.optimizer.moments) == {0}
     trainer.step()
     assert trainer.optimizer.steps == {0: 3, 1: 1, 2: 1}  # new layers start Adam from t = 1
@@ -190,10 +208,15 @@ def test_enter_stage_refuses_an_image_smaller_than_the_first_kernel():
 
 def test_enter_stage_refuses_a_grown_layer_that_does_not_fit_when_it_is_grown():
     spec = [(2, 3, 1, 0), (2, 3, 1, 0), (2, 3, 1, 0)]
-    assert [m[1] for m in expected_maps((5, 5), spec[:2])] == [3, 1]  # stage 3's 3x3 kernel meets a 1x1 map
+    assert [m[1] for m in expected_maps((5, 5), spec[:2])] == [
+        3,
+        1,
+    ]  # stage 3's 3x3 kernel meets a 1x1 map
     trainer = Trainer(make_config(spec=spec), make_images(size=5))
     trainer._enter_stage(2)
-    with pytest.raises(ValueError, match=r"layer 3 .*kernel 3x3 is larger than the padded input 1x1"):
+    with pytest.raises(
+        ValueError, match=r"layer 3 .*kernel 3x3 is larger than the padded input 1x1"
+    ):
         trainer._enter_stage(3)  # at once, not at the next step
 
 
@@ -226,7 +249,9 @@ def test_enter_stage_grows_any_valid_spec(problem):
         shapes = trainer.net.feature_shapes(data.shape)
         assert shapes[:stage] == maps[:stage]
         if top_filter:
-            assert shapes[-1] == (1, 1, 1) and trainer.net.layers[-1].kernel_size == maps[stage - 1][1]
+            assert (
+                shapes[-1] == (1, 1, 1) and trainer.net.layers[-1].kernel_size == maps[stage - 1][1]
+            )
 
 
 # --- negative controls (not graded) -------------------------------------------------------

@@ -10,14 +10,14 @@ running the code.
 
 import numpy as np
 import pytest
+from checks import EXACT, assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from strategies import layer_stacks
 
-from checks import EXACT, assert_close
 from refimpl import ConvLayer, ConvNet, LayerSpec
 from refimpl.conv import conv_output_size
 from refimpl.learning import LearningConfig, Trainer
-from strategies import layer_stacks
 
 GRADED = {
     "learning.trainer.Trainer._top_filter": ["test_top_filter"],
@@ -30,8 +30,18 @@ SIZE, MAP = 12, 5
 
 
 def make_config(spec=SPEC, **overrides) -> LearningConfig:
-    values = dict(spec=spec, top_filter=True, iterations_per_layer=2, chains=2, langevin_steps=1,
-                  step_size=0.3, sigma=1.0, learning_rate=1e-3, init_std=0.1, seed=11)
+    values = dict(
+        spec=spec,
+        top_filter=True,
+        iterations_per_layer=2,
+        chains=2,
+        langevin_steps=1,
+        step_size=0.3,
+        sigma=1.0,
+        learning_rate=1e-3,
+        init_std=0.1,
+        seed=11,
+    )
     values.update(overrides)
     return LearningConfig(**values)
 
@@ -197,5 +207,9 @@ def test_negative_control_the_check_sees_a_relu_top_and_a_small_kernel():
     if r.min() >= 0:  # make some response negative, so the ReLU switches off
         relu_top = ConvLayer(-w, np.zeros(1), relu=True)
     assert "bias gradient is not M" in top_filter_problems(ConvNet(conv + [relu_top]), data)
-    small_top = ConvLayer(w[:, :, :-1, :-1].copy(), np.zeros(1), relu=False)  # kernel 4 on a 5x5 map
-    assert any("want (1, 1, 1)" in p for p in top_filter_problems(ConvNet(conv + [small_top]), data))
+    small_top = ConvLayer(
+        w[:, :, :-1, :-1].copy(), np.zeros(1), relu=False
+    )  # kernel 4 on a 5x5 map
+    assert any(
+        "want (1, 1, 1)" in p for p in top_filter_problems(ConvNet(conv + [small_top]), data)
+    )

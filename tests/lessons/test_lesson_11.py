@@ -19,17 +19,17 @@ independent references:
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-
 from checks import EXACT, assert_close, relative_error
 from gradcheck import FiniteDifference, assert_gradient, coordinate_gradient, input_gradient
+from hypothesis import given, settings
+from strategies import seeds
+
 from refimpl import ConvLayer, ConvNet
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
 from refimpl.learning import DivergenceError, LearningConfig, Trainer, runs
 from refimpl.models import GenerativeModel
 from refimpl.sampling import langevin
 from refimpl.theorems import instances, learning
-from strategies import seeds
 
 GRADED = {
     "theorems.learning.mean_noise_step": [
@@ -113,7 +113,9 @@ def test_mean_noise_step_equals_finite_differences_of_log_p():
     rng = np.random.default_rng(3)
     model, shape = instances.image_convnet(rng, 1, 6, 2)
     sigma = model.sigma
-    log_p = lambda x: np.asarray(model.scoring.score(x)) - (x**2).reshape(len(x), -1).sum(1) / (2 * sigma**2)
+    log_p = lambda x: (
+        np.asarray(model.scoring.score(x)) - (x**2).reshape(len(x), -1).sum(1) / (2 * sigma**2)
+    )
     eps = 0.3 * sigma
     checked = 0
     for image in sigma * rng.standard_normal((6,) + shape):
@@ -121,8 +123,11 @@ def test_mean_noise_step_equals_finite_differences_of_log_p():
         if not (keys(model.scoring, fd.probes) == keys(model.scoring, image[None])).all():
             continue  # a probe crossed a kink: finite differences do not see one piece
         step = learning.mean_noise_step(model, image[None], eps)[0] - image
-        assert_gradient((2 / eps**2) * step.ravel(), FiniteDifference(fd.gradient.ravel(), fd.noise),
-                        what="(2/eps^2)(I_syn - I) vs grad log p")
+        assert_gradient(
+            (2 / eps**2) * step.ravel(),
+            FiniteDifference(fd.gradient.ravel(), fd.noise),
+            what="(2/eps^2)(I_syn - I) vs grad log p",
+        )
         checked += 1
     assert checked >= 3
 
@@ -163,7 +168,9 @@ def test_reconstruction_error_at_a_pattern_that_is_not_the_images(seed):
     assert_close(learning.reconstruction_error(net, other, images, sigma), expected, EXACT, "R")
     # one-layer hand net, random pattern: B = delta W written out
     delta = rng.random((len(I), 3)) < 0.5
-    R = learning.reconstruction_error(hand_net(), [delta.reshape(len(I), 3, 1, 1)], as_images(I), SIGMA)
+    R = learning.reconstruction_error(
+        hand_net(), [delta.reshape(len(I), 3, 1, 1)], as_images(I), SIGMA
+    )
     assert_close(R, 0.5 * ((I - SIGMA**2 * (delta @ W)) ** 2).sum(), EXACT, "R (hand net)")
 
 
@@ -181,15 +188,21 @@ def test_reconstruction_error_at_the_images_own_pattern_uses_backprop_b():
 # --- Proposition 3: the noise-free CD gradient is -(eps^2 / 2 sigma^4) dR/dw ----------------------
 
 
-def cd_and_reconstruction_gradient(model, images, eps, layer, coords, step=learning.mean_noise_step):
+def cd_and_reconstruction_gradient(
+    model, images, eps, layer, coords, step=learning.mean_noise_step
+):
     """(CD gradient of layer ``layer``'s weights by backprop, dR/dw there by central differences)."""
     net, sigma = model.scoring, model.sigma
     synthesised = step(model, images, eps)
     assert (keys(net, images) == keys(net, synthesised)).all(), "the step must keep the patterns"
-    cd = np.asarray(net.grad_params(images)[layer][0] - net.grad_params(synthesised)[layer][0]).ravel()
+    cd = np.asarray(
+        net.grad_params(images)[layer][0] - net.grad_params(synthesised)[layer][0]
+    ).ravel()
     pattern = net.activation_pattern(images)  # fixed while the weights move
     weight = net.layers[layer].weight
-    fd = coordinate_gradient(lambda: learning.reconstruction_error(net, pattern, images, sigma), weight, coords)
+    fd = coordinate_gradient(
+        lambda: learning.reconstruction_error(net, pattern, images, sigma), weight, coords
+    )
     return cd[coords], fd
 
 
@@ -212,7 +225,11 @@ def test_proposition3_cd_gradient_is_the_reconstruction_gradient(seed):
         size = model.scoring.layers[layer].weight.size
         coords = rng.choice(size, min(size, 12), replace=False)
         cd, fd = cd_and_reconstruction_gradient(model, images, eps, layer, coords)
-        assert_gradient(-(2 * sigma**4 / eps**2) * cd, fd, what=f"layer {layer + 1}: -(2 sigma^4/eps^2) CD vs dR/dw")
+        assert_gradient(
+            -(2 * sigma**4 / eps**2) * cd,
+            fd,
+            what=f"layer {layer + 1}: -(2 sigma^4/eps^2) CD vs dR/dw",
+        )
 
 
 def test_negative_control_proposition3_with_a_full_step():
@@ -223,7 +240,9 @@ def test_negative_control_proposition3_with_a_full_step():
     images = sigma * rng.standard_normal((6,) + shape)
     eps = 0.01 * sigma
     full_step = lambda m, x, e: x + e**2 * np.asarray(m.grad_log_density(x))
-    images = images[(keys(model.scoring, images) == keys(model.scoring, full_step(model, images, eps))).all(1)]
+    images = images[
+        (keys(model.scoring, images) == keys(model.scoring, full_step(model, images, eps))).all(1)
+    ]
     assert len(images) >= 2
     coords = np.arange(min(12, model.scoring.layers[0].weight.size))
     cd, fd = cd_and_reconstruction_gradient(model, images, eps, 0, coords, step=full_step)
@@ -241,7 +260,9 @@ def test_negative_control_reconstruction_without_sigma_squared():
     assert (keys(net, images) == keys(net, synthesised)).all()
     cd = np.asarray(net.grad_params(images)[0][0] - net.grad_params(synthesised)[0][0]).ravel()
     pattern = net.activation_pattern(images)
-    wrong_R = lambda: 0.5 * float(((images - np.asarray(net.piece_from_pattern(pattern, shape)[1])) ** 2).sum())
+    wrong_R = lambda: (
+        0.5 * float(((images - np.asarray(net.piece_from_pattern(pattern, shape)[1])) ** 2).sum())
+    )
     fd = coordinate_gradient(wrong_R, net.layers[0].weight, np.arange(net.layers[0].weight.size))
     cos = abs(cd @ fd.gradient) / (np.linalg.norm(cd) * np.linalg.norm(fd.gradient))
     assert cos < 1 - 1e-3  # not even parallel
@@ -251,9 +272,21 @@ def test_negative_control_reconstruction_without_sigma_squared():
 
 
 def tiny_trainer(method, **overrides):
-    values = dict(dataset="digit-classes", images=4, size=8, method=method, grow=False,
-                  spec=[(4, 3, 1, 1), (4, 3, 1, 1)], iterations_per_layer=5, chains=3,
-                  langevin_steps=2, step_size=0.3, learning_rate=1e-2, init_std=[0.05, "he"], seed=2)
+    values = dict(
+        dataset="digit-classes",
+        images=4,
+        size=8,
+        method=method,
+        grow=False,
+        spec=[(4, 3, 1, 1), (4, 3, 1, 1)],
+        iterations_per_layer=5,
+        chains=3,
+        langevin_steps=2,
+        step_size=0.3,
+        learning_rate=1e-2,
+        init_std=[0.05, "he"],
+        seed=2,
+    )
     values.update(overrides)
     config = LearningConfig(**values)
     data, _, _ = runs.prepare(config)
@@ -291,8 +324,15 @@ def test_synthesize_persistent_chains_continue():
     out = trainer._synthesize()
     assert np.array_equal(out, expected)
     # the chains, not the data, are the start: a fresh start would land elsewhere
-    assert relative_error(out, langevin(trainer.model(), np.zeros_like(trainer.chains), 2, 0.3,
-                                        trainer.noise()).samples) > 0.5
+    assert (
+        relative_error(
+            out,
+            langevin(
+                trainer.model(), np.zeros_like(trainer.chains), 2, 0.3, trainer.noise()
+            ).samples,
+        )
+        > 0.5
+    )
 
 
 def test_synthesize_turns_a_diverging_chain_into_a_divergence_error():

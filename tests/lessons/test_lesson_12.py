@@ -13,17 +13,24 @@ functions) to build networks by hand, and central finite differences (tests/grad
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-
-from checks import (EXACT, FINITE_DIFFERENCE, assert_adjoint, assert_close, inner_residual,
-                    max_pool_adjoint_loops, max_pool_loops)
+from checks import (
+    EXACT,
+    FINITE_DIFFERENCE,
+    assert_adjoint,
+    assert_close,
+    inner_residual,
+    max_pool_adjoint_loops,
+    max_pool_loops,
+)
 from gradcheck import assert_gradient, input_gradient
+from hypothesis import given, settings
+from strategies import networks, pool_problems
+
 from refimpl import ConvLayer, ConvNet
 from refimpl.conv import conv2d, conv2d_adjoint, max_pool2d, max_pool2d_adjoint
 from refimpl.convnet.layer import _sigmoid, _softplus
 from refimpl.models import GenerativeModel
 from refimpl.theorems import smooth
-from strategies import networks, pool_problems
 
 GRADED = {
     "convnet.layer._softplus": ["test_softplus"],
@@ -45,7 +52,9 @@ def softplus_reference(z):
 def moderate_arguments():
     """|z| <= 30 on a grid and at random, as a 4-D array (the shape of a batch of feature maps)."""
     rng = np.random.default_rng(12)
-    z = np.concatenate([np.linspace(-30, 30, 601), rng.uniform(-30, 30, 595), [0.0, -0.0, 1e-300, -1e-300]])
+    z = np.concatenate(
+        [np.linspace(-30, 30, 601), rng.uniform(-30, 30, 595), [0.0, -0.0, 1e-300, -1e-300]]
+    )
     return z.reshape(2, 3, 20, 10)
 
 
@@ -54,8 +63,14 @@ LARGE = np.array([-1e300, -1e5, -1000.0, -745.0, -710.0, -40.0, 40.0, 710.0, 100
 
 def softplus_convnet(net):
     """The same filters with softplus instead of ReLU (a linear top layer stays linear)."""
-    return ConvNet([ConvLayer(l.weight, l.bias, l.stride, l.pad,
-                              activation="softplus" if l.relu else "linear") for l in net.layers])
+    return ConvNet(
+        [
+            ConvLayer(
+                l.weight, l.bias, l.stride, l.pad, activation="softplus" if l.relu else "linear"
+            )
+            for l in net.layers
+        ]
+    )
 
 
 # --- _softplus -------------------------------------------------------------------------------
@@ -82,7 +97,10 @@ def test_softplus_large_arguments_without_overflow():
     assert np.all(np.isfinite(out))
     assert _softplus(np, np.array([1000.0]))[0] == 1000.0
     assert 0.0 <= _softplus(np, np.array([-1000.0]))[0] < 1e-300
-    assert np.all(np.abs(out - softplus_reference(LARGE)) <= 1e-15 * np.abs(softplus_reference(LARGE)) + 1e-300)
+    assert np.all(
+        np.abs(out - softplus_reference(LARGE))
+        <= 1e-15 * np.abs(softplus_reference(LARGE)) + 1e-300
+    )
     positive = LARGE > 0  # log(1 + e^z) = z + log(1 + e^-z) = z to rounding once z >= 40
     assert np.all(np.abs(out[positive] - LARGE[positive]) <= 2 * EPS * LARGE[positive])
 
@@ -107,12 +125,16 @@ def test_softplus_keeps_shape_and_dtype():
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_softplus_convnet_score(seed):
     """f(I) of a softplus ConvNet = the network written out: conv2d, then logaddexp(0, z), summed."""
-    relu_net = ConvNet.random(2, [(3, 3, 2, 1), (4, 3, 1, 1), (2, 2, 1, 0)], seed=seed, bias_std=0.5)
+    relu_net = ConvNet.random(
+        2, [(3, 3, 2, 1), (4, 3, 1, 1), (2, 2, 1, 0)], seed=seed, bias_std=0.5
+    )
     net = softplus_convnet(relu_net)
     I = np.random.default_rng(seed).standard_normal((3, 2, 9, 9))
     x = I
     for layer in net.layers:
-        x = np.logaddexp(0.0, conv2d(x, layer.weight, layer.bias, stride=layer.stride, pad=layer.pad))
+        x = np.logaddexp(
+            0.0, conv2d(x, layer.weight, layer.bias, stride=layer.stride, pad=layer.pad)
+        )
     assert_close(net.score(I), x.sum(axis=(1, 2, 3)), EXACT, "softplus f")
     assert not np.allclose(net.score(I), relu_net.score(I))  # the activation was really swapped
 
@@ -122,9 +144,12 @@ def test_softplus_breaks_theorem1():
     must fail); under ReLU, with the same filters, it does not."""
     relu_net = ConvNet.random(1, [(4, 3, 2, 1), (3, 3, 1, 1)], seed=3, bias_std=0.3)
     images = np.random.default_rng(4).standard_normal((4, 1, 8, 8))
-    soft = smooth.check_theorem1_fails_for_smooth_h(GenerativeModel(softplus_convnet(relu_net)), images,
-                                                    np.random.default_rng(5))
-    relu = smooth.check_theorem1_fails_for_smooth_h(GenerativeModel(relu_net), images, np.random.default_rng(5))
+    soft = smooth.check_theorem1_fails_for_smooth_h(
+        GenerativeModel(softplus_convnet(relu_net)), images, np.random.default_rng(5)
+    )
+    relu = smooth.check_theorem1_fails_for_smooth_h(
+        GenerativeModel(relu_net), images, np.random.default_rng(5)
+    )
     assert soft.passed and soft.residual > 1e-7, soft.residual
     assert not relu.passed and relu.residual < 1e-13, relu.residual
 
@@ -147,7 +172,9 @@ def test_sigmoid_matches_logistic():
     out = _sigmoid(np, z)
     assert out.shape == z.shape
     written_out = 1.0 / (1.0 + np.exp(-z))
-    assert np.all(np.abs(out - written_out) <= 1e-12 * written_out + 4 * EPS), "sigmoid != 1 / (1 + e^-z)"
+    assert np.all(np.abs(out - written_out) <= 1e-12 * written_out + 4 * EPS), (
+        "sigmoid != 1 / (1 + e^-z)"
+    )
     assert np.all(np.abs(out + _sigmoid(np, -z) - 1.0) <= 4 * EPS), "sigmoid(z) + sigmoid(-z) != 1"
 
 
@@ -185,7 +212,9 @@ def test_sigmoid_convnet_gradient(case):
     f is smooth, so the central-difference error is O(h^2) and no probe can cross a kink."""
     relu_net, arch = case
     net = softplus_convnet(relu_net)
-    I = np.random.default_rng(int(arch.height * 31 + arch.width)).standard_normal(arch.image_shape(1))
+    I = np.random.default_rng(int(arch.height * 31 + arch.width)).standard_normal(
+        arch.image_shape(1)
+    )
     fd = input_gradient(net.score, I[0])
     assert_gradient(net.grad_input(I)[0], fd, FINITE_DIFFERENCE, "df/dI")
 
@@ -197,7 +226,9 @@ def test_sigmoid_top_down_is_gradient():
     images = np.random.default_rng(8).standard_normal((3, 1, 10, 10))
     pattern = net.activation_pattern(images)
     assert all(d.dtype == np.float64 and np.all((d > 0) & (d < 1)) for d in pattern)  # not binary
-    result = smooth.check_smooth_top_down_is_gradient(GenerativeModel(net), images, np.random.default_rng(9))
+    result = smooth.check_smooth_top_down_is_gradient(
+        GenerativeModel(net), images, np.random.default_rng(9)
+    )
     assert result.passed, result.details
     fd = input_gradient(net.score, images[0])
     assert_gradient(net.linear_piece(images[:1])[1][0], fd, FINITE_DIFFERENCE, "B")
@@ -230,10 +261,9 @@ def select(v, arg):
     return np.take_along_axis(v.reshape(n, c, -1), arg.reshape(n, c, -1), axis=2).reshape(arg.shape)
 
 
-X = np.array([[1.0, 5.0, 2.0, 0.0],
-              [3.0, 4.0, 7.0, 1.0],
-              [0.0, 2.0, 6.0, 6.0],
-              [9.0, 1.0, 3.0, 6.0]])[None, None]
+X = np.array(
+    [[1.0, 5.0, 2.0, 0.0], [3.0, 4.0, 7.0, 1.0], [0.0, 2.0, 6.0, 6.0], [9.0, 1.0, 3.0, 6.0]]
+)[None, None]
 
 
 def test_pool_forward_by_hand():
@@ -276,11 +306,20 @@ def test_pool_adjoint_by_hand():
     """Each coefficient goes back to its winner; a pixel that wins several windows collects their sum."""
     dy = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     expected = np.zeros((1, 1, 4, 4))
-    expected[0, 0, 0, 1], expected[0, 0, 1, 2], expected[0, 0, 3, 0], expected[0, 0, 2, 2] = 1, 2, 3, 4
-    assert np.array_equal(max_pool2d_adjoint(dy, np.array([[[[1, 6], [12, 10]]]]), (1, 1, 4, 4)), expected)
+    expected[0, 0, 0, 1], expected[0, 0, 1, 2], expected[0, 0, 3, 0], expected[0, 0, 2, 2] = (
+        1,
+        2,
+        3,
+        4,
+    )
+    assert np.array_equal(
+        max_pool2d_adjoint(dy, np.array([[[[1, 6], [12, 10]]]]), (1, 1, 4, 4)), expected
+    )
     expected = np.zeros((1, 1, 4, 4))
     expected[0, 0, 1, 2], expected[0, 0, 3, 0] = 1 + 2 + 4, 3  # 3x3 windows, stride 1: 7 won three
-    assert np.array_equal(max_pool2d_adjoint(dy, np.array([[[[6, 6], [12, 6]]]]), (1, 1, 4, 4)), expected)
+    assert np.array_equal(
+        max_pool2d_adjoint(dy, np.array([[[[6, 6], [12, 6]]]]), (1, 1, 4, 4)), expected
+    )
 
 
 @settings(max_examples=60)
@@ -289,9 +328,17 @@ def test_pool_adjoint_equals_loops(p):
     """At the loops' own winners, and at arbitrary indices (collisions included)."""
     x, size, stride, dy = p
     _, arg = max_pool_loops(x, size, stride)
-    assert_close(max_pool2d_adjoint(dy, arg, x.shape), max_pool_adjoint_loops(dy, arg, x.shape), EXACT)
-    anywhere = np.random.default_rng(int(abs(dy).sum() * 1e6) % 2**32).integers(0, x.shape[2] * x.shape[3], dy.shape)
-    assert_close(max_pool2d_adjoint(dy, anywhere, x.shape), max_pool_adjoint_loops(dy, anywhere, x.shape), EXACT)
+    assert_close(
+        max_pool2d_adjoint(dy, arg, x.shape), max_pool_adjoint_loops(dy, arg, x.shape), EXACT
+    )
+    anywhere = np.random.default_rng(int(abs(dy).sum() * 1e6) % 2**32).integers(
+        0, x.shape[2] * x.shape[3], dy.shape
+    )
+    assert_close(
+        max_pool2d_adjoint(dy, anywhere, x.shape),
+        max_pool_adjoint_loops(dy, anywhere, x.shape),
+        EXACT,
+    )
 
 
 @settings(max_examples=60)
@@ -301,7 +348,9 @@ def test_pool_adjoint_identity_at_fixed_argmax(p):
     x, size, stride, dy = p
     _, arg = max_pool_loops(x, size, stride)
     other = np.random.default_rng(0).standard_normal(x.shape)
-    assert_adjoint(lambda v: select(v, arg), lambda d: max_pool2d_adjoint(d, arg, x.shape), other, dy)
+    assert_adjoint(
+        lambda v: select(v, arg), lambda d: max_pool2d_adjoint(d, arg, x.shape), other, dy
+    )
 
 
 def test_pool_adjoint_keeps_dtype():
@@ -343,7 +392,7 @@ def pool_network(seed):
 
     def top_down(I):
         _, (d1, arg, d2), z1_shape, p_shape = bottom_up(I)
-        g2 = d2.astype(float)                                                # B^(2) delta^(2), B^(2) = 1
+        g2 = d2.astype(float)  # B^(2) delta^(2), B^(2) = 1
         alpha = g2.sum(axis=(2, 3)) @ b2
         g1 = max_pool2d_adjoint(conv2d_adjoint(g2, w2, p_shape[2:]), arg, z1_shape) * d1
         alpha = alpha + g1.sum(axis=(2, 3)) @ b1
@@ -362,14 +411,23 @@ def test_pool_network_is_piecewise_linear(seed):
     alpha, B = top_down(I)
     assert_close(f, alpha + (I * B).sum(axis=(1, 2, 3)), EXACT, "f = alpha + <I, B>")
     fd = input_gradient(lambda batch: bottom_up(batch)[0], I[0])
-    _, (p1, parg, p2), _, _ = bottom_up(fd.probes)  # every probe kept every switch: f is linear there
-    assert all(np.array_equal(p, np.broadcast_to(k[:1], p.shape)) for p, k in ((p1, d1), (parg, arg), (p2, d2)))
+    _, (p1, parg, p2), _, _ = bottom_up(
+        fd.probes
+    )  # every probe kept every switch: f is linear there
+    assert all(
+        np.array_equal(p, np.broadcast_to(k[:1], p.shape))
+        for p, k in ((p1, d1), (parg, arg), (p2, d2))
+    )
     assert_gradient(B[0], fd, FINITE_DIFFERENCE, "B")
     direction = np.random.default_rng(200 + seed).standard_normal(I[:1].shape)
     for t in (1e-3, 1e-4, 1e-5):
         J = I[:1] + t * direction
         _, (q1, qarg, q2), _, _ = bottom_up(J)
-        if np.array_equal(q1, d1[:1]) and np.array_equal(qarg, arg[:1]) and np.array_equal(q2, d2[:1]):
+        if (
+            np.array_equal(q1, d1[:1])
+            and np.array_equal(qarg, arg[:1])
+            and np.array_equal(q2, d2[:1])
+        ):
             assert_close(bottom_up(J)[0], alpha[:1] + (J * B[:1]).sum(), EXACT, "f on the piece")
             break
     else:
@@ -390,7 +448,11 @@ def test_negative_control_adjoint_identity_catches_a_shifted_winner():
 def test_negative_control_gradient_check_sees_average_pooling():
     """Spreading each coefficient over its window (average pooling's adjoint) is not max pooling's."""
     x = np.random.default_rng(3).standard_normal((1, 1, 4, 4))
-    fd = input_gradient(lambda b: np.array([max_pool_loops(v[None], 2, 2)[0].sum() for v in b]), x[0])
+    fd = input_gradient(
+        lambda b: np.array([max_pool_loops(v[None], 2, 2)[0].sum() for v in b]), x[0]
+    )
     with pytest.raises(AssertionError):
         assert_gradient(np.full((1, 4, 4), 0.25), fd)
-    assert_gradient(max_pool_adjoint_loops(np.ones((1, 1, 2, 2)), max_pool_loops(x, 2, 2)[1], x.shape)[0], fd)
+    assert_gradient(
+        max_pool_adjoint_loops(np.ones((1, 1, 2, 2)), max_pool_loops(x, 2, 2)[1], x.shape)[0], fd
+    )
