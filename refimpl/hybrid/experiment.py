@@ -218,11 +218,15 @@ def toy_draw(settings: ToySettings, data: toy.SemiSupervised, x_test, y_test) ->
     return {"hybrid": hybrid, "blend": blend, "nonconverged": [failed]}
 
 
-def plot_boundaries(path, problem: toy.ToyProblem, data: toy.SemiSupervised, rows, extent=3.0):
+def plot_boundaries(path, problem: toy.ToyProblem, data: toy.SemiSupervised, rows, extent=None):
     """Panels of fitted boundaries on one training set: ``rows`` is a list of lists of
     ``(title, w)``; each panel shows the unlabelled points (grey), the labelled ones (large,
-    coloured by class), the Bayes boundary (dashed) and the model's ``p(y|x, w) = 1/2`` line."""
+    coloured by class), the Bayes boundary (dashed) and the model's ``p(y|x, w) = 1/2`` line,
+    on ``[-extent, extent]^2`` (default: at least 3, and every labelled point)."""
     from refimpl import plotting
+
+    if extent is None:
+        extent = max(3.0, 1.1 * float(np.abs(data.x_labelled).max()))
 
     grid = np.linspace(-extent, extent, 241)
     gx, gy = np.meshgrid(grid, grid)
@@ -230,7 +234,7 @@ def plot_boundaries(path, problem: toy.ToyProblem, data: toy.SemiSupervised, row
     normal, offset = toy.bayes_rule(problem)
     ncol = max(len(r) for r in rows)
     fig, axes = plotting.figure(
-        len(rows), ncol, figsize=(2.6 * ncol, 2.7 * len(rows)), squeeze=False
+        len(rows), ncol, figsize=(2.6 * ncol, 2.9 * len(rows)), squeeze=False
     )
     for r, row in enumerate(rows):
         for c, ax in enumerate(axes[r]):
