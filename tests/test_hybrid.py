@@ -104,6 +104,17 @@ def test_isotropic_limit_is_where_labelled_fits_go():
     )
 
 
+def test_sample_from_given_noise():
+    problem = toy.default_toy()
+    z = np.random.default_rng(12).standard_normal((5, 2))
+    x, y = problem.sample([2, 3], noise=z)
+    chol = np.linalg.cholesky(problem.covariances[0])
+    assert_close(x, problem.means[[0, 0, 1, 1, 1]] + z @ chol.T, 1e-15)
+    assert y.tolist() == [0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match=r"noise must have shape \(5, 2\)"):
+        problem.sample([2, 3], noise=z[:4])
+
+
 def test_sample_moments():
     problem = toy.elongated_toy(1.5, 0.3, 30.0)
     x, y = problem.sample([50000, 50000], np.random.default_rng(2))
@@ -318,6 +329,7 @@ def test_summaries():
     s = experiment.summarize(errors)
     assert_close(s["mean"], errors.mean(axis=0))
     assert_close(s["se"], errors.std(axis=0, ddof=1) / math.sqrt(7))
+    assert_close(s["median"], np.sort(errors, axis=0)[3])  # 7 draws: the 4th smallest
     d = experiment.paired_difference(errors, errors[:, 2])
     assert d["mean"][2] == 0 and d["se"][2] == 0
     assert_close(d["mean"], errors.mean(axis=0) - errors[:, 2].mean(), 1e-14)

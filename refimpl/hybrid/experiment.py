@@ -93,11 +93,18 @@ def sweep(run_draw, draws: int, progress: bool = True, label: str = "sweep") -> 
 
 
 def summarize(errors) -> dict:
-    """Mean and standard error over draws (axis 0) of ``errors (draws, n)``: the standard
-    error is ``std / sqrt(draws)`` with the ``draws - 1`` denominator."""
+    """Mean, standard error, median and 90th percentile over draws (axis 0) of ``errors (draws,
+    n)``. The standard error is ``std / sqrt(draws)`` with the ``draws - 1`` denominator. The
+    quantiles are there because errors over training sets are heavy-tailed: a few draws
+    with two badly placed labels dominate a mean."""
     errors = np.asarray(errors, dtype=float)
     se = errors.std(axis=0, ddof=1) / math.sqrt(len(errors)) if len(errors) > 1 else 0 * errors[0]
-    return {"mean": errors.mean(axis=0), "se": se}
+    return {
+        "mean": errors.mean(axis=0),
+        "se": se,
+        "median": np.median(errors, axis=0),
+        "q90": np.quantile(errors, 0.9, axis=0),
+    }
 
 
 def paired_difference(errors, reference) -> dict:
@@ -142,23 +149,33 @@ def _best_end(errors) -> np.ndarray:
 
 
 def plot_sweep(path, curves, references=None, title: str = ""):
-    """Save the sweep figure: for each curve, its errors (mean +- 1 SE), and below, every
-    setting's paired difference from the better end (mean +- 2 SE; below 0 = better than both
-    ends). ``references`` maps a label to a horizontal line (e.g. the Bayes error)."""
+    """Save the sweep figure: for each curve, its errors (mean +- 1 SE, and the median), and
+    below, every setting's paired difference from the better end (mean +- 2 SE; below 0 =
+    better than both ends). ``references`` maps a label to a horizontal line (e.g. the Bayes
+    error)."""
     from refimpl import plotting
 
     fig, axes = plotting.figure(2, len(curves), figsize=(5.5 * len(curves), 7), squeeze=False)
     for col, curve in enumerate(curves):
         s = summarize(curve.errors)
         ax = axes[0, col]
-        ax.errorbar(curve.x, s["mean"], yerr=s["se"], fmt="o-", ms=4, capsize=2, label=curve.label)
+        ax.errorbar(
+            curve.x,
+            s["mean"],
+            yerr=s["se"],
+            fmt="o-",
+            ms=4,
+            capsize=2,
+            label=f"{curve.label}, mean",
+        )
+        ax.plot(curve.x, s["median"], "^:", ms=4, color="C0", alpha=0.7, label="median")
         for i, (name, value) in enumerate((references or {}).items()):
             ax.axhline(value, color=f"C{i + 2}", ls="--", lw=1, label=name)
         _set_scale(ax, curve)
         ax.set_xlabel(curve.xlabel)
         ax.set_ylabel("test error")
         ax.legend(fontsize=8)
-        ax.set_title(f"{curve.label}: mean over {len(curve.errors)} draws, bars 1 SE", fontsize=10)
+        ax.set_title(f"{curve.label}: {len(curve.errors)} draws, bars 1 SE", fontsize=10)
         d = paired_difference(curve.errors, _best_end(curve.errors))
         ax = axes[1, col]
         ax.errorbar(curve.x, d["mean"], yerr=2 * d["se"], fmt="s-", ms=4, capsize=2, color="C1")
@@ -314,6 +331,8 @@ def _family(name: str, key: str, values, errors) -> dict:
         key: list(values),
         "error_mean": s["mean"],
         "error_se": s["se"],
+        "error_median": s["median"],
+        "error_q90": s["q90"],
         "minus_generative_mean": vs_first["mean"],
         "minus_generative_se": vs_first["se"],
         "minus_discriminative_mean": vs_last["mean"],

@@ -121,16 +121,33 @@ class ToyProblem:
     def dim(self) -> int:
         return self.means.shape[1]
 
-    def sample(self, counts, rng) -> tuple:
-        """``counts[k]`` points of each class: ``(x (N, D), y (N,))``, sorted by class."""
+    def sample(self, counts, rng=None, noise=None) -> tuple:
+        """``counts[k]`` points of each class: ``(x (N, D), y (N,))``, sorted by class.
+
+        ``x = mu_k + L_k z`` with ``L_k`` the Cholesky factor of ``Sigma_k`` and ``z`` standard
+        normal: drawn from the generator ``rng``, or given as ``noise (N, D)`` (so that another
+        implementation fed the same ``z`` gets the same points).
+        """
         counts = [int(c) for c in counts]
         if len(counts) != self.n_classes or min(counts) < 0:
             raise ValueError(f"counts must be {self.n_classes} non-negative integers; got {counts}")
-        xs, ys = [], []
+        total = sum(counts)
+        if noise is None:
+            if rng is None:
+                raise ValueError("sample needs a random generator rng or the noise array")
+            noise = rng.standard_normal((total, self.dim))
+        noise = np.asarray(noise, dtype=float)
+        if noise.shape != (total, self.dim):
+            raise ValueError(
+                f"noise must have shape ({total}, {self.dim}) for counts {counts}; "
+                f"got {shape_str(noise.shape)}"
+            )
+        xs, ys, start = [], [], 0
         for k, c in enumerate(counts):
             chol = np.linalg.cholesky(self.covariances[k])
-            xs.append(self.means[k] + rng.standard_normal((c, self.dim)) @ chol.T)
+            xs.append(self.means[k] + noise[start : start + c] @ chol.T)
             ys.append(np.full(c, k, dtype=np.int64))
+            start += c
         return np.concatenate(xs), np.concatenate(ys)
 
 
