@@ -149,6 +149,21 @@ def test_maximize_finds_a_known_maximum():
     assert not short.converged and np.linalg.norm(short.w - best) > 1e-6
 
 
+def test_maximize_halves_a_step_that_raises():
+    """A trial point where the objective raises (as the objectives do on non-finite scores)
+    is a failed trial, not a crash."""
+    calls = []
+
+    def fun(w):
+        calls.append(1)
+        if len(calls) == 2:  # the first trial
+            raise ValueError("scores contain non-finite values")
+        return -float((w - 1.2) @ (w - 1.2)), -2 * (w - 1.2)
+
+    m = fit.maximize(fun, np.zeros(3))
+    assert m.converged and np.abs(m.w - 1.2).max() < 1e-9 and len(calls) > 2
+
+
 def test_maximize_reaches_scipys_maximum_of_the_hybrid():
     """From the same start, our L-BFGS and SciPy's BFGS land on the same maximum of H."""
     data = data_set(1)

@@ -248,7 +248,10 @@ def plot_boundaries(path, problem: toy.ToyProblem, data: toy.SemiSupervised, row
     grid = np.linspace(-extent, extent, 241)
     gx, gy = np.meshgrid(grid, grid)
     points = np.column_stack([gx.ravel(), gy.ravel()])
-    normal, offset = toy.bayes_rule(problem)
+    try:
+        normal, offset = toy.bayes_rule(problem)
+    except ValueError:  # no linear Bayes rule (covariances differ): draw none
+        normal = None
     ncol = max(len(r) for r in rows)
     fig, axes = plotting.figure(
         len(rows), ncol, figsize=(2.6 * ncol, 2.9 * len(rows)), squeeze=False
@@ -263,15 +266,9 @@ def plot_boundaries(path, problem: toy.ToyProblem, data: toy.SemiSupervised, row
             for k, colour in ((0, "C0"), (1, "C3")):
                 pts = data.x_labelled[data.y_labelled == k]
                 ax.scatter(*pts.T, s=60, color=colour, edgecolor="k", zorder=3)
-            ax.contour(
-                gx,
-                gy,
-                (points @ normal + offset).reshape(gx.shape),
-                [0],
-                colors="k",
-                linestyles="--",
-                linewidths=1,
-            )
+            if normal is not None:
+                bayes = (points @ normal + offset).reshape(gx.shape)
+                ax.contour(gx, gy, bayes, [0], colors="k", linestyles="--", linewidths=1)
             ax.contour(
                 gx, gy, toy.log_odds(w, points).reshape(gx.shape), [0], colors="C2", linewidths=1.8
             )
@@ -303,9 +300,9 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         return _jsonable(value.tolist())
     if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isinf(value):
-        return "inf"
+        return _jsonable(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf" or "nan": strict JSON has no infinities
     return value
 
 
@@ -313,20 +310,10 @@ def _family(name: str, key: str, values, errors) -> dict:
     """Means, standard errors, the paired differences from both ends, and the best setting."""
     s = summarize(errors)
     vs_first, vs_last = (paired_difference(errors, errors[:, i]) for i in (0, -1))
-    inner = 1 + int(np.argmin(s["mean"][1:-1]))  # best setting strictly between the ends
-    best = {
-        key: values[inner],
-        "error": s["mean"][inner],
-        "se": s["se"][inner],
-        "minus_generative": vs_first["mean"][inner],
-        "minus_generative_se": vs_first["se"][inner],
-        "minus_discriminative": vs_last["mean"][inner],
-        "minus_discriminative_se": vs_last["se"][inner],
-    }
-    best["beats_both_ends"] = bool(
-        best["minus_generative"] < -2 * best["minus_generative_se"]
-        and best["minus_discriminative"] < -2 * best["minus_discriminative_se"]
-    )
+    best = None
+    if len(values) > 2:
+        inner = 1 + int(np.argmin(s["mean"][1:-1]))  # best setting strictly between the ends
+        best = _best_inner(key, values, inner, s, vs_first, vs_last)
     return {
         key: list(values),
         "error_mean": s["mean"],
@@ -340,6 +327,25 @@ def _family(name: str, key: str, values, errors) -> dict:
         "best_inner": best,
         "label": name,
     }
+
+
+def _best_inner(key, values, inner, s, vs_first, vs_last) -> dict:
+    """The best setting between the ends, its paired differences from both, and whether it is
+    better than both by more than two standard errors."""
+    best = {
+        key: values[inner],
+        "error": s["mean"][inner],
+        "se": s["se"][inner],
+        "minus_generative": vs_first["mean"][inner],
+        "minus_generative_se": vs_first["se"][inner],
+        "minus_discriminative": vs_last["mean"][inner],
+        "minus_discriminative_se": vs_last["se"][inner],
+    }
+    best["beats_both_ends"] = bool(
+        best["minus_generative"] < -2 * best["minus_generative_se"]
+        and best["minus_discriminative"] < -2 * best["minus_discriminative_se"]
+    )
+    return best
 
 
 def run_toy(

@@ -81,9 +81,11 @@ def maximize(
     from 1 (from ``1 / |grad|`` on the first iteration) until either
     ``phi(w + t d) <= phi(w) + 1e-4 t phi'(0)`` (Armijo), or ``phi(w + t d) <= phi(w) +
     1e-12 (1 + |phi(w)|)`` and ``0.9 phi'(0) <= phi'(t) <= -0.8 phi'(0)`` (approximate Wolfe,
-    for when ``phi`` no longer resolves the decrease). Non-finite trial values count as a
-    failed trial. Returns a :class:`Maximum`; ``converged`` is False after ``max_iter``
-    iterations or a failed line search.
+    for when ``phi`` no longer resolves the decrease). A trial whose value is not finite, or
+    whose evaluation raises ``ValueError`` or ``FloatingPointError`` (the objectives' checks of
+    non-finite scores), counts as a failed trial: the step is halved. Returns a
+    :class:`Maximum`; ``converged`` is False after ``max_iter`` iterations or a failed line
+    search.
     """
     for name, value in (("gtol", gtol), ("max_step", max_step)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -111,8 +113,12 @@ def maximize(
         t = 1.0 if pairs else min(1.0, 1.0 / float(np.linalg.norm(g)))
         for _ in range(60):
             trial = w + t * d
-            v_t, grad_t = fun(trial)
             evaluations += 1
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    v_t, grad_t = fun(trial)
+            except (ValueError, FloatingPointError):  # the trial overflowed a check: too far
+                v_t, grad_t = math.nan, g * math.nan
             phi_t, g_t = -v_t, -grad_t
             if math.isfinite(phi_t) and np.all(np.isfinite(g_t)):
                 armijo = phi_t <= phi + 1e-4 * t * slope
