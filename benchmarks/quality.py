@@ -12,7 +12,7 @@ at a time; 16 chains) into a run folder ``<out>/quality/<texture>/`` with
 
 What is measured
 ----------------
-:func:`refimpl.evaluation.texture_report` scores image sets against the training crop with
+:func:`refimpl.texture_stats.texture_report` scores image sets against the training crop with
 three model-independent distances (lower = closer to the training texture):
 
 * **marginal W1**: 1-Wasserstein distance between the pixel histograms, intensity units
@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 
-from refimpl import __version__, evaluation, plotting
+from refimpl import __version__, plotting, texture_stats
 from refimpl.data import TEXTURES, load_texture
 from refimpl.learning import runs
 from refimpl.learning.presets import PRESETS, preset_config
@@ -250,7 +250,7 @@ def corner_crops(config) -> tuple[np.ndarray, list, tuple]:
 
 def disjoint_pairs_row(crops: np.ndarray, positions: list, size: int) -> dict:
     """Each crop scored against the others it does not overlap, averaged over ordered pairs."""
-    values = {m: [] for m in evaluation.METRICS}
+    values = {m: [] for m in texture_stats.METRICS}
     for j, reference in enumerate(crops):
         others = [
             crops[i]
@@ -259,13 +259,13 @@ def disjoint_pairs_row(crops: np.ndarray, positions: list, size: int) -> dict:
         ]
         if not others:
             continue
-        row = evaluation.texture_report(reference, others)["samples"]
-        for m in evaluation.METRICS:
+        row = texture_stats.texture_report(reference, others)["samples"]
+        for m in texture_stats.METRICS:
             values[m].extend(row[f"{m}_per_image"])
     if not values["marginal"]:
         return None
     row = dict(n=len(values["marginal"]))
-    for m in evaluation.METRICS:
+    for m in texture_stats.METRICS:
         row[m] = float(np.mean(values[m]))
         row[f"{m}_std"] = float(np.std(values[m]))
         row[f"{m}_per_image"] = values[m]
@@ -279,8 +279,10 @@ def score(run: dict) -> dict:
     expected = load_texture(config.image, config.size, config.factor)
     if expected.shape != train.shape or not np.allclose(expected, train):
         raise RuntimeError(f"{run['folder']}/train.npy is not the centre crop of {config.image}")
-    noise = evaluation.matched_noise(train, NOISE_DRAWS, seed=config.seed)
-    rows = evaluation.texture_report(train, samples, {"white noise": noise, "other crops": crops})
+    noise = texture_stats.matched_noise(train, NOISE_DRAWS, seed=config.seed)
+    rows = texture_stats.texture_report(
+        train, samples, {"white noise": noise, "other crops": crops}
+    )
     pairs = disjoint_pairs_row(crops, positions, config.size)
     if pairs is not None:
         rows["disjoint crop pairs"] = pairs

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from checks import FINITE_DIFFERENCE, relative_error
 
-STEP = 1e-6
+from refimpl.numerics import FINITE_DIFFERENCE_STEP
+
+STEP = FINITE_DIFFERENCE_STEP
 ROUNDING_ULPS = 64
 
 

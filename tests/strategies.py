@@ -1,6 +1,6 @@
 """Hypothesis strategies shared by every test: architectures, networks, images, conv problems.
 
-Ranges (issue 2): depth 1-4, channels 1-5, kernels 1-7, strides 1-3, padding 0-3, 1-3 image
+Ranges: depth 1-4, channels 1-5, kernels 1-7, strides 1-3, padding 0-3, 1-3 image
 channels, images up to 20 x 20. Arrays are drawn from a seeded NumPy generator (the seed
 is what Hypothesis draws and shrinks), which keeps examples fast and reproducible.
 """
@@ -58,7 +58,7 @@ def layer_stacks(
         out = draw(st.integers(1, MAX_CHANNELS))
         top = l == depth - 1
         relu = not (top and allow_linear and draw(st.booleans()))
-        specs.append(LayerSpec(out, kernel, stride, pad, relu))
+        specs.append(LayerSpec(out, kernel, stride, pad, "relu" if relu else "linear"))
         h, w = conv_output_size(h, kernel, stride, pad), conv_output_size(w, kernel, stride, pad)
     return tuple(specs)
 
@@ -136,7 +136,7 @@ class ConvProblem:
 
 @st.composite
 def conv_problems(draw, dtype="float64", max_image: int = MAX_IMAGE, max_batch: int = 2):
-    """A random valid convolution problem within the issue's ranges."""
+    """A random valid convolution problem within the ranges above."""
     batch = draw(st.integers(1, max_batch))
     c_in = draw(st.integers(1, MAX_CHANNELS))
     c_out = draw(st.integers(1, MAX_CHANNELS))

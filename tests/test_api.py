@@ -23,7 +23,7 @@ def test_public_names():
 
 def test_spec_formats_are_equivalent():
     specs = [
-        [LayerSpec(4, 3, 2, 1), LayerSpec(2, 3, relu=False)],
+        [LayerSpec(4, 3, 2, 1), LayerSpec(2, 3, activation="linear")],
         [(4, 3, 2, 1), (2, 3, 1, 0, False)],
         [
             dict(out_channels=4, kernel_size=3, stride=2, pad=1),
@@ -38,7 +38,9 @@ def test_spec_formats_are_equivalent():
 def test_constructor_api_matches_readme():
     rng = np.random.default_rng(0)
     layer1 = ConvLayer(rng.standard_normal((4, 3, 5, 5)), rng.standard_normal(4), stride=2, pad=2)
-    layer2 = ConvLayer(rng.standard_normal((1, 4, 8, 8)), rng.standard_normal(1), relu=False)
+    layer2 = ConvLayer(
+        rng.standard_normal((1, 4, 8, 8)), rng.standard_normal(1), activation="linear"
+    )
     net = ConvNet([layer1, layer2])
     I = rng.standard_normal((5, 3, 16, 16))
     assert net.feature_shapes(I.shape) == [(4, 8, 8), (1, 1, 1)]

@@ -1,6 +1,6 @@
 """The ConvNet engine: scores, backprop, activation patterns, linear pieces, basis functions.
 
-Properties (seed 003, sections 2, 3, 6, 9), each on Hypothesis-drawn architectures and each
+Properties (Xie et al., sections 2, 3, 6, 9), each on Hypothesis-drawn architectures and each
 with a negative control below it:
 
 * df/dI, df/dW, df/db match central finite differences (rel. error < 1e-6) away from kinks;

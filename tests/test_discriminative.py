@@ -1,4 +1,4 @@
-"""The discriminative softmax (2.3) and the batch log-likelihoods l_D, l_G of seed 000 (refimpl.models.discriminative).
+"""The discriminative softmax (2.3) and the batch log-likelihoods l_D, l_G of Dai, Lu & Wu (refimpl.models.discriminative).
 
 Hand computations, central finite differences (gradcheck), the invariances that tell l_D and
 l_G apart, stability, argument checks, and a negative control for each kind of check.

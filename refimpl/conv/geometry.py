@@ -1,6 +1,6 @@
 """Shapes of a strided, zero-padded 2-D convolution, and the checks that make them valid.
 
-Convention (seed 003, Eq. (2.1)): filtering is cross-correlation,
+Convention (Xie et al., Eq. (2.1)): filtering is cross-correlation,
 
     y[n, o, i, j] = sum_{c, dy, dx} w[o, c, dy, dx] * x_pad[n, c, s*i + dy, s*j + dx] + b[o],
 

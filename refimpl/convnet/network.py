@@ -1,6 +1,6 @@
 """The ConvNet: a stack of :class:`ConvLayer`, its scoring function, backprop, and linear pieces.
 
-Notation (seed 003, sections 2, 3, 6): layer ``l`` maps ``x^(l-1)`` (``x^(0) = I``) to
+Notation (Xie et al., sections 2, 3, 6): layer ``l`` maps ``x^(l-1)`` (``x^(0) = I``) to
 
     z^(l) = conv(x^(l-1), w^(l)) + b^(l)                 (pre-activation, Eq. (6.2))
     x^(l) = h(z^(l)) = delta^(l) * z^(l)                 (Eq. (6.5) for ReLU)
@@ -125,7 +125,7 @@ class ConvNet:
                 (s.out_channels, channels, s.kernel_size, s.kernel_size), std, rng, xp, dtype
             )
             bias = random_normal((s.out_channels,), bias_std, rng, xp, dtype)
-            layers.append(ConvLayer(weight, bias, s.stride, s.pad, s.relu))
+            layers.append(ConvLayer(weight, bias, s.stride, s.pad, s.activation))
             channels = s.out_channels
         return cls(layers, conv_impl=conv_impl)
 

@@ -1,4 +1,7 @@
-"""The discriminative ConvNet (2.3) and the two batch log-likelihoods of seed 000, on class scores.
+"""The discriminative ConvNet (2.3) and the two batch log-likelihoods of Dai, Lu & Wu, on class scores.
+
+Dai, Lu & Wu, "Generative modeling of convolutional neural networks" (ICLR 2015),
+supplementary section A.
 
 Everything here acts on a matrix of class scores ``S (M, C)``, ``S[m, c] = f_c(I_m; w)``
 (Eq. (2.2); :meth:`refimpl.ConvNet.class_scores`, or one scoring function per class), and on
@@ -120,7 +123,7 @@ def softmax_posterior(scores, biases=None):
 
 
 def discriminative_log_likelihood(scores, labels) -> float:
-    """``l_D = sum_i log( exp S[i, y_i] / sum_c exp S[i, c] )`` (seed 000): log of (2.3) at the labels.
+    """``l_D = sum_i log( exp S[i, y_i] / sum_c exp S[i, c] )`` (Dai, Lu & Wu): log of (2.3) at the labels.
 
     Args:
         scores: ``(M, C)``, ``S[i, c] = f_c(x_i)`` (biases included if any).
@@ -138,7 +141,7 @@ def discriminative_log_likelihood(scores, labels) -> float:
 
 
 def generative_log_likelihood(scores, labels) -> float:
-    """``l_G = sum_i log( exp S[i, y_i] / sum_j exp S[j, y_i] )`` (seed 000): the batch tilted likelihood.
+    """``l_G = sum_i log( exp S[i, y_i] / sum_j exp S[j, y_i] )`` (Dai, Lu & Wu): the batch tilted likelihood.
 
     ``log p_c(x) = f_c(x) - log Z_c`` (3.1) with ``Z_c`` replaced by the sum of ``exp f_c`` over the
     batch examples ``x_j`` (all of them, whatever their labels), the class ``y_i`` fixed.

@@ -3,7 +3,7 @@
 Exponential tilting of the Gaussian white noise ``q = N(0, sigma^2 I)`` by a scoring
 function ``f``: the ConvNet's (Eq. (3.5)), the prototype model's (Eq. (5.1)), or any object
 with the same methods. ``Z(w) = E_q[exp f(I; w)]`` is not computed here (see
-:mod:`refimpl.lowdim` for exact values in one and two dimensions).
+:mod:`refimpl.exact` for exact values in one and two dimensions).
 
 For a piecewise-linear ``f`` (ReLU), on the piece of ``I`` (Theorem 1, Eq. (6.9)):
 

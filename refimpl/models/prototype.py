@@ -17,8 +17,9 @@ It is the generative ConvNet with a single layer whose kernel covers the image
 
 from __future__ import annotations
 
-from refimpl.backend import get_namespace, host_rng, random_normal
-from refimpl.convnet.layer import ACTIVATIONS
+from refimpl.activations import get_activation
+from refimpl.backend import get_namespace, host_rng, namespace_of, random_normal
+from refimpl.convnet import ConvLayer, ConvNet
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 
@@ -42,10 +43,8 @@ class PrototypeModel:
             )
         check_finite(weight, "weight")
         check_finite(bias, "bias")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
+        self.activation = get_activation(activation)
         self.weight, self.bias = weight, bias.astype(weight.dtype)
-        self.activation = ACTIVATIONS[activation]
 
     @classmethod
     def random(
@@ -67,8 +66,6 @@ class PrototypeModel:
 
     @property
     def xp(self):
-        from refimpl.backend import namespace_of
-
         return namespace_of(self.weight)
 
     @property
@@ -152,8 +149,6 @@ class PrototypeModel:
         Its single kernel covers the whole image, so each filter has one position and
         ``ConvNet.score(I.reshape(M, C, H, W)) == PrototypeModel.score(I)``.
         """
-        from refimpl.convnet import ConvLayer, ConvNet
-
         c, h, w = image_shape
         if c * h * w != self.dim or h != w:
             raise ValueError(

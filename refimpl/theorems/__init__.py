@@ -1,4 +1,4 @@
-"""Every claim of seed 003 as a numerical check returning its residual and tolerance.
+"""Every claim of Xie et al. (A Theory of Generative ConvNet) as a numerical check returning its residual and tolerance.
 
 ``python -m refimpl verify`` runs them all (:func:`refimpl.theorems.registry.run_all`); the
 tests run the same check functions on Hypothesis-drawn instances and on deliberately broken

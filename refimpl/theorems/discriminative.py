@@ -2,7 +2,7 @@
 
 Class ``c`` has scoring function ``f_c`` and prior ``rho_c``; its generative model is the
 tilting ``p_c(I) = exp(f_c(I)) q(I) / Z_c``, Eq. (3.1), with ``Z_c = E_q[exp f_c]`` computed
-exactly (:mod:`refimpl.lowdim`) in one and two dimensions.
+exactly (:mod:`refimpl.exact`) in one and two dimensions.
 
 (a) Bayes' posterior ``rho_c p_c(I) / sum_c' rho_c' p_c'(I)`` is the softmax (2.3) of
     ``f_c(I) + b_c`` with ``b_c = log rho_c - log Z_c`` (+ a constant common to all classes).
@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models.discriminative import softmax_posterior
 from refimpl.models.reference import GaussianReference
+from refimpl.numerics import EXACT
 from refimpl.theorems.result import CheckResult
 
 
@@ -66,7 +67,7 @@ def check_proposition1a(
         f"{dim}-D: Bayes posterior = softmax(f_c + b_c), b_c = log rho_c - log Z_c",
         "Prop. 1(a),(2.3)",
         float(np.abs(bayes - disc).max()),
-        1e-12,
+        EXACT,
         details=dict(classes=len(class_models), log_Z=log_Z.tolist(), points=len(images)),
     )
 
@@ -125,7 +126,7 @@ def check_proposition1b(
         f"{dim}-D: base category q: b_c = log rho_c - log rho_1 - log Z_c",
         "Prop. 1(b),(3.2)-(3.3)",
         gap,
-        1e-12,
+        EXACT,
         details=dict(
             normalisation_gap=worst_mass,
             pointwise_gap=worst_pointwise,

@@ -93,7 +93,7 @@ def reference_piece(net, pattern, image_shape):
 def hand_net():
     """1 filter [[1, 2], [3, 4]] with bias -40, then a linear 1x1 layer with weight 2 and bias 1."""
     first = ConvLayer(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), np.array([-40.0]))
-    top = ConvLayer(np.array([[[[2.0]]]]), np.array([1.0]), relu=False)
+    top = ConvLayer(np.array([[[[2.0]]]]), np.array([1.0]), activation="linear")
     return ConvNet([first, top]), np.arange(9.0).reshape(1, 1, 3, 3)
 
 

@@ -4,7 +4,7 @@ Graded functions and the tests that grade them (``GRADED``, read by grade.py), a
 ``refimpl.models.discriminative``. The independent references are SciPy's ``softmax`` /
 ``log_softmax``, plain Python sums with ``math.exp``/``math.log``, Bayes' rule for tilted
 classes with exact normalisers (Proposition 1(a); ``refimpl.theorems.discriminative`` and
-``refimpl.lowdim``), central finite differences (``gradcheck``), and values worked out by hand.
+``refimpl.exact``), central finite differences (``gradcheck``), and values worked out by hand.
 """
 
 import math
@@ -125,7 +125,7 @@ def test_softmax_posterior_is_bayes_rule_for_tilted_classes(seed):
     rng = np.random.default_rng(seed)
     sigma = instances.sigma(rng)
     classes = [instances.prototype(rng, 1, 3, sig=sigma) for _ in range(3)]
-    log_Z = theorem.class_log_normalisers(classes, (1,))  # exact, lowdim
+    log_Z = theorem.class_log_normalisers(classes, (1,))  # exact, refimpl.exact
     log_rho = np.log(rng.dirichlet(np.ones(3)))
     x = 2 * sigma * rng.standard_normal((40, 1))
     scores = np.stack([c.scoring.score(x) for c in classes], axis=1)
@@ -133,7 +133,7 @@ def test_softmax_posterior_is_bayes_rule_for_tilted_classes(seed):
     assert_close(disc.softmax_posterior(scores, log_rho - log_Z), bayes, EXACT)
 
 
-# --- the two batch log-likelihoods (seed 000) -------------------------------------------------------
+# --- the two batch log-likelihoods (Dai, Lu & Wu) -------------------------------------------------------
 
 
 def test_discriminative_log_likelihood_by_hand():

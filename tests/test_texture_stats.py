@@ -1,10 +1,10 @@
-"""Texture statistics (refimpl.evaluation): zero on identical images, symmetry, a real texture
+"""Texture statistics (refimpl.texture_stats): zero on identical images, symmetry, a real texture
 crop closer than white noise, and a negative control that only the spatial statistics catch."""
 
 import numpy as np
 import pytest
 
-from refimpl import evaluation as ev
+from refimpl import texture_stats as ev
 from refimpl.data import load_texture
 
 DISTANCES = {
