@@ -238,7 +238,11 @@ def overlap(a: tuple, b: tuple, size: int) -> float:
 
 
 def corner_crops(config) -> tuple[np.ndarray, list, tuple]:
-    """The four corner crops of the block-averaged image, their positions, and the training crop's."""
+    """The four corner crops of the block-averaged image, their positions and the training crop's.
+
+    Returns ``(crops, positions, train_at)``: crops ``(4, C, s, s)``, their ``(top, left)``
+    corners, and the training crop's ``(top, left)``.
+    """
     image = load_texture(config.image, factor=config.factor)
     _, h, w = image.shape
     s = config.size
@@ -337,7 +341,8 @@ def markdown(env: dict, results: dict, total: float) -> str:
     lines += [
         f"- date: {env['date']}",
         f"- command: `{env['command']}`",
-        f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, "
+        f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, "
+        f"scipy {env['scipy']}, "
         f"{env['cpu_count']} CPUs, load average (1 min) at start: {env['load_average_at_start']}, "
         f"OPENBLAS_NUM_THREADS={env['blas_threads']['OPENBLAS_NUM_THREADS']}",
         f"- preset `{env['preset']}`; total wall time {total:.0f} s",
@@ -392,7 +397,8 @@ def markdown(env: dict, results: dict, total: float) -> str:
             f"| {texture} | {result['status']} | {s['iterations']} | {result['chains']} | "
             f"{s['seconds']:.0f} | "
             + " | ".join("" if m is None else f"{m:.4f}" for m in mismatch[:depth])
-            + f" | {s['final_reconstruction_error']:.4f} | {100 * result['samples_out_of_range']:.2f}% |"
+            + f" | {s['final_reconstruction_error']:.4f} | "
+            f"{100 * result['samples_out_of_range']:.2f}% |"
         )
     lines += [
         "",

@@ -301,7 +301,7 @@ xs, ys = labelled_batch(rng.multinomial(n, priors))  # class sizes drawn with th
 S = np.stack([m.scoring.score(xs) for m in classes], axis=1)
 b = np.zeros(3)
 path = [b.copy()]
-for step in range(pick(100, 60)):
+for _ in range(pick(100, 60)):
     grad_b = discriminative_score_gradient(S + b, ys).mean(axis=0)
     grad_b[0] = 0.0  # b_1 = 0 stays fixed: the base category
     b = b + 2.0 * grad_b

@@ -240,7 +240,7 @@ fig, axes = plotting.figure(
 axes[0].plot(x[:, 0], proto1.score(x), color="k")
 axes[0].set_ylabel("$f(I)$")
 axes[1].plot(x[:, 0], pdf, color="k", lw=2, label="exact $p(I)$")
-for j, (key, lo, hi) in enumerate(zip(seg.keys, seg.bounds[:-1], seg.bounds[1:])):
+for key, lo, hi in zip(seg.keys, seg.bounds[:-1], seg.bounds[1:]):
     _, Bd = proto1.piece_from_pattern(key[None])
     mu = model1.sigma**2 * Bd[0, 0]
     piece = (x[:, 0] > lo) & (x[:, 0] < hi)

@@ -158,7 +158,7 @@ for ax, labels, title in (
         ms=12,
         label="modes $\\hat I = \\sigma^2 B_{\\delta(\\hat I)}$",
     )
-    for k, (w, bk) in enumerate(zip(W, b)):
+    for w, bk in zip(W, b):
         t = np.linspace(-3 * lim, 3 * lim, 2)
         foot = -bk * w / (w @ w)
         line = foot + t[:, None] * np.array([-w[1], w[0]]) / np.linalg.norm(w)

@@ -258,8 +258,9 @@ for i, n in enumerate(sizes):
             int(n), make_rng(100 + r + 10 * i)
         )
         fit = optimize.minimize(
-            lambda v: (-log_lik(v, sample), -grad(v, sample)),
+            lambda v, sample: (-log_lik(v, sample), -grad(v, sample)),
             truth,
+            args=(sample,),
             jac=True,
             method="BFGS",
             options=dict(gtol=1e-9),

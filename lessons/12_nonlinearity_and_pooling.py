@@ -263,9 +263,9 @@ for size, stride in ((2, 2), (3, 2), (3, 1)):
     y, argmax = max_pool2d(x, size, stride)
     dy = rng.standard_normal(y.shape)
     other = rng.standard_normal(x.shape)  # any x', not just x
-    P_a = lambda v: np.take_along_axis(
-        v.reshape(2, 3, -1), argmax.reshape(2, 3, -1), axis=2
-    ).reshape(y.shape)
+    P_a = lambda v, a=argmax: np.take_along_axis(
+        v.reshape(2, 3, -1), a.reshape(2, 3, -1), axis=2
+    ).reshape(a.shape)
     lhs, rhs = (
         float((P_a(other) * dy).sum()),
         float((other * max_pool2d_adjoint(dy, argmax, x.shape)).sum()),

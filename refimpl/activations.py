@@ -57,14 +57,17 @@ def ones(xp, z):
 
 
 def softplus(xp, z):
-    """Softplus ``h(z) = log(1 + e^z)``, elementwise, without overflow for large ``z`` (section 9)."""
+    """Softplus ``h(z) = log(1 + e^z)``, elementwise; no overflow for large ``z`` (section 9)."""
     # BEGIN SOLUTION lesson 12
     return xp.logaddexp(0, z)
     # END SOLUTION
 
 
 def sigmoid(xp, z):
-    """``h'(z)`` of softplus: the logistic ``1 / (1 + e^-z)``, elementwise, without overflow (Eq. (9.1))."""
+    """``h'(z)`` of softplus, Eq. (9.1): the logistic ``1 / (1 + e^-z)``, elementwise.
+
+    Computed without overflow for any ``z``.
+    """
     # BEGIN SOLUTION lesson 12
     # exp(-log(1 + e^-z)) = 1 / (1 + e^-z): logaddexp cannot overflow, and unlike
     # (1 + tanh(z/2)) / 2 it keeps its relative accuracy for very negative z (e^-40, not 0)

@@ -86,7 +86,10 @@ BIAS_MEAN = 0.1
 
 @st.composite
 def networks(draw, arch=None, dtype="float64", conv_impl="fast", bias_std=0.3, **arch_kwargs):
-    """``(net, arch)``: a random ConvNet (He weights, N(0.1, bias_std^2) biases) of an architecture."""
+    """``(net, arch)``: a random ConvNet of architecture ``arch`` (drawn unless given).
+
+    He weights, N(0.1, bias_std^2) biases.
+    """
     arch = arch if arch is not None else draw(architectures(**arch_kwargs))
     net = ConvNet.random(
         arch.in_channels,
@@ -214,7 +217,7 @@ def probes_in_piece(scoring, x, probes) -> bool:
 
 
 def small_mixed_net():
-    """A fixed 2-layer net and images whose patterns mix on and off units (for negative controls)."""
+    """A fixed 2-layer net, images whose patterns mix on and off units (for negative controls)."""
     from refimpl import ConvNet
 
     net = ConvNet.random(2, [(4, 3, 1, 1), (3, 3, 2, 0)], seed=3, bias_std=0.3)

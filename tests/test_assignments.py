@@ -41,7 +41,7 @@ def test_stubbed_copy_fails_and_complete_copy_passes(lesson, tmp_path):
     assert not everything
     assert all(passed == 0 and total > 0 for _, passed, total in rows), rows  # every function fails
     text = "".join(p.read_text() for p in (stub / "refimpl").rglob("*.py"))
-    assert f"lesson {lesson}: " in text and "BEGIN SOLUTION lesson %d\n" % lesson not in text
+    assert f"lesson {lesson}: " in text and f"BEGIN SOLUTION lesson {lesson}\n" not in text
     complete = assign.make_assignment(lesson, tmp_path / "complete", solution=True)
     rows, everything = score(complete)
     assert everything, rows

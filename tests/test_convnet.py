@@ -221,7 +221,7 @@ def test_negative_control_basis_check_catches_ungated_basis():
     pixels = I[0].size
     eye = np.eye(pixels).reshape((pixels,) + I.shape[1:])
     ungated = eye
-    for layer, geom_layer in zip(net.layers, net.layers):
+    for layer in net.layers:
         ungated = net.conv.forward(layer.geometry(ungated.shape, "x"), ungated, layer.weight)
     a_right, _ = basis_functions(net, I[:1])[-1]
     b_wrong = ungated.reshape(pixels, -1).T.reshape(a_right.shape + I.shape[1:])

@@ -125,7 +125,7 @@ def test_1d_log_Z_mean_and_pieces_match_quadrature(one_d):
 
 
 def test_negative_control_1d_quadrature_catches_untruncated_piece_means(one_d):
-    """Taking each piece's mean as its Gaussian's, sigma^2 B (ignoring the truncation), is caught."""
+    """Taking each piece's mean as its Gaussian's, sigma^2 B (ignoring truncation), is caught."""
     model, dist, ref = one_d
     _, B = model.scoring.linear_piece(dist.means)
     idx = match_rows(dist.keys, ref.keys)
@@ -134,7 +134,7 @@ def test_negative_control_1d_quadrature_catches_untruncated_piece_means(one_d):
 
 
 def piece_gaussian_means(model, dist, shape):
-    """``sigma^2 B_A`` for every listed piece ``A`` (B from the piece's conditional mean, inside it)."""
+    """``sigma^2 B_A`` for each listed piece ``A`` (B at its conditional mean, inside it)."""
     _, B = model.scoring.linear_piece(dist.means.reshape((-1,) + shape))
     return model.sigma**2 * B.reshape(len(B), -1)
 
@@ -198,7 +198,7 @@ def test_1d_samples_pass_a_ks_test(one_d):
 
 
 def test_1d_expected_param_grads_match_quadrature(one_d):
-    """E[delta_k I] and E[delta_k], Eq. (5.8), by quadrature over the intervals where delta_k = 1."""
+    """E[delta_k I] and E[delta_k], Eq. (5.8), by quadrature over the intervals with delta_k = 1."""
     model, dist, ref = one_d
     dW, db = dist.expected_param_grads()
     on = ref.keys.astype(float)  # (intervals, K)
@@ -340,7 +340,7 @@ def flat_grads(grads):
 
 
 class Lattice:
-    """Estimates of log Z, E[I], E[delta_u], E[delta_u I] and E[df/dw] from randomly shifted lattices.
+    """Estimates of log Z, E[I], E[delta_u], E[delta_u I], E[df/dw] from randomly shifted lattices.
 
     ``values[name]`` has a leading axis of ``N_SHIFTS`` independent estimates, one per
     uniformly random shift of an ``n x n`` lattice over ``[-R, R]^2``; everything is computed
@@ -654,7 +654,7 @@ def test_cdf_is_one_dimensional(proto_2d):
 
 
 def test_negative_control_linear_models_are_accepted():
-    """The counterpart of the refusals: a linear prototype in D = 2 is a Gaussian, N(sigma^2 w, sigma^2 I)."""
+    """The counterpart of the refusals: a linear prototype in D = 2 is N(sigma^2 w, sigma^2 I)."""
     W = np.array([[0.5, -1.0], [0.25, 0.5]])
     model = GenerativeModel(PrototypeModel(W, np.array([0.1, 0.2]), activation="linear"), 0.8)
     dist = exact_distribution(model)

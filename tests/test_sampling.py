@@ -81,7 +81,8 @@ def test_samplers_check_the_step_size(sampler):
 SIGMA = 0.7
 W_LIN = np.random.default_rng(10).standard_normal((2, 4))
 LINEAR = GenerativeModel(PrototypeModel(W_LIN, np.array([0.3, -0.2]), activation="linear"), SIGMA)
-# f(I) = sum_k <I, w_k> + b_k, so p ~ exp(<I, w>) N(0, sigma^2 I) = N(sigma^2 w, sigma^2 I), w = sum_k w_k
+# f(I) = sum_k <I, w_k> + b_k = <I, w> + const with w = sum_k w_k, so
+# p ~ exp(<I, w>) N(0, sigma^2 I) = N(sigma^2 w, sigma^2 I)
 TARGET_MEAN = SIGMA**2 * W_LIN.sum(0)
 CHAINS = 20000
 
@@ -89,8 +90,9 @@ CHAINS = 20000
 def ula_moments(eps, sigma, mean, steps, start=0.0):
     """Exact mean and per-coordinate variance of ULA on N(mean, sigma^2 I) after ``steps`` steps.
 
-    I' = I + (eps^2/2)(w - I/sigma^2) + eps Z = a I + (1 - a) mean + eps Z, a = 1 - eps^2/(2 sigma^2):
-    an AR(1) with stationary variance v = eps^2 / (1 - a^2) = sigma^2 / (1 - eps^2 / (4 sigma^2)).
+    I' = I + (eps^2/2)(w - I/sigma^2) + eps Z = a I + (1 - a) mean + eps Z with
+    a = 1 - eps^2/(2 sigma^2): an AR(1) with stationary variance
+    v = eps^2 / (1 - a^2) = sigma^2 / (1 - eps^2 / (4 sigma^2)).
     From a deterministic start: mean_t = mean + a^t (start - mean), var_t = v (1 - a^(2t)).
     """
     a = 1 - eps**2 / (2 * sigma**2)
@@ -130,7 +132,7 @@ def test_langevin_matches_the_exact_ar1_moments(eps_factor, steps):
 
 
 def test_langevin_variance_bias_is_visible_at_large_step_and_fades_at_small_step():
-    """ULA started from exact draws of p drifts to the AR(1) law: visibly wrong at eps = sigma only."""
+    """ULA from exact draws of p drifts to the AR(1) law: visibly wrong at eps = sigma only."""
     rng = make_rng(2)
     start = TARGET_MEAN + SIGMA * rng.standard_normal((CHAINS, 4))  # exact draws from p
     # eps = sigma: variance sigma^2 / (1 - 1/4) (a^60 = 1e-18 of sigma^2 left), 33% too large,
@@ -223,7 +225,7 @@ def grade_steps_predicted(I0, eps, sigma, mean, tol):
 
 
 def assert_auto_encoding(model, I, rtol, what="I = sigma^2 B"):
-    """Proposition 2: ``I = sigma^2 B_{w,delta(I)}`` for every chain, relative to ``|I| + sigma``."""
+    """Proposition 2: ``I = sigma^2 B_{w,delta(I)}`` for each chain, relative to ``|I| + sigma``."""
     gap = np.linalg.norm(I - model.piece_mean(I), axis=1) / (
         np.linalg.norm(I, axis=1) + model.sigma
     )
@@ -297,7 +299,10 @@ def test_negative_control_auto_encoding_check_fails_at_the_start_points():
 
 
 def assert_non_decreasing(trace, what="log p"):
-    """Each row of ``trace (steps, M)`` is >= the one before, up to rounding of log p (1e-12 relative)."""
+    """Each row of ``trace (steps, M)`` is >= the one before, up to rounding of log p.
+
+    The rounding allowance is ``EXACT`` (1e-12) relative to ``|log p| + 1``.
+    """
     trace = np.asarray(trace)
     drop = trace[:-1] - trace[1:]
     allowed = EXACT * (np.abs(trace[:-1]) + 1)

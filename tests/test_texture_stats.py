@@ -16,7 +16,7 @@ DISTANCES = {
 
 @pytest.fixture(scope="module")
 def brick():
-    """Two disjoint 64x64 crops (top-left, bottom-right) of the x4 block-averaged brick, (1, 64, 64)."""
+    """Two disjoint (1, 64, 64) crops, top-left and bottom-right, of the x4 block-averaged brick."""
     full = load_texture("brick", factor=4)
     assert full.shape == (1, 128, 128)
     return full[:, :64, :64], full[:, 64:, 64:]

@@ -1,4 +1,8 @@
-"""``python -m refimpl synthesize`` and ``reconstruct``: learning runs (Algorithm 1, contrastive divergence)."""
+"""``python -m refimpl synthesize`` and ``reconstruct``: the two learning runs.
+
+``synthesize`` learns by maximum likelihood (Algorithm 1); ``reconstruct`` by one-step
+contrastive divergence.
+"""
 
 from __future__ import annotations
 

@@ -232,7 +232,8 @@ def run(
         print(report.table())
         facts = report.facts
         print(
-            f"\nf(I) = {facts['score']:.4f} = alpha {facts['alpha']:.4f} + <I, B> {facts['inner_product']:.4f}"
+            f"\nf(I) = {facts['score']:.4f} = alpha {facts['alpha']:.4f} "
+            f"+ <I, B> {facts['inner_product']:.4f}"
         )
         print(
             f"a random line through I crosses {facts['pieces_crossed_on_line']} pieces; "
@@ -240,7 +241,8 @@ def run(
             "lie in pieces sampled 3+ times, where f is exactly linear"
         )
         print(
-            f"fraction of units on per layer: {[round(x, 3) for x in facts['active_fraction_per_layer']]}"
+            "fraction of units on per layer: "
+            f"{[round(x, 3) for x in facts['active_fraction_per_layer']]}"
         )
         print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'summary.json'}")
     return report

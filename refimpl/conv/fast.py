@@ -73,7 +73,7 @@ def _to_phases(xp, x, plan: Plan):
 
 
 def _from_phases(xp, phases, plan: Plan):
-    """Adjoint of :func:`_to_phases`: ``(N, C, s*s, hq*wq)`` -> ``(N, C, H, W)``, padding dropped."""
+    """Adjoint of :func:`_to_phases`: ``(N, C, s*s, hq*wq)`` -> ``(N, C, H, W)``; drops padding."""
     g, s = plan.geom, plan.geom.stride
     if s == 1 and g.pad == 0:
         return phases.reshape(g.input_shape)
@@ -104,7 +104,7 @@ def _tap_index(xp, plan: Plan):
 
 
 def plan_weight(xp, plan: Plan, weight):
-    """``weight (O, C, k, k)`` -> ``W_plan (R*O, C*G)`` with ``W_plan[(r,o),(c,g)] = w[o,c,dy,dx]``."""
+    """``weight (O, C, k, k)`` -> ``W_plan (R*O, C*G)``: ``W_plan[(r,o),(c,g)] = w[o,c,dy,dx]``."""
     g = plan.geom
     k_rows = plan.kernel_rows
     if k_rows > g.kernel:  # "rows" with k not a multiple of s: pad the kernel with zero rows
@@ -215,7 +215,7 @@ def forward(geom: ConvGeometry, x, weight, bias=None, plan: str | None = None):
 
 
 def adjoint(geom: ConvGeometry, y, weight, plan: str | None = None):
-    """Transposed convolution, the adjoint of :func:`forward` in ``x`` (fast; equals ``naive.adjoint``).
+    """Transposed convolution, the adjoint of :func:`forward` in ``x`` (equals ``naive.adjoint``).
 
     Gradient of ``<forward(x), y>`` w.r.t. ``x``; the top-down deconvolution of Eq. (6.7).
     Shapes: y ``(N, O, H_out, W_out)``, weight ``(O, C, k, k)`` -> ``(N, C, H, W)``.
@@ -257,5 +257,5 @@ def weight_grad(geom: ConvGeometry, x, y, plan: str | None = None):
 
 
 def bias_grad(y):
-    """``b_grad[o] = sum_{n, i, j} y[n, o, i, j]`` (Eq. (7.4)); shapes ``(N, O, h, w)`` -> ``(O,)``."""
+    """``b_grad[o] = sum_{n,i,j} y[n,o,i,j]`` (Eq. (7.4)); shapes ``(N, O, h, w)`` -> ``(O,)``."""
     return y.sum(axis=(0, 2, 3))

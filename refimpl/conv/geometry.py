@@ -62,7 +62,7 @@ class ConvGeometry:
 
     @property
     def flops(self) -> int:
-        """Multiply-adds counted as 2 flops: ``2 N O C k^2 H_out W_out`` (the same for all three ops)."""
+        """Flops, 2 per multiply-add: ``2 N O C k^2 H_out W_out`` (the same for all three ops)."""
         return (
             2
             * self.batch

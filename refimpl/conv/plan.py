@@ -106,7 +106,7 @@ def im2col_plan(geom: ConvGeometry) -> Plan:
 
 
 def rows_plan(geom: ConvGeometry) -> Plan:
-    """Gather taps ``(a, dx)``, ``a = dy mod s``; stack row offsets ``r = dy // s`` on the output."""
+    """Gather taps ``(a, dx)``, ``a = dy mod s``; stack row offsets ``r = dy // s`` on output."""
     hq, wq = phase_size(geom)
     k, s = geom.kernel, geom.stride
     kq = -(-k // s)

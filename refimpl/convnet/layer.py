@@ -44,8 +44,10 @@ class LayerSpec(NamedTuple):
 
     @classmethod
     def coerce(cls, spec) -> LayerSpec:
-        """Accept a LayerSpec, a tuple ``(out_channels, kernel_size[, stride[, pad[, activation]]])``
-        or a dict with those keys.
+        """A LayerSpec from a LayerSpec, a tuple or a dict.
+
+        The tuple is ``(out_channels, kernel_size[, stride[, pad[, activation]]])``; the dict has
+        those keys.
 
         A boolean in the activation's place (or a dict key ``relu``) is read as older
         configuration files wrote it: True is ``"relu"``, False is ``"linear"``.
@@ -164,7 +166,7 @@ class ConvLayer:
         return ConvLayer(weight, bias, self.stride, self.pad, activation=self.activation.name)
 
     def to(self, backend=None, dtype=None) -> ConvLayer:
-        """A copy on ``backend`` (name or namespace; default: the current one) and/or in ``dtype``."""
+        """A copy on ``backend`` (name or namespace; default: the current) and/or in ``dtype``."""
         backend = self.xp if backend is None else backend
         return self.with_parameters(
             to_backend(self.weight.copy(), backend, dtype),
@@ -173,7 +175,8 @@ class ConvLayer:
 
     def __repr__(self) -> str:
         return (
-            f"ConvLayer({self.out_channels}x{self.in_channels}x{self.kernel_size}x{self.kernel_size}, "
+            f"ConvLayer({self.out_channels}x{self.in_channels}x"
+            f"{self.kernel_size}x{self.kernel_size}, "
             f"stride={self.stride}, pad={self.pad}, activation={self.activation.name!r}, "
             f"dtype={self.dtype})"
         )

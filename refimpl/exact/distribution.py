@@ -85,7 +85,7 @@ class ExactDistribution:
         return self.probs @ on, (on * self.probs[:, None]).T @ self.means
 
     def expected_param_grads(self):
-        """``E_w[df/dw]`` in the format of ``scoring.grad_params``: ``sum_A P(A) df/dw(E[I | A])``."""
+        """``E_w[df/dw] = sum_A P(A) df/dw(E[I | A])``, formatted like ``scoring.grad_params``."""
         total = None
         for p, m in zip(self.probs, self.means):
             g = _scale(self.model.scoring.grad_params(self.line.images(m[None])), p)
@@ -161,7 +161,8 @@ def default_radius(line: LineModel, dim: int, sigma: float) -> float:
 
     ``L = max |df/dI| = max |B|``. ``B`` takes finitely many values; the unbounded pieces
     show on a circle of large radius, the bounded ones near the origin, so probing rays
-    densely out to 30 sigma and then at 100 and 1000 sigma finds ``L``. Beyond ``sigma^2 L + 15 sigma`` the density is below ``e^-100`` of its peak.
+    densely out to 30 sigma and then at 100 and 1000 sigma finds ``L``. Beyond
+    ``sigma^2 L + 15 sigma`` the density is below ``e^-100`` of its peak.
     """
     if dim == 1:
         rays = np.array([[-1.0], [1.0]])
@@ -237,7 +238,10 @@ def exact_distribution(
 
 
 def _sample_piece(strips, piece: int, mean, sigma: float, n: int, rng, y_nodes: int) -> np.ndarray:
-    """``n`` draws of ``N(mean, sigma^2 I)`` truncated to piece ``piece`` (see ExactDistribution.sample)."""
+    """``n`` draws of ``N(mean, sigma^2 I)`` truncated to piece ``piece``.
+
+    See ExactDistribution.sample.
+    """
     ys, left, right = [], [], []
     for y0, y1, ends in strips:
         if piece not in ends:
@@ -269,7 +273,7 @@ def _sample_piece(strips, piece: int, mean, sigma: float, n: int, rng, y_nodes: 
 
 
 def _piece_ends(seg: Segments, index: dict, radius: float) -> dict:
-    """``{piece row: (left, right)}`` of the finite segments of one line (ends clipped to +-radius)."""
+    """``{piece row: (left, right)}`` of one line's finite segments (ends clipped to +-radius)."""
     out = {}
     for key, lo, hi in zip(seg.keys, seg.bounds[:-1], seg.bounds[1:]):
         row = index.get(key.tobytes())

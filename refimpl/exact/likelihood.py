@@ -41,7 +41,7 @@ def current_parameters(scoring):
 
 
 def with_flat_parameters(scoring, vector):
-    """A copy of ``scoring`` whose parameters are taken from the flat ``vector`` (see :func:`flatten`)."""
+    """A copy of ``scoring`` with the parameters in the flat ``vector`` (see :func:`flatten`)."""
     pairs, out, i = _pairs(current_parameters(scoring)), [], 0
     for w, b in pairs:
         new = []

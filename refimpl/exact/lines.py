@@ -71,7 +71,8 @@ class Segments:
 
     ``bounds (n+1,)`` (first and last are -inf, +inf), ``keys (n, units)``, and on segment
     ``j`` the truncated Gaussian ``t ~ N(mu_j, sigma^2)`` restricted to ``bounds[j:j+2]`` with
-    log mass ``log_mass_j`` (the integral of ``exp(f - |I|^2 / (2 sigma^2))``, without q's constant).
+    log mass ``log_mass_j`` (the integral of ``exp(f - |I|^2 / (2 sigma^2))``, without q's
+    constant).
     """
 
     bounds: np.ndarray
@@ -86,7 +87,10 @@ class Segments:
         return (self.bounds[:-1] - self.mu) / self.sigma, (self.bounds[1:] - self.mu) / self.sigma
 
     def mean_t(self):
-        """``E[t]`` on each segment: ``mu + sigma (phi(a) - phi(b)) / (Phi(b) - Phi(a))``, in logs."""
+        """``E[t]`` on each segment: ``mu + sigma (phi(a) - phi(b)) / (Phi(b) - Phi(a))``.
+
+        The ratio is computed in logs.
+        """
         a, b = self.standardised
         log_z = log_diff_ndtr(a, b)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -103,7 +107,7 @@ def line_segments(
     n_probe: int = 129,
     tol: float = 1e-13,
 ) -> Segments:
-    """Kinks of ``f`` along ``origin + t direction`` (``|t| <= radius``) and the segments' Gaussians.
+    """Kinks of ``f`` on ``origin + t direction``, ``|t| <= radius``, and the segments' Gaussians.
 
     Probes ``n_probe`` points, bisects (vectorised) every probe interval whose end patterns
     differ, and repeats on the part right of each kink found until the right end's pattern

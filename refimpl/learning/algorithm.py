@@ -140,7 +140,7 @@ def mean_langevin_step(model, I, step_size: float):
 
 
 def reconstruction_loss(scoring, pattern, I_obs, sigma: float) -> float:
-    """``R(w) = sum_m |I_m - sigma^2 B_{w,delta_m}|^2 / 2`` with the patterns ``delta_m`` held fixed.
+    """``R(w) = sum_m |I_m - sigma^2 B_{w,delta_m}|^2 / 2`` at fixed patterns ``delta_m``.
 
     Proposition 3, Eqs. (7.5)-(7.9): one-step contrastive divergence follows
     ``-(eps^2 / (2 sigma^4)) dR/dw``; at a fixed pattern ``R`` is a polynomial in ``w``.

@@ -104,9 +104,10 @@ def state_meta(kind: str, state: dict) -> dict:
 
 
 def load_state(meta: dict, arrays: dict, to_device) -> dict:
-    """Rebuild the state from :func:`state_meta` and :func:`state_arrays` (``to_device`` places arrays).
+    """Rebuild the state from :func:`state_meta` and :func:`state_arrays`.
 
-    Raises ``KeyError`` naming the missing array when the checkpoint lacks one.
+    ``to_device`` places the arrays. Raises ``KeyError`` naming the missing array when the
+    checkpoint lacks one.
     """
     state = {}
     for key, steps in meta.get("steps", {}).items():

@@ -1,4 +1,4 @@
-"""A learning run: Algorithm 1 or contrastive divergence, with layer growing (Xie et al., sections 7-8).
+"""A learning run: Algorithm 1 or contrastive divergence, growing layers (Xie et al., sections 7-8).
 
 :class:`Trainer` holds what changes during a run (the network, the chains, the optimizer's
 state, the iteration, the history) and composes the pure functions of
@@ -91,7 +91,7 @@ class Trainer:
     # --- one iteration -------------------------------------------------------------------
 
     def noise_generator(self, iteration: int | None = None):
-        """The generator of iteration ``iteration`` (default: the next), seeded by ``(seed, iteration)``.
+        """Generator of iteration ``iteration`` (default: next), seeded by ``(seed, iteration)``.
 
         A fresh generator per iteration needs no state in the checkpoint (CuPy's generators
         cannot export theirs), and a resumed run draws exactly the noise it would have drawn.
@@ -100,7 +100,7 @@ class Trainer:
         return make_rng(derived_seed(self.config.seed, t), self.xp)
 
     def noise(self, iteration: int | None = None):
-        """The Langevin draws of iteration ``iteration`` (default: the next): ``(L, M~, C, H, W)``."""
+        """Langevin draws ``(L, M~, C, H, W)`` of iteration ``iteration`` (default: the next)."""
         return draw_langevin_noise(
             self.noise_generator(iteration),
             self.config.langevin_steps,
@@ -125,7 +125,7 @@ class Trainer:
         )
 
     def compute_step(self, noise=None):
-        """Everything of the next iteration, applied to nothing: ``(iteration, record, params, state)``.
+        """Everything of the next iteration, not applied: ``(iteration, record, params, state)``.
 
         ``noise`` defaults to :meth:`noise`. Raises :class:`DivergenceError` if the chains,
         energies, gradients or new parameters are not finite, or the energies explode.
@@ -213,7 +213,10 @@ class Trainer:
             )
 
     def run(self, iterations: int | None = None, callback=None):
-        """Run until ``iterations`` more are done (default: to the end); ``callback(trainer, record)``."""
+        """Run until ``iterations`` more are done (default: to the end).
+
+        ``callback(trainer, record)``, if given, is called after each iteration.
+        """
         target = (
             self.config.total_iterations
             if iterations is None

@@ -299,9 +299,10 @@ def mala(
 
     Proposal ``J = I + (eps^2 / 2) g(I) + eps Z``; accept with probability
     ``min(1, p(J) k(I | J) / (p(I) k(J | I)))`` where
-    ``k(J | I) = N(J; I + (eps^2/2) g(I), eps^2)``, i.e. accept when ``log U < log p(J) - log p(I) + log k(I | J) - log k(J | I)``. The chain
-    then has ``p`` exactly as its stationary law, whatever ``eps``. A proposal with NaN or inf
-    entries (an overflowing gradient) has no density and is rejected.
+    ``k(J | I) = N(J; I + (eps^2/2) g(I), eps^2)``, i.e. accept when
+    ``log U < log p(J) - log p(I) + log k(I | J) - log k(J | I)``. The chain then has ``p``
+    exactly as its stationary law, whatever ``eps``. A proposal with NaN or inf entries (an
+    overflowing gradient) has no density and is rejected.
 
     Args:
         rng: random generator for ``Z_t`` and ``U_t``; or

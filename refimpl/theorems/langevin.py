@@ -53,7 +53,7 @@ def _steps_for(step_size: float, sigma: float, relaxations: float = 4.0) -> int:
 
 
 def run_chains(model, exact, n: int, step_size: float, rng, sampler: str):
-    """Final states ``(n, D)`` of ``n`` chains started from exact draws, after the relaxation time."""
+    """Final states ``(n, D)`` of ``n`` chains started at exact draws, after the relaxation time."""
     starts = exact.sample(n, rng)
     images = exact.line.images(starts)
     run = mala if sampler == "mala" else langevin

@@ -113,7 +113,7 @@ def _same_pattern_rows(scoring, a, b) -> np.ndarray:
 def check_proposition3(
     model, I_obs, step_size: float, coords, h: float = 1e-6, name="proposition3-cd-reconstruction"
 ) -> CheckResult:
-    """Noise-free one-step CD gradient = ``-(eps^2 / (2 sigma^4)) dR/dw`` at fixed pattern (ConvNet).
+    """ConvNet: noise-free one-step CD gradient = ``-(eps^2 / (2 sigma^4)) dR/dw`` at fixed pattern.
 
     ``dR/dw`` by central differences of :func:`reconstruction_error` (a polynomial in w,
     so they are exact to ~h^2); the CD side by backprop at the two images. Only images whose

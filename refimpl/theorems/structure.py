@@ -29,7 +29,10 @@ def _rel(a, b) -> float:
 
 
 def check_piece_identity(nets_and_images, name="engine-piece-identity") -> CheckResult:
-    """``f(I) = alpha + <I, B>`` (Eq. (6.8)) on several ConvNets; residual relative to the terms' size."""
+    """``f(I) = alpha + <I, B>`` (Eq. (6.8)) on several ConvNets.
+
+    The residual is relative to the size of the terms.
+    """
     worst = 0.0
     for net, I in nets_and_images:
         f = np.asarray(net.score(I))
@@ -74,7 +77,7 @@ def check_three_ways(nets_and_images, name="engine-B-three-ways") -> CheckResult
 def check_prototype_is_convnet(
     model, images, image_shape, name="prototype-is-convnet"
 ) -> CheckResult:
-    """The prototype model (5.1) equals the engine's one-layer ConvNet whose kernel covers the image."""
+    """The prototype model (5.1) is the engine's one-layer ConvNet whose kernel covers the image."""
     proto = model.scoring
     net = proto.as_convnet(image_shape)
     as_images = images.reshape((len(images),) + tuple(image_shape))
@@ -109,8 +112,10 @@ def check_theorem1_piece_constant(
     name="theorem1-piece-constant",
     claim="log p + |I - sigma^2 B|^2/(2 sigma^2) is constant on a piece",
 ) -> CheckResult:
-    """Theorem 1, Eqs. (5.5), (6.9): on the piece of each image, ``log p(I) + |I - s^2 B|^2 / (2 s^2)``
-    is the same for a second image of the piece and equals ``alpha + s^2 |B|^2 / 2 - (D/2) log(2 pi s^2)``.
+    """Theorem 1, Eqs. (5.5), (6.9): ``log p(I) + |I - s^2 B|^2 / (2 s^2)`` is constant on a piece.
+
+    On the piece of each image it is the same for a second image of the piece and equals
+    ``alpha + s^2 |B|^2 / 2 - (D/2) log(2 pi s^2)``.
 
     ``images`` are the visited images (e.g. Langevin states); for each, a second image of
     its piece is constructed (a random move, halved until the pattern is kept).
@@ -155,7 +160,7 @@ def check_theorem1_piece_constant(
 def check_theorem1_truncated_gaussian(
     model, exact, grid_points: int = 301, name="theorem1-truncated-gaussian-2d"
 ) -> CheckResult:
-    """Theorem 1 in 2-D: on each piece ``A``, ``p(I | A)`` equals ``N(s^2 B_A, s^2 I)`` truncated to ``A``.
+    """Theorem 1 in 2-D: ``p(I | A) = N(s^2 B_A, s^2 I)`` truncated to ``A``, for each piece ``A``.
 
     Both densities are evaluated on a quadrature grid over the plane; on each piece's grid
     points each is normalised, and their total-variation distance is the residual (the
@@ -169,7 +174,7 @@ def check_theorem1_truncated_gaussian(
     log_p = exact.log_density(grid)
     which = exact.piece_of(grid)
     worst, mass_gap, checked = 0.0, 0.0, 0
-    for a, (prob, key) in enumerate(zip(exact.probs, exact.keys)):
+    for a, prob in enumerate(exact.probs):
         inside = which == a
         if prob < 1e-4 or inside.sum() < 10:
             continue
@@ -302,14 +307,14 @@ def check_proposition2_kink_maxima(
     a point ``I = sigma^2 sum_i lambda_i B_i``, a convex combination over the adjacent pieces:
     the Clarke-subgradient form of the proposition).
 
-    GRADE is run, then annealed onto the kink (``schedule``: (step / sigma, steps) stages). Endpoints where
-    ``sigma^2 B`` is not within 1e-8 of ``I`` are kink points; for each, ``log p`` is probed in 400
-    random directions at radii 1e-3 and 1e-2 sigma. Residual: the largest rise of ``log p``
-    over the median absolute change (scale-free: about 1 at an ordinary point, where half the
-    directions go up; << 1 at a local maximum, up to the annealing's resolution; bound 0.05).
-    ``details`` give the counts, the smallest gap ``|I - sigma^2 B| / |I|`` on kinks, and how
-    many distinct pieces meet within 1e-3 sigma of the endpoints: for random ReLU nets these
-    maxima are corners where hundreds of pieces meet (many units exactly at their kink).
+    GRADE is run, then annealed onto the kink (``schedule``: (step / sigma, steps) stages).
+    Endpoints where ``sigma^2 B`` is not within 1e-8 of ``I`` are kink points; for each, ``log p``
+    is probed in 400 random directions at radii 1e-3 and 1e-2 sigma. Residual: the largest rise of
+    ``log p`` over the median absolute change (scale-free: about 1 at an ordinary point, where half
+    the directions go up; << 1 at a local maximum, up to the annealing's resolution; bound 0.05).
+    ``details`` give the counts, the smallest gap ``|I - sigma^2 B| / |I|`` on kinks, and how many
+    distinct pieces meet within 1e-3 sigma of the endpoints: for random ReLU nets these maxima are
+    corners where hundreds of pieces meet (many units exactly at their kink).
     """
     sigma = model.sigma
     I = starts

@@ -169,7 +169,7 @@ def test_ml_gradient_matches_finite_differences_1d(proto, sigma, seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ml_gradient_matches_finite_differences_1d_convnet(seed):
-    """A three-layer ConvNet on 1-pixel images: f piecewise linear in I, Eq. (7.2) for every layer."""
+    """A 3-layer ConvNet on 1-pixel images: f piecewise linear in I, Eq. (7.2) for every layer."""
     model, shape = instances.lowdim_convnet(np.random.default_rng(seed), 1)
     data = 2 * model.sigma * np.random.default_rng(100 + seed).standard_normal((5,) + shape)
     n = len(exact.flatten(model.scoring.parameters()))

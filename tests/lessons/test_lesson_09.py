@@ -24,7 +24,8 @@ GRADED = {
 SPEC = [(3, 3, 1, 0), (4, 3, 2, 1), (2, 2, 1, 1)]
 SIZE = 11
 # Feature maps by hand, (H + 2 pad - k) // stride + 1:
-#   layer 1: (11 + 0 - 3) // 1 + 1 = 9;  layer 2: (9 + 2 - 3) // 2 + 1 = 5;  layer 3: (5 + 2 - 2) // 1 + 1 = 6
+#   layer 1: (11 + 0 - 3) // 1 + 1 = 9;  layer 2: (9 + 2 - 3) // 2 + 1 = 5;
+#   layer 3: (5 + 2 - 2) // 1 + 1 = 6
 MAPS = [(3, 9, 9), (4, 5, 5), (2, 6, 6)]
 
 
@@ -85,7 +86,7 @@ def assert_layer_matches_spec(layer, spec, in_channels):
 
 
 def drawn(trainer, index, in_channels, spec, stage=1):
-    """The layer ``new_layer`` draws for layer ``index`` at ``stage``: the reference for fresh layers."""
+    """What ``new_layer`` draws for layer ``index`` at ``stage``: the reference for fresh layers."""
     s = LayerSpec.coerce(spec)
     std = trainer.config.init_std_of(index, in_channels * s.kernel_size**2)
     seed = trainer.config.seed

@@ -99,7 +99,7 @@ def test_top_filter_shapes_by_hand():
 
 
 def test_top_filter_called_directly_covers_the_given_layers():
-    """``top_filter(layers, channels, ...)`` sizes the filter for ``layers``, not for the trainer's net."""
+    """``top_filter(layers, ...)`` sizes the filter for ``layers``, not for the trainer's net."""
     data = make_images()
     trainer = Trainer(make_config(top_filter=False), data)
     layers = list(trainer.net.layers)

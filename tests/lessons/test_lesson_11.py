@@ -71,11 +71,14 @@ def keys(net, images):
     return pattern_keys(as_pattern_list(net.activation_pattern(images)))
 
 
-# --- mean_langevin_step, Eq. (7.8) with Z -> 0 -------------------------------------------------------
+# --- mean_langevin_step, Eq. (7.8) with Z -> 0 ----------------------------------------------------
 
 
 def test_mean_langevin_step_by_hand():
-    """I_syn = I + (eps^2/2)(B - I/sigma^2); e.g. image 1: (1, 1) + 1/8 ((1, 2) - (4, 4)) = (5/8, 3/4)."""
+    """I_syn = I + (eps^2/2)(B - I/sigma^2), by hand.
+
+    E.g. image 1: (1, 1) + 1/8 ((1, 2) - (4, 4)) = (5/8, 3/4).
+    """
     model = GenerativeModel(hand_net(), SIGMA)
     start = as_images(I)
     out = algorithm.mean_langevin_step(model, start, 0.5)
@@ -182,7 +185,7 @@ def test_reconstruction_loss_at_the_images_own_pattern_uses_backprop_b():
 def cd_and_reconstruction_gradient(
     model, images, eps, layer, coords, step=algorithm.mean_langevin_step
 ):
-    """(CD gradient of layer ``layer``'s weights by backprop, dR/dw there by central differences)."""
+    """(CD gradient of layer ``layer``'s weights by backprop, its dR/dw by central differences)."""
     net, sigma = model.scoring, model.sigma
     synthesised = step(model, images, eps)
     assert (keys(net, images) == keys(net, synthesised)).all(), "the step must keep the patterns"
@@ -241,7 +244,7 @@ def test_negative_control_proposition3_with_a_full_step():
 
 
 def test_negative_control_reconstruction_without_sigma_squared():
-    """Eq. (7.6) taken literally (|I - B|^2 with sigma != 1) is not proportional to the CD gradient."""
+    """Eq. (7.6) taken literally (|I - B|^2, sigma != 1) is not proportional to the CD gradient."""
     rng = np.random.default_rng(8)
     model, shape = instances.image_convnet(rng, 1, 6, 2, sig=0.6)
     net, sigma = model.scoring, model.sigma
@@ -259,7 +262,7 @@ def test_negative_control_reconstruction_without_sigma_squared():
     assert cos < 1 - 1e-3  # not even parallel
 
 
-# --- algorithm.synthesize --------------------------------------------------------------------------
+# --- algorithm.synthesize -------------------------------------------------------------------------
 
 
 def tiny_trainer(method, **overrides):

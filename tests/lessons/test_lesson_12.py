@@ -124,7 +124,7 @@ def test_softplus_keeps_shape_and_dtype():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_softplus_convnet_score(seed):
-    """f(I) of a softplus ConvNet = the network written out: conv2d, then logaddexp(0, z), summed."""
+    """f(I) of a softplus ConvNet = the net written out: conv2d, then logaddexp(0, z), summed."""
     relu_net = ConvNet.random(
         2, [(3, 3, 2, 1), (4, 3, 1, 1), (2, 2, 1, 0)], seed=seed, bias_std=0.5
     )
@@ -303,7 +303,7 @@ def test_pool_forward_default_stride_and_dtype():
 
 
 def test_pool_adjoint_by_hand():
-    """Each coefficient goes back to its winner; a pixel that wins several windows collects their sum."""
+    """Each coefficient goes to its winner; a pixel that wins several windows collects their sum."""
     dy = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     expected = np.zeros((1, 1, 4, 4))
     expected[0, 0, 0, 1], expected[0, 0, 1, 2], expected[0, 0, 3, 0], expected[0, 0, 2, 2] = (
@@ -446,7 +446,7 @@ def test_negative_control_adjoint_identity_catches_a_shifted_winner():
 
 
 def test_negative_control_gradient_check_sees_average_pooling():
-    """Spreading each coefficient over its window (average pooling's adjoint) is not max pooling's."""
+    """Average pooling's adjoint (each coefficient spread over its window) is not max pooling's."""
     x = np.random.default_rng(3).standard_normal((1, 1, 4, 4))
     fd = input_gradient(
         lambda b: np.array([max_pool_loops(v[None], 2, 2)[0].sum() for v in b]), x[0]
