@@ -71,6 +71,7 @@ from pathlib import Path
 import numpy as np
 
 from refimpl.conv import conv_geometry, fast, naive
+from refimpl.conv.plan import make_plan
 
 # name -> (input shape, weight shape, stride); pad is 0 for all of them.
 LAYERS = {
@@ -274,7 +275,7 @@ def make_problem(layer: str, dtype: str, batch: int) -> Problem:
     x = rng.standard_normal(x_shape, dtype=dtype)
     w = rng.standard_normal(w_shape, dtype=dtype)
     y = rng.standard_normal(geom.output_shape, dtype=dtype)
-    return Problem(layer, dtype, geom, x, w, y, fast.make_plan(geom))
+    return Problem(layer, dtype, geom, x, w, y, make_plan(geom))
 
 
 def op_args(op: str, x, w, y) -> tuple:

@@ -12,7 +12,7 @@ at a time; 16 chains) into a run folder ``<out>/quality/<texture>/`` with
 
 What is measured
 ----------------
-:func:`refimpl.evaluation.texture_report` scores image sets against the training crop with
+:func:`refimpl.texture_stats.texture_report` scores image sets against the training crop with
 three model-independent distances (lower = closer to the training texture):
 
 * **marginal W1**: 1-Wasserstein distance between the pixel histograms, intensity units
@@ -78,7 +78,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 
-from refimpl import __version__, evaluation, plotting
+from refimpl import __version__, plotting, texture_stats
 from refimpl.data import TEXTURES, load_texture
 from refimpl.learning import runs
 from refimpl.learning.presets import PRESETS, preset_config
@@ -238,7 +238,11 @@ def overlap(a: tuple, b: tuple, size: int) -> float:
 
 
 def corner_crops(config) -> tuple[np.ndarray, list, tuple]:
-    """The four corner crops of the block-averaged image, their positions, and the training crop's."""
+    """The four corner crops of the block-averaged image, their positions and the training crop's.
+
+    Returns ``(crops, positions, train_at)``: crops ``(4, C, s, s)``, their ``(top, left)``
+    corners, and the training crop's ``(top, left)``.
+    """
     image = load_texture(config.image, factor=config.factor)
     _, h, w = image.shape
     s = config.size
@@ -250,7 +254,7 @@ def corner_crops(config) -> tuple[np.ndarray, list, tuple]:
 
 def disjoint_pairs_row(crops: np.ndarray, positions: list, size: int) -> dict:
     """Each crop scored against the others it does not overlap, averaged over ordered pairs."""
-    values = {m: [] for m in evaluation.METRICS}
+    values = {m: [] for m in texture_stats.METRICS}
     for j, reference in enumerate(crops):
         others = [
             crops[i]
@@ -259,13 +263,13 @@ def disjoint_pairs_row(crops: np.ndarray, positions: list, size: int) -> dict:
         ]
         if not others:
             continue
-        row = evaluation.texture_report(reference, others)["samples"]
-        for m in evaluation.METRICS:
+        row = texture_stats.texture_report(reference, others)["samples"]
+        for m in texture_stats.METRICS:
             values[m].extend(row[f"{m}_per_image"])
     if not values["marginal"]:
         return None
     row = dict(n=len(values["marginal"]))
-    for m in evaluation.METRICS:
+    for m in texture_stats.METRICS:
         row[m] = float(np.mean(values[m]))
         row[f"{m}_std"] = float(np.std(values[m]))
         row[f"{m}_per_image"] = values[m]
@@ -279,8 +283,10 @@ def score(run: dict) -> dict:
     expected = load_texture(config.image, config.size, config.factor)
     if expected.shape != train.shape or not np.allclose(expected, train):
         raise RuntimeError(f"{run['folder']}/train.npy is not the centre crop of {config.image}")
-    noise = evaluation.matched_noise(train, NOISE_DRAWS, seed=config.seed)
-    rows = evaluation.texture_report(train, samples, {"white noise": noise, "other crops": crops})
+    noise = texture_stats.matched_noise(train, NOISE_DRAWS, seed=config.seed)
+    rows = texture_stats.texture_report(
+        train, samples, {"white noise": noise, "other crops": crops}
+    )
     pairs = disjoint_pairs_row(crops, positions, config.size)
     if pairs is not None:
         rows["disjoint crop pairs"] = pairs
@@ -335,7 +341,8 @@ def markdown(env: dict, results: dict, total: float) -> str:
     lines += [
         f"- date: {env['date']}",
         f"- command: `{env['command']}`",
-        f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, scipy {env['scipy']}, "
+        f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, "
+        f"scipy {env['scipy']}, "
         f"{env['cpu_count']} CPUs, load average (1 min) at start: {env['load_average_at_start']}, "
         f"OPENBLAS_NUM_THREADS={env['blas_threads']['OPENBLAS_NUM_THREADS']}",
         f"- preset `{env['preset']}`; total wall time {total:.0f} s",
@@ -390,7 +397,8 @@ def markdown(env: dict, results: dict, total: float) -> str:
             f"| {texture} | {result['status']} | {s['iterations']} | {result['chains']} | "
             f"{s['seconds']:.0f} | "
             + " | ".join("" if m is None else f"{m:.4f}" for m in mismatch[:depth])
-            + f" | {s['final_reconstruction_error']:.4f} | {100 * result['samples_out_of_range']:.2f}% |"
+            + f" | {s['final_reconstruction_error']:.4f} | "
+            f"{100 * result['samples_out_of_range']:.2f}% |"
         )
     lines += [
         "",

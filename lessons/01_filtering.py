@@ -10,7 +10,7 @@
 # %% [markdown]
 # # Lesson 1. Filtering from scratch
 #
-# A ConvNet is built from one operation: **filtering** (also called convolution). Seed 003,
+# A ConvNet is built from one operation: **filtering** (also called convolution). Xie et al.,
 # Eq. (2.1), defines a layer as
 #
 # $$[F_k^{(l)} * \mathbf{I}](x) = h\Big(\sum_{i=1}^{N_{l-1}} \sum_{y \in \mathcal{S}_l}

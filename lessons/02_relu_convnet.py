@@ -11,7 +11,7 @@
 # # Lesson 2. The ReLU ConvNet and its activation variables
 #
 # Lesson 1 built one filter. A ConvNet stacks them, each followed by the rectifier
-# $h(r) = \max(0, r)$. Seed 003 writes layer $l$ in vector notation, Eq. (6.1):
+# $h(r) = \max(0, r)$. Xie et al. write layer $l$ in vector notation, Eq. (6.1):
 #
 # $$[F_k^{(l)} * \mathbf{I}](x) = h\big(\langle \mathbf{w}^{(l)}_{k,x},\, \mathbf{F}^{(l-1)} * \mathbf{I}\rangle + b_{l,k}\big),$$
 #
@@ -20,7 +20,7 @@
 # same small array of weights, translated, Eqs. (6.2)-(6.3). The inner product is exactly the
 # lesson-1 cross-correlation.
 #
-# The rectifier either passes its input or blocks it. Seed 003 names that choice the
+# The rectifier either passes its input or blocks it. Xie et al. name that choice the
 # **binary activation variable**, Eq. (6.4),
 #
 # $$\delta^{(l)}_{k,x}(\mathbf{I}; w) = 1\big(\langle \mathbf{w}^{(l)}_{k,x}, \mathbf{F}^{(l-1)} * \mathbf{I}\rangle + b_{l,k} > 0\big),$$
@@ -160,7 +160,7 @@ save(fig, __file__, "reconstruction")
 # %% [markdown]
 # ## Basis functions: the same piece, bottom-up
 #
-# Seed 003 offers a second view, Eqs. (6.12)-(6.14). On a piece every pre-activation is an
+# Xie et al. offer a second view, Eqs. (6.12)-(6.14). On a piece every pre-activation is an
 # affine function of the image,
 # $z^{(l)}_{k,x} = a^{(l)}_{k,x} + \langle \mathbf{I}, \mathbf{b}^{(l)}_{k,x}\rangle$, with basis
 # images composed bottom-up from those of the layer below, Eq. (6.13):

@@ -58,7 +58,7 @@ net = ConvNet.random(1, [(8, 5, 2, 2), (8, 3, 1, 1), (4, 3, 1, 0)], seed=0)
 f, grad_I = net.score_and_grad_input(image)
 grads = net.grad_params(image)
 print(f"f(I) = {float(f[0]):.4f}, df/dI {grad_I.shape}")
-for l, ((dW, db), layer) in enumerate(zip(grads, net.layers), start=1):
+for l, (dW, db) in enumerate(grads, start=1):
     print(f"layer {l}: df/dW {dW.shape} (|dW| = {np.linalg.norm(dW):9.2f}), df/db {db.shape}")
 
 # %% [markdown]

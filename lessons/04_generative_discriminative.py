@@ -16,7 +16,7 @@
 #
 # $$p(c \mid \mathbf{I}; w) = \frac{\exp[f_c(\mathbf{I}; w) + b_c]}{\sum_{c'=1}^{C} \exp[f_{c'}(\mathbf{I}; w) + b_{c'}]}.$$
 #
-# Seed 003's first move, section 3, is to read the same scores *generatively*: class $c$ is
+# Xie et al.'s first move, section 3, is to read the same scores *generatively*: class $c$ is
 # the reference distribution $q$ (Gaussian white noise) **exponentially tilted** by its score,
 # Eq. (3.1),
 #
@@ -27,7 +27,7 @@
 # category, determines the tilted classes. This lesson checks both parts numerically on toy
 # classes in one and two dimensions, where refimpl computes $Z_c$ exactly; finds a sign
 # error in the printed part (b); and compares the generative and the discriminative batch
-# log-likelihoods of seed 000.
+# log-likelihoods of Dai, Lu & Wu (ICLR 2015, supplementary).
 
 # %%
 import numpy as np
@@ -35,7 +35,7 @@ from _lesson import pick, save
 
 from refimpl import ConvNet, plotting
 from refimpl.data import load_digits
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import (
     GenerativeModel,
     PrototypeModel,
@@ -76,7 +76,7 @@ print(
 # ## Exponential tilting in one dimension
 #
 # To see the tilting we need $Z_c$, an integral over image space. In one or two dimensions
-# `refimpl.lowdim.exact_distribution` computes it exactly: for a ReLU scoring function the
+# `refimpl.exact.exact_distribution` computes it exactly: for a ReLU scoring function the
 # tilted density is a truncated Gaussian on each piece (Theorem 1, lesson 5), and the pieces
 # of a line or a plane can be listed. Our "images" are single numbers $x$, the reference is
 # $q = \mathrm{N}(0, 1)$, and each class scores with a prototype model $f_c(x) = \sum_k
@@ -229,7 +229,7 @@ save(fig, __file__, "posterior_2d")
 # %% [markdown]
 # ## Generative versus discriminative log-likelihood on a batch
 #
-# For a labelled batch $\{(x_i, y_i)\}_{i=1}^n$, seed 000 contrasts two objectives. The
+# For a labelled batch $\{(x_i, y_i)\}_{i=1}^n$, Dai, Lu & Wu contrast two objectives. The
 # **discriminative** log-likelihood is the log of (2.3) at the labels,
 #
 # $$l_D(w) = \sum_i \log \frac{\exp f_{y_i}(x_i)}{\sum_{y} \exp f_y(x_i)},$$
@@ -301,7 +301,7 @@ xs, ys = labelled_batch(rng.multinomial(n, priors))  # class sizes drawn with th
 S = np.stack([m.scoring.score(xs) for m in classes], axis=1)
 b = np.zeros(3)
 path = [b.copy()]
-for step in range(pick(100, 60)):
+for _ in range(pick(100, 60)):
     grad_b = discriminative_score_gradient(S + b, ys).mean(axis=0)
     grad_b[0] = 0.0  # b_1 = 0 stays fixed: the base category
     b = b + 2.0 * grad_b

@@ -10,7 +10,7 @@
 # %% [markdown]
 # # Lesson 5. The prototype model: a piecewise Gaussian
 #
-# Before the full generative ConvNet, seed 003 studies the simplest model that has all its
+# Before the full generative ConvNet, Xie et al. study the simplest model that has all its
 # key properties, the **prototype model** of section 5. Images $\mathbf{I}$ live on a small
 # domain $\mathcal{D}$ (think of a 10 x 10 patch, a vector in $\mathbb{R}^D$), and $K$ filters
 # $\mathbf{w}_k \in \mathbb{R}^D$ with biases $b_k$ define, Eq. (5.1),
@@ -44,7 +44,7 @@
 # $\sigma^2 = 1$, where the mean is $\mathbf{B}_\delta$ itself; refimpl keeps $\sigma$ general.)
 # The mean $\sigma^2 \sum_k \delta_k \mathbf{w}_k$ is a *reconstruction*: the filters that
 # fire on $\mathbf{I}$ act again as basis functions. This lesson draws all of it in one and
-# two dimensions, where `refimpl.lowdim` knows the density exactly.
+# two dimensions, where `refimpl.exact` knows the density exactly.
 
 # %%
 import numpy as np
@@ -52,7 +52,7 @@ from _lesson import pick, save
 
 from refimpl import plotting
 from refimpl.backend import make_rng
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.theorems import structure
 
@@ -240,7 +240,7 @@ fig, axes = plotting.figure(
 axes[0].plot(x[:, 0], proto1.score(x), color="k")
 axes[0].set_ylabel("$f(I)$")
 axes[1].plot(x[:, 0], pdf, color="k", lw=2, label="exact $p(I)$")
-for j, (key, lo, hi) in enumerate(zip(seg.keys, seg.bounds[:-1], seg.bounds[1:])):
+for key, lo, hi in zip(seg.keys, seg.bounds[:-1], seg.bounds[1:]):
     _, Bd = proto1.piece_from_pattern(key[None])
     mu = model1.sigma**2 * Bd[0, 0]
     piece = (x[:, 0] > lo) & (x[:, 0] < hi)

@@ -28,7 +28,7 @@
 # The update is the Euler step, with time step $\epsilon^2$, of the Langevin diffusion
 # $d\mathbf{I} = \frac12 \nabla \log p\, dt + dW_t$, whose stationary law is exactly $p$. The
 # discrete chain is not exact: its stationary law differs from $p$ by $O(\epsilon^2)$. This
-# lesson measures that bias against the exact densities of `refimpl.lowdim` and removes it
+# lesson measures that bias against the exact densities of `refimpl.exact` and removes it
 # with a Metropolis-Hastings correction (MALA).
 
 # %%
@@ -38,7 +38,7 @@ from scipy import stats
 
 from refimpl import plotting
 from refimpl.backend import make_rng
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.sampling import langevin, mala
 from refimpl.theorems import langevin as langevin_checks

@@ -45,7 +45,7 @@ from _lesson import pick, save
 
 from refimpl import ConvLayer, ConvNet, plotting
 from refimpl.data import load_digits
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.sampling import fixed_point, grade
 from refimpl.theorems import instances, structure
@@ -158,7 +158,7 @@ for ax, labels, title in (
         ms=12,
         label="modes $\\hat I = \\sigma^2 B_{\\delta(\\hat I)}$",
     )
-    for k, (w, bk) in enumerate(zip(W, b)):
+    for w, bk in zip(W, b):
         t = np.linspace(-3 * lim, 3 * lim, 2)
         foot = -bk * w / (w @ w)
         line = foot + t[:, None] * np.array([-w[1], w[0]]) / np.linalg.norm(w)
@@ -297,7 +297,7 @@ save(fig, __file__, "hopfield_recall")
 net = ConvNet(
     [
         ConvLayer(np.array([1.0, -1.0]).reshape(2, 1, 1, 1), np.array([-0.5, 0.5])),
-        ConvLayer(np.array([-1.5, -0.8]).reshape(1, 2, 1, 1), np.zeros(1), relu=False),
+        ConvLayer(np.array([-1.5, -0.8]).reshape(1, 2, 1, 1), np.zeros(1), activation="linear"),
     ]
 )
 kinked = GenerativeModel(net, sigma=1.0)

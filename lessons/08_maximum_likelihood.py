@@ -11,7 +11,7 @@
 # # Lesson 8. Maximum likelihood: data statistics minus model statistics
 #
 # Lessons 5-7 took the parameters $w$ as given. Now we learn them. Given training images
-# $\{\mathbf{I}_m, m = 1, \dots, M\}$, seed 003 (section 7) maximises the mean
+# $\{\mathbf{I}_m, m = 1, \dots, M\}$, Xie et al. (section 7) maximise the mean
 # log-likelihood, Eq. (7.1),
 #
 # $$L(w) = \frac{1}{M}\sum_{m=1}^{M} \log p(\mathbf{I}_m; w)
@@ -40,23 +40,22 @@
 # do, and its **average image where filter $k$ fires** equals the data's. Eqs. (7.3)-(7.4) say
 # the same for the generative ConvNet, pooled over positions $x$.
 #
-# The plan: in one dimension, where `refimpl.lowdim` computes $\mathbf{E}_w$ exactly, we draw
+# The plan: in one dimension, where `refimpl.exact` computes $\mathbf{E}_w$ exactly, we draw
 # data from a model whose parameters we know, climb $L$ by gradient ascent and watch the
 # truth come back. Then we replace the exact expectation by Langevin samples, which is
 # Algorithm 1, the method that works for real images.
 
 # %%
-import dataclasses
 import time
 
 import numpy as np
 from _lesson import pick, save
 from scipy import optimize
 
-from refimpl import plotting
+from refimpl import exact, plotting
 from refimpl.backend import make_rng
-from refimpl.learning import LearningConfig, Trainer, runs
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
+from refimpl.learning import LearningConfig, Trainer, algorithm, runs
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.theorems import learning
 
@@ -70,12 +69,12 @@ from refimpl.theorems import learning
 # what we learn is the finiteness of the data.
 #
 # All parameters travel as one flat vector $(w_1, w_2, w_3, b_1, b_2, b_3)$:
-# `learning.flatten` builds it and `learning.with_flat_parameters` turns one back into a model.
+# `exact.flatten` builds it and `exact.with_flat_parameters` turns one back into a model.
 
 # %%
 SIGMA = 1.0
 truth_model = PrototypeModel(np.array([[0.4], [-1.5], [2.0]]), np.array([-0.2, -1.5, -4.0]))
-truth = learning.flatten((truth_model.weight, truth_model.bias))
+truth = exact.flatten((truth_model.weight, truth_model.bias))
 NAMES = ["$w_1$", "$w_2$", "$w_3$", "$b_1$", "$b_2$", "$b_3$"]
 n_data = pick(20000, 5000)
 data = exact_distribution(GenerativeModel(truth_model, SIGMA)).sample(n_data, make_rng(0))  # (n, 1)
@@ -83,17 +82,17 @@ data = exact_distribution(GenerativeModel(truth_model, SIGMA)).sample(n_data, ma
 
 def proto(flat):
     """The prototype model with flat parameters ``flat``."""
-    return learning.with_flat_parameters(truth_model, flat)
+    return exact.with_flat_parameters(truth_model, flat)
 
 
 def log_lik(flat, images=data):
     """Exact mean log-likelihood L(w), Eq. (7.1) (up to the constant mean log q(I_m))."""
-    return learning.log_likelihood(proto(flat), SIGMA, images, (1,))
+    return exact.log_likelihood(proto(flat), SIGMA, images, (1,))
 
 
 def grad(flat, images=data):
     """Exact ML gradient, Eqs. (5.8), (7.2): data statistics minus model statistics."""
-    return learning.ml_gradient(GenerativeModel(proto(flat), SIGMA), images, (1,))
+    return exact.ml_gradient(GenerativeModel(proto(flat), SIGMA), images, (1,))
 
 
 print(f"{n_data} exact samples; true parameters {truth}")
@@ -105,7 +104,7 @@ print(
 # %% [markdown]
 # ## The exact gradient
 #
-# `learning.ml_gradient(model, data, event_shape)` computes Eq. (7.2) with no Monte Carlo
+# `exact.ml_gradient(model, data, event_shape)` computes Eq. (7.2) with no Monte Carlo
 # error. The data term is `scoring.grad_params(data)` divided by $M$. The model term uses
 # the piecewise structure: on a piece $A$ the activation pattern is fixed, so
 # $\partial f / \partial w$ is *affine* in $\mathbf{I}$ and
@@ -126,7 +125,7 @@ print(
     f"{'PASS' if check.passed else 'FAIL'}"
 )
 data_term_only = lambda model, images, shape: (
-    learning.flatten(model.scoring.grad_params(images)) / len(images)
+    exact.flatten(model.scoring.grad_params(images)) / len(images)
 )
 wrong = learning.check_ml_gradient(
     start_model, data, (1,), np.arange(6), gradient_fn=data_term_only, name="negative control"
@@ -259,8 +258,9 @@ for i, n in enumerate(sizes):
             int(n), make_rng(100 + r + 10 * i)
         )
         fit = optimize.minimize(
-            lambda v: (-log_lik(v, sample), -grad(v, sample)),
+            lambda v, sample: (-log_lik(v, sample), -grad(v, sample)),
             truth,
+            args=(sample,),
             jac=True,
             method="BFGS",
             options=dict(gtol=1e-9),
@@ -291,9 +291,10 @@ print(f"L(w_hat) >= L(truth) in {beats_truth} of {errors.size} fits")
 # on its kink and every gradient vanishes, so learning starts from non-zero weights, here
 # our perturbed start.) The chains start at $\tilde{\mathbf{I}}_m = 0$ and **persist**: each iteration runs only $L$
 # Langevin steps from where the chains were, since $w$ changed only a little. refimpl's
-# `Trainer` runs this for ConvNets; `Trainer._scaled_gradient(g_obs, g_syn)` turns the
-# summed gradients `net.grad_params(images)` of the two sets into $H^{\rm obs} - H^{\rm syn}$
-# per layer. A prototype model *is* a one-layer ConvNet whose kernel covers the image
+# `Trainer` runs this for ConvNets, composing the pure functions of
+# `refimpl.learning.algorithm`: `moment_mismatch(g_obs, g_syn, M, M~)` turns the summed
+# gradients `net.grad_params(images)` of the two sets into $H^{\rm obs} - H^{\rm syn}$ per
+# layer, and `scaled_gradient` scales it (below). A prototype model *is* a one-layer ConvNet whose kernel covers the image
 # (lesson 5), so our 1-D problem is a `Trainer` on $1 \times 1$ images with one channel and
 # one layer of three $1 \times 1$ filters.
 #
@@ -305,14 +306,15 @@ print(f"L(w_hat) >= L(truth) in {beats_truth} of {errors.size} fits")
 images = data.reshape(-1, 1, 1, 1)
 exact_at_start = exact_distribution(start_model)
 probe = Trainer(LearningConfig(spec=[(3, 1, 1, 0)], grow=False, chains=1, sigma=SIGMA), images)
-probe.net = learning.with_flat_parameters(probe.net, start)  # same ordering: W (3,1,1,1), then b
+probe.net = exact.with_flat_parameters(probe.net, start)  # same ordering: W (3,1,1,1), then b
 g_obs = probe.net.grad_params(images)
 exact_grad = grad(start)
 mc_sizes = np.array(pick([100, 1000, 10000, 100000], [100, 1000, 10000]))
 mc_errors = []
 for n in mc_sizes:
     probe.chains = exact_at_start.sample(int(n), make_rng(int(n))).reshape(-1, 1, 1, 1)
-    estimate = learning.flatten(probe._scaled_gradient(g_obs, probe.net.grad_params(probe.chains)))
+    g_syn = probe.net.grad_params(probe.chains)
+    estimate = exact.flatten(algorithm.moment_mismatch(g_obs, g_syn, len(images), int(n)))
     mc_errors.append(np.linalg.norm(estimate - exact_grad) / np.linalg.norm(exact_grad))
     print(f"M~ = {n:6d} exact samples: |H_obs - H_syn - dL/dw| / |dL/dw| = {mc_errors[-1]:.4f}")
 
@@ -339,10 +341,10 @@ config = LearningConfig(
     seed=1,
 )
 trainer = Trainer(config, images)
-trainer.net = learning.with_flat_parameters(trainer.net, start)
+trainer.net = exact.with_flat_parameters(trainer.net, start)
 mc_path = [start.copy()]
 t0 = time.perf_counter()
-trainer.run(callback=lambda tr, record: mc_path.append(learning.flatten(tr.net.parameters())))
+trainer.run(callback=lambda tr, record: mc_path.append(exact.flatten(tr.net.parameters())))
 mc_path = np.array(mc_path)
 averaged = mc_path[-(n_iter // 3) :].mean(axis=0)
 print(f"Algorithm 1: {n_iter} iterations in {time.perf_counter() - t0:.1f} s")
@@ -394,13 +396,13 @@ save(fig, __file__, "algorithm1")
 # %% [markdown]
 # Algorithm 1 follows the exact ascent closely, with Monte Carlo jitter on top.
 #
-# ## From points to images: what else `_scaled_gradient` does
+# ## From points to images: what `scaled_gradient` does
 #
 # For a convolutional layer the gradient (7.3)-(7.4) is a *sum over positions* $x$ of the
 # feature map, so its size grows with the map's area $H_l \times W_l$: one learning rate
 # cannot fit a 30 x 30 first layer and a 3 x 3 top layer alike. With
 # `normalise_by_area=True` (refimpl's default, lab practice rather than the paper's)
-# `_scaled_gradient` divides each layer's $H^{\rm obs} - H^{\rm syn}$ by its output area,
+# `scaled_gradient` divides each layer's $H^{\rm obs} - H^{\rm syn}$ by its output area,
 # turning sums over $x$ into averages; with `clip` set it then scales any layer's gradient
 # whose norm exceeds `clip` down to that norm (a guard against a wild first step). On the
 # $1 \times 1$ "images" above the area was 1. On a small texture it is not:
@@ -426,20 +428,18 @@ g_o, g_s = (
     tex_trainer.net.grad_params(tex_trainer.data),
     tex_trainer.net.grad_params(tex_trainer.chains),
 )
-variants = {
-    "sums (no normalisation)": dataclasses.replace(tiny, normalise_by_area=False),
-    "divided by area": tiny,
-    "divided by area, clip 1.0": dataclasses.replace(tiny, clip=1.0),
+mismatch = algorithm.moment_mismatch(g_o, g_s, len(tex), len(tex_trainer.chains))
+variants = {  # (normalise_by_area, clip)
+    "sums (no normalisation)": (False, None),
+    "divided by area": (True, None),
+    "divided by area, clip 1.0": (True, 1.0),
 }
-areas = [g.out_height * g.out_width for g in tex_trainer.net.geometries(tex.shape)]
+areas = algorithm.output_areas(tex_trainer.net, tex.shape)
 print("output areas per layer:", areas)
-for label, cfg in variants.items():
-    tex_trainer.config = cfg
-    norms = [
-        np.sqrt((gW**2).sum() + (gb**2).sum()) for gW, gb in tex_trainer._scaled_gradient(g_o, g_s)
-    ]
+for label, (by_area, clip) in variants.items():
+    scaled = algorithm.scaled_gradient(mismatch, areas, by_area, clip)
+    norms = [np.sqrt((gW**2).sum() + (gb**2).sum()) for gW, gb in scaled]
     print(f"{label:28s}: |H_obs - H_syn| per layer = {np.round(norms, 4)}")
-tex_trainer.config = tiny
 
 # %% [markdown]
 # ## Summary
@@ -454,8 +454,9 @@ tex_trainer.config = tiny
 #   finite differences of the exact $L$, and ascent recovers known parameters up to
 #   sampling error, which shrinks like $1/\sqrt{M}$.
 # * Algorithm 1 replaces $\mathbf{E}_w$ by an average over persistent Langevin chains; the
-#   noisy ascent tracks the exact one. `Trainer._scaled_gradient` computes
-#   $H^{\rm obs} - H^{\rm syn}$ per layer, optionally per unit of output area and clipped.
+#   noisy ascent tracks the exact one. `algorithm.moment_mismatch` computes
+#   $H^{\rm obs} - H^{\rm syn}$ per layer and `algorithm.scaled_gradient` scales it per unit
+#   of output area and clips it.
 #
 # ## Exercises
 #
@@ -463,7 +464,7 @@ tex_trainer.config = tiny
 #    Show that $p = N(\sigma^2 \sum_k \mathbf{w}_k, \sigma^2 \mathbf{1})$, that Eq. (7.2)
 #    gives $\partial L / \partial \mathbf{w}_k = \bar{\mathbf{I}} - \sigma^2 \sum_j \mathbf{w}_j$ and
 #    $\partial L / \partial b_k = 0$, and that $L$ is concave. Which parameters can the data
-#    identify? Check the formula with `learning.ml_gradient`.
+#    identify? Check the formula with `exact.ml_gradient`.
 # 2. Start the exact ascent from the filters of the truth in a different order. Where does
 #    it end? Find a start from which it reaches a maximum that is *not* a permutation of the
 #    truth, and compare the two values of $L$.
@@ -473,6 +474,7 @@ tex_trainer.config = tiny
 # 4. Repeat the recovery in 2-D with a three-filter prototype (`event_shape=(2,)`); each
 #    exact gradient now costs about a second, so use BFGS rather than plain ascent.
 # 5. **Assignment:** `python -m lessons.assign 8 --out lesson8` — write
-#    `refimpl.theorems.learning.ml_gradient` (Eq. (7.2) by exact quadrature) and
-#    `refimpl.learning.trainer.Trainer._scaled_gradient` ($H^{\rm obs} - H^{\rm syn}$ per
-#    layer, area normalisation and clipping), then run `python grade.py` in that folder.
+#    `refimpl.exact.ml_gradient` (Eq. (7.2) by exact quadrature),
+#    `refimpl.learning.algorithm.moment_mismatch` ($H^{\rm obs} - H^{\rm syn}$ per layer) and
+#    `refimpl.learning.algorithm.scaled_gradient` (area normalisation and clipping), then run
+#    `python grade.py` in that folder.

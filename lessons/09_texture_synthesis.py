@@ -35,8 +35,8 @@
 # layers $1..s$, and the synthesis chains carry over from one stage to the next.
 #
 # refimpl does this in `refimpl.learning.Trainer`: `step()` is one iteration of Algorithm
-# 1, and after every `iterations_per_layer` iterations it calls `_enter_stage`, which
-# builds the next stage's network (your assignment).
+# 1, and after every `iterations_per_layer` iterations it calls `enter_stage`, which
+# builds the next stage's network with `refimpl.learning.algorithm.grow` (your assignment).
 
 # %%
 import time
@@ -80,7 +80,7 @@ print("layers (out_channels, kernel, stride, pad, relu):", [tuple(s) for s in co
 print("learning rates:", config.learning_rates(), " initial weight std:", config.init_std)
 
 # %% [markdown]
-# ## Growing: what `_enter_stage` builds
+# ## Growing: what `grow` builds
 #
 # A fresh `Trainer` is at stage 1: only the first layer of `spec`. Entering stage $s$
 # (i) **keeps** the conv layers of stage $s-1$ as they are, trained weights included (the
@@ -159,7 +159,7 @@ run_stage()
 # %% [markdown]
 # ## Entering stage 2, and why a grown layer starts at the He scale
 #
-# `step()` has just called `_enter_stage(2)`. Layer 1 is the trained one (its weights moved
+# `step()` has just called `enter_stage(2)`. Layer 1 is the trained one (its weights moved
 # away from their 0.01 start); layer 2 is new:
 
 # %%
@@ -193,7 +193,7 @@ demo_steps = pick(8, 2)
 for std in ("he", 0.01, 0.0):
     trial_meta = dict(meta, config=dict(meta["config"], init_std=[0.01, std, std]))
     trial = Trainer.from_state(arrays, trial_meta, data)
-    trial._enter_stage(2)  # re-create layer 2 with this init_std
+    trial.enter_stage(2)  # re-create layer 2 with this init_std
     fwd = trial.net.forward(trial.data)
     x_rms, z_rms = (
         np.sqrt((fwd.inputs[1] ** 2).mean()),
@@ -306,5 +306,5 @@ save(fig, __file__, "learning_curves")
 # 4. Why does the first layer not need the He scale? (Hint: what are its input and its
 #    learning rate, and what happens at its first updates?)
 # 5. **Assignment:** `python -m lessons.assign 9 --out lesson9`: write
-#    `refimpl.learning.trainer.Trainer._enter_stage` from its docstring and this lesson,
+#    `refimpl.learning.algorithm.grow` from its docstring and this lesson,
 #    then run `python grade.py` in that folder.

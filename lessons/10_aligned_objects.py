@@ -41,7 +41,7 @@
 # pixels but over the (non-linear) features of the layers below, which are still shared
 # convolutional filters and still learned by Algorithm 1.
 #
-# refimpl builds this filter in `Trainer._top_filter` (your assignment): one output channel,
+# refimpl builds this filter in `refimpl.learning.algorithm.top_filter` (your assignment): one output channel,
 # a kernel equal to the top feature map, no ReLU, re-created each time a layer is grown
 # (the map below it changes).
 
@@ -118,8 +118,8 @@ print(
 #
 # ## Learning: three stages
 #
-# Algorithm 1 with the layers grown one at a time (lesson 9): at each stage `_enter_stage`
-# keeps the trained conv layers, adds the next one, and calls `_top_filter` for a **new** top
+# Algorithm 1 with the layers grown one at a time (lesson 9): at each stage `enter_stage`
+# keeps the trained conv layers, adds the next one, and calls `top_filter` for a **new** top
 # filter over the new top map, as section 8.2 says: "when growing the layers, we always keep
 # the top-layer single filter, and train it together with the existing layers". We stop at
 # the end of each stage and keep 4 chains as a snapshot.
@@ -397,5 +397,5 @@ for stage in (1, 2, 3):
 #    mismatch. Why does the product $\langle w^{\rm top}, h(w^{(1)} * \mathbf{I})\rangle$ start
 #    so slowly from small weights, and why does a larger rate for either factor cure it?
 # 6. **Assignment:** `python -m lessons.assign 10 --out lesson10`: write
-#    `refimpl.learning.trainer.Trainer._top_filter` from its docstring and this lesson, then
+#    `refimpl.learning.algorithm.top_filter` from its docstring and this lesson, then
 #    run `python grade.py` in that folder.

@@ -56,15 +56,15 @@
 #
 # The expectation over $Z$ is needed only because the noise enters linearly: with the
 # pattern fixed, the CD gradient is linear in $Z$, so averaging it is the same as setting
-# $Z = 0$. That is what `refimpl.theorems.learning.mean_noise_step` does (your assignment).
+# $Z = 0$. That is what `refimpl.learning.algorithm.mean_langevin_step` does (your assignment).
 
 # %%
 import numpy as np
 from _lesson import pick, save
 
-from refimpl import plotting
+from refimpl import exact, plotting
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
-from refimpl.learning import Trainer, runs
+from refimpl.learning import Trainer, algorithm, runs
 from refimpl.learning.presets import PRESETS, preset_config
 from refimpl.sampling import langevin
 from refimpl.theorems import instances, learning
@@ -74,10 +74,10 @@ from refimpl.theorems import instances, learning
 #
 # A small random ConvNet of the kind `python -m refimpl verify` uses (three layers with
 # strides, on 8 x 8 images, $\sigma \ne 1$ so that a forgotten $\sigma$ would show), and 16
-# observed images. `mean_noise_step` moves each image a fraction $\epsilon^2 / 2\sigma^2$
+# observed images. `mean_langevin_step` moves each image a fraction $\epsilon^2 / 2\sigma^2$
 # of the way to its reconstruction $\sigma^2\mathbf{B}_{w,\delta(\mathbf{I})}$: we compare with
 # the reconstruction computed along another path, the top-down pass `model.piece_mean`
-# (lesson 5), while `mean_noise_step` uses $\nabla \log p$ by backprop.
+# (lesson 5), while `mean_langevin_step` uses $\nabla \log p$ by backprop.
 
 # %%
 rng = np.random.default_rng(0)
@@ -87,7 +87,7 @@ print(net)
 print(f"sigma = {sigma:.4f}")
 I_obs = sigma * rng.standard_normal((16,) + shape)
 eps = 0.1 * sigma
-I_syn = learning.mean_noise_step(model, I_obs, eps)
+I_syn = algorithm.mean_langevin_step(model, I_obs, eps)
 recon = model.piece_mean(I_obs)  # sigma^2 B_{w, delta(I_obs)}
 expected = I_obs + eps**2 / (2 * sigma**2) * (recon - I_obs)
 print(
@@ -112,13 +112,13 @@ print(
 # images whose pattern did not change (the proposition's condition; if fewer than two do, it
 # halves $\epsilon$ until they do), and compares the CD gradient by backprop at the two
 # images with $-\frac{\epsilon^2}{2\sigma^4}\,\partial R / \partial w$, where
-# $\partial R/\partial w$ is a central difference of `reconstruction_error` (your assignment)
+# $\partial R/\partial w$ is a central difference of `reconstruction_loss` (your assignment)
 # at the *fixed* pattern $\delta(\mathbf{I}^{obs})$. $R$ is a polynomial in $w$ there, so the
 # difference quotient is exact up to $O(h^2)$ and rounding. We sweep $\epsilon$ over two
 # orders of magnitude and check 60 random parameter coordinates.
 
 # %%
-n_params = len(learning.flatten(net.parameters()))
+n_params = len(exact.flatten(net.parameters()))
 coords = rng.choice(n_params, min(60, n_params), replace=False)
 eps_grid = sigma * np.array(pick([1.6, 0.8, 0.4, 0.2, 0.1, 0.05, 0.025], [0.8, 0.2, 0.05]))
 rows = []
@@ -127,7 +127,7 @@ print(
     f"{'|CD|/eps^2':>10s} {'residual':>9s}"
 )
 for e in eps_grid:
-    syn = learning.mean_noise_step(model, I_obs, e)
+    syn = algorithm.mean_langevin_step(model, I_obs, e)
     kept = (keys(I_obs) == keys(syn)).all(axis=1).mean()
     flipped = (keys(I_obs) != keys(syn)).mean()
     r = learning.check_proposition3(model, I_obs, e, coords)
@@ -261,7 +261,7 @@ save(fig, __file__, "monte_carlo")
 # padded layers and $T = 300$; `python -m refimpl reconstruct` runs it with checkpoints and
 # writes the figures. Here we drive the same machinery from Python, as the command line does
 # (`runs.prepare`, `Trainer`): with `method = "cd"` the trainer keeps one chain per observed
-# image, and `Trainer._synthesize` (your assignment) restarts them at the data every
+# image, and `algorithm.synthesize` (your assignment) restarts them at the data every
 # iteration and runs $L = 1$ Langevin step.
 
 # %%
@@ -285,7 +285,7 @@ def reconstructions(t):
 
 def R_total(t):
     """The reconstruction error R summed over the images, each at its own pattern."""
-    return learning.reconstruction_error(
+    return algorithm.reconstruction_loss(
         t.net, t.net.activation_pattern(t.data), t.data, t.config.sigma
     )
 
@@ -297,7 +297,7 @@ snapshots, errors = {}, {}
 def snapshot(t, record=None):
     if t.iteration in shown_at:
         snapshots[t.iteration] = reconstructions(t)
-        errors[t.iteration] = (R_total(t), t.reconstruction_error())
+        errors[t.iteration] = (R_total(t), t.relative_reconstruction_error())
 
 
 snapshot(trainer)
@@ -355,12 +355,12 @@ save(fig, __file__, "learning_curves")
 # It does when the one-step Langevin move keeps the patterns. With intensities in the
 # hundreds, a step of $\epsilon = 0.3$ (noise included) is small, so we count the units one
 # real CD step flips (noise and all, `refimpl.sampling.langevin` from the data, the trainer's
-# own noise generator), and run `check_proposition3` on the trained network at the training
+# own noise), and run `check_proposition3` on the trained network at the training
 # digits themselves.
 
 # %%
 trained = trainer.model()
-step = langevin(trained, trainer.data, 1, config.step_size, trainer.noise()).samples
+step = langevin(trained, trainer.data, 1, config.step_size, noise=trainer.noise()).samples
 before = pattern_keys(as_pattern_list(trainer.net.activation_pattern(trainer.data)))
 after = pattern_keys(as_pattern_list(trainer.net.activation_pattern(step)))
 print(
@@ -368,7 +368,7 @@ print(
     f"{before.shape[1]} units per image; {(before == after).all(axis=1).sum()} of {len(before)} images keep "
     "their whole pattern"
 )
-n_trained = len(learning.flatten(trainer.net.parameters()))
+n_trained = len(exact.flatten(trainer.net.parameters()))
 coords = np.random.default_rng(5).choice(n_trained, 30, replace=False)
 r = learning.check_proposition3(trained, trainer.data, config.step_size, coords, h=1e-4)
 print(
@@ -417,10 +417,9 @@ print(
 #    (`langevin(trainer.model(), ...)`, a few hundred steps). Do the samples look like digits?
 #    Compare with the maximum-likelihood learning of lessons 8-10.
 # 4. Proposition 3 suggests learning the weights by minimising $R$ directly. Write the
-#    gradient of `reconstruction_error` at fixed patterns with the help of Eq. (7.5), and
+#    gradient of `reconstruction_loss` at fixed patterns with the help of Eq. (7.5), and
 #    compare one such descent step with one CD step on the same weights.
 # 5. **Assignment:** `python -m lessons.assign 11 --out lesson11`: write
-#    `refimpl.theorems.learning.mean_noise_step`, `reconstruction_error` and
-#    `refimpl.learning.trainer.Trainer._synthesize` (CD from the data, persistent chains
-#    otherwise; a `FloatingPointError` of the sampler becomes a `DivergenceError`), then run
+#    `refimpl.learning.algorithm.mean_langevin_step`, `reconstruction_loss` and
+#    `synthesize` (CD from the data, persistent chains otherwise), then run
 #    `python grade.py` in that folder.

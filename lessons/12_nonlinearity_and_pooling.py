@@ -14,7 +14,7 @@
 # binary activation variable of Eq. (6.4), $\delta = 1(r > 0)$, and because $h(r) = \delta\, r$
 # the network is linear once $\delta$ is fixed: $f(\mathbf{I}; w) = \alpha_{w,\delta} +
 # \langle \mathbf{I}, \mathbf{B}_{w,\delta}\rangle$ on each piece, Eq. (6.8), which made the
-# model piecewise Gaussian (**Theorem 1**, Eq. (6.9)). Section 9 of seed 003 asks what
+# model piecewise Gaussian (**Theorem 1**, Eq. (6.9)). Section 9 of Xie et al. asks what
 # survives a general, smooth $h$. Define the activation variables as the derivative,
 # Eq. (9.1),
 #
@@ -41,8 +41,8 @@ import numpy as np
 from _lesson import pick, save
 
 from refimpl import ConvLayer, ConvNet, plotting
+from refimpl.activations import ACTIVATIONS
 from refimpl.conv import conv2d, conv2d_adjoint, max_pool2d, max_pool2d_adjoint
-from refimpl.convnet.layer import ACTIVATIONS
 from refimpl.convnet.pieces import line_through_pieces
 from refimpl.data import load_texture
 from refimpl.models import GenerativeModel
@@ -56,7 +56,7 @@ from refimpl.theorems import instances, smooth
 # Softplus lies above the ReLU and approaches it at both ends:
 # $h(r) - \max(0, r) = \log(1 + e^{-|r|}) \in (0, \log 2]$. Written as it reads, it is a
 # trap: $e^{1000}$ overflows, and `log1p(exp(1000))` is `inf` although the answer is 1000.
-# refimpl's `_softplus` and `_sigmoid` (your assignment) must give the right numbers for
+# refimpl's `softplus` and `sigmoid` (your assignment) must give the right numbers for
 # every finite $r$. `ACTIVATIONS` holds each non-linearity with its derivative.
 
 # %%
@@ -263,9 +263,9 @@ for size, stride in ((2, 2), (3, 2), (3, 1)):
     y, argmax = max_pool2d(x, size, stride)
     dy = rng.standard_normal(y.shape)
     other = rng.standard_normal(x.shape)  # any x', not just x
-    P_a = lambda v: np.take_along_axis(
-        v.reshape(2, 3, -1), argmax.reshape(2, 3, -1), axis=2
-    ).reshape(y.shape)
+    P_a = lambda v, a=argmax: np.take_along_axis(
+        v.reshape(2, 3, -1), a.reshape(2, 3, -1), axis=2
+    ).reshape(a.shape)
     lhs, rhs = (
         float((P_a(other) * dy).sum()),
         float((other * max_pool2d_adjoint(dy, argmax, x.shape)).sum()),
@@ -482,6 +482,6 @@ save(fig, __file__, "slices")
 # 4. With overlapping windows (size 3, stride 1) one pixel can win several windows. Find
 #    such a pixel in the brick responses and check that $P_a^\top$ adds up its coefficients.
 # 5. **Assignment:** `python -m lessons.assign 12 --out lesson12` — write the softplus
-#    `refimpl.convnet.layer._softplus` and its derivative `_sigmoid` (stable for every finite
+#    `refimpl.activations.softplus` and its derivative `sigmoid` (stable for every finite
 #    $r$), and `refimpl.conv.pool.max_pool2d` and `max_pool2d_adjoint`, then run
 #    `python grade.py` in that folder.

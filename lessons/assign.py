@@ -124,10 +124,12 @@ def stub(text: str, lesson: int, keys: dict) -> str:
         if begin and int(begin.group(2)) == lesson:
             indent = begin.group(1)
             out.append(
-                f"{indent}# TODO (lesson {lesson}): write this part; the docstring above says what it computes.\n"
+                f"{indent}# TODO (lesson {lesson}): write this part; "
+                "the docstring above says what it computes.\n"
             )
             out.append(
-                f'{indent}raise NotImplementedError("lesson {lesson}: {keys[number]} is yours to write")\n'
+                f'{indent}raise NotImplementedError("lesson {lesson}: '
+                f'{keys[number]} is yours to write")\n'
             )
             skipping = True
             continue
@@ -183,7 +185,7 @@ they compute and which equation of the paper they implement):
 
 Read `lessons/{lesson:02d}_*.py` in the refimpl repository first. Then, from this folder:
 
-    python grade.py            # runs tests/test_lesson_{lesson:02d}.py and prints a score per function
+    python grade.py  # runs tests/test_lesson_{lesson:02d}.py and prints a score per function
 
 Only the marked parts of these functions are missing; everything else in `refimpl/` is complete.
 The tests use the float64 reference tolerances of the project (1e-10 to 1e-12 on exact identities).

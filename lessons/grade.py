@@ -90,7 +90,8 @@ def main(argv=None) -> int:
         total_passed, total = total_passed + passed, total + count
         print(f"{function:{width}s}  {passed:2d}/{count:<2d}  {100 * passed / max(count, 1):5.0f}%")
     print(
-        f"{'total':{width}s}  {total_passed:2d}/{total:<2d}  {100 * total_passed / max(total, 1):5.0f}%"
+        f"{'total':{width}s}  {total_passed:2d}/{total:<2d}  "
+        f"{100 * total_passed / max(total, 1):5.0f}%"
     )
     return 0 if everything else 1
 

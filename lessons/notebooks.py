@@ -35,7 +35,10 @@ def convert(out) -> list:
 
 
 def _name_cell(filename: str):
-    """A first code cell that defines ``__file__``, which a kernel lacks and the lessons pass to ``save``."""
+    """A first code cell that defines ``__file__``, which a kernel lacks.
+
+    The lessons pass ``__file__`` to ``save`` (it names their figure folder).
+    """
     from nbformat.v4 import new_code_cell
 
     return new_code_cell(

@@ -172,7 +172,7 @@ def make_rng(seed=None, backend=None):
 
 
 def derived_seed(*entropy) -> int:
-    """A 32-bit seed derived from integers (e.g. ``(seed, iteration)``), the same on every backend."""
+    """A 32-bit seed from integers (e.g. ``(seed, iteration)``), the same on every backend."""
     return int(numpy.random.SeedSequence([int(e) for e in entropy]).generate_state(1)[0])
 
 

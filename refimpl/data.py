@@ -98,11 +98,11 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
 def load_texture(
     name_or_path: str = "brick", size: int | None = None, factor: int = 1
 ) -> np.ndarray:
-    """A texture as ``(C, size, size)`` in ``[0, 255]``: downsampled by ``factor``, then centre-cropped.
+    """A texture, downsampled by ``factor`` and then centre-cropped, as ``(C, size, size)``.
 
-    With the defaults the whole image is returned. E.g. ``load_texture("brick", 64, 4)``
-    averages 4 x 4 blocks of the 512 x 512 brick (keeping whole bricks in view) and crops
-    the central 64 x 64.
+    Values are in ``[0, 255]``. With the defaults the whole image is returned. E.g.
+    ``load_texture("brick", 64, 4)`` averages 4 x 4 blocks of the 512 x 512 brick (keeping
+    whole bricks in view) and crops the central 64 x 64.
     """
     image = load_image(resolve_image(name_or_path))
     if factor > 1:

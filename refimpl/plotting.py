@@ -18,7 +18,7 @@ from refimpl.backend import to_numpy  # noqa: E402
 
 
 def as_display(image) -> np.ndarray:
-    """``(C, H, W)`` -> something ``imshow`` takes: ``(H, W)`` gray or ``(H, W, 3)`` colour in [0, 1]."""
+    """``(C, H, W)`` -> what ``imshow`` takes: ``(H, W)`` gray or ``(H, W, 3)`` colour in [0, 1]."""
     image = np.asarray(to_numpy(image), dtype=float)
     if image.ndim == 2:
         image = image[None]

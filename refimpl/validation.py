@@ -28,7 +28,7 @@ def check_float_array(a, name: str):
 
 
 def check_ndim(a, ndim: int, name: str, layout: str):
-    """Raise ``ValueError`` unless ``a.ndim == ndim``; ``layout`` names the axes, e.g. (M, C, H, W)."""
+    """Raise ``ValueError`` unless ``a.ndim == ndim``; ``layout`` names axes, e.g. (M, C, H, W)."""
     if a.ndim != ndim:
         hint = f" Add a batch axis with {name}[None]." if a.ndim == ndim - 1 else ""
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Assertion helpers shared by the tests: scale-aware relative errors and identity residuals.
+"""Assertion helpers shared by the tests; the error measures and tolerances are refimpl.numerics'.
 
 Every check returns the measured residual and asserts it is below a tolerance, so the same
 helper can be pointed at a deliberately broken implementation in a negative control.
@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-# float64 identities hold to rounding: residuals of ~1e-15 relative are typical, 1e-12
-# leaves three orders of margin yet catches any real bug (those give O(1e-3) or more).
-EXACT = 1e-12
-# Central differences with h = 1e-6 on a piecewise-linear function are exact up to
-# rounding, eps |f| / h ~ 1e-10 relative; 1e-6 is the issue's bound.
-FINITE_DIFFERENCE = 1e-6
-# float32 paths: eps = 1.2e-7 times sqrt(terms summed) ~ 1e-5.
-FLOAT32 = 1e-4
-
-
-def relative_error(actual, expected) -> float:
-    """``||actual - expected|| / max(||actual||, ||expected||)`` (0 when both are 0)."""
-    actual, expected = np.asarray(actual, dtype=float), np.asarray(expected, dtype=float)
-    assert actual.shape == expected.shape, f"shapes differ: {actual.shape} vs {expected.shape}"
-    scale = max(np.linalg.norm(actual), np.linalg.norm(expected))
-    return 0.0 if scale == 0 else float(np.linalg.norm(actual - expected) / scale)
+from refimpl.numerics import (  # noqa: F401  (re-exported for the tests)
+    EXACT,
+    FINITE_DIFFERENCE,
+    FLOAT32,
+    inner_residual,
+    piece_residual,
+    relative_error,
+)
 
 
 def assert_close(actual, expected, rtol: float = EXACT, what: str = "values") -> float:
@@ -33,28 +25,11 @@ def assert_close(actual, expected, rtol: float = EXACT, what: str = "values") ->
     return err
 
 
-def inner_residual(lhs_terms, rhs_terms) -> float:
-    """``|sum(lhs) - sum(rhs)| / (sum|lhs| + sum|rhs|)``: rounding-scaled gap of two inner products."""
-    lhs_terms, rhs_terms = np.asarray(lhs_terms), np.asarray(rhs_terms)
-    scale = np.abs(lhs_terms).sum() + np.abs(rhs_terms).sum()
-    gap = abs(lhs_terms.sum() - rhs_terms.sum())
-    return 0.0 if scale == 0 else float(gap / scale)
-
-
 def assert_adjoint(forward, adjoint, x, y, rtol: float = EXACT) -> float:
     """Assert ``<forward(x), y> = <x, adjoint(y)>`` to ``rtol`` (scaled by the sums of |terms|)."""
     res = inner_residual(forward(x) * y, x * adjoint(y))
     assert res <= rtol, f"adjoint identity: residual {res:.3e} exceeds {rtol:.0e}"
     return res
-
-
-def piece_residual(f, alpha, B, I) -> float:
-    """Largest ``|f - alpha - <I, B>|`` over the batch, relative to ``|f| + |alpha| + sum|I B|``."""
-    f, alpha, B, I = (np.asarray(a) for a in (f, alpha, B, I))
-    terms = (I * B).reshape(len(I), -1)
-    gap = np.abs(f - alpha - terms.sum(axis=1))
-    scale = np.abs(f) + np.abs(alpha) + np.abs(terms).sum(axis=1)
-    return float(np.max(np.where(scale > 0, gap / np.where(scale > 0, scale, 1), 0.0)))
 
 
 def assert_piece_identity(f, alpha, B, I, rtol: float = EXACT) -> float:

@@ -1,7 +1,7 @@
 """Test configuration: Hypothesis profiles.
 
-``default`` (100 examples a property) keeps the suite within a few minutes on 2 cores; ``thorough`` runs many
-more examples: ``HYPOTHESIS_PROFILE=thorough python -m pytest``.
+``default`` (100 examples a property) keeps the suite within a few minutes on 2 cores; ``thorough``
+runs many more examples: ``HYPOTHESIS_PROFILE=thorough python -m pytest``.
 """
 
 import os

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from checks import FINITE_DIFFERENCE, relative_error
 
-STEP = 1e-6
+from refimpl.numerics import FINITE_DIFFERENCE_STEP
+
+STEP = FINITE_DIFFERENCE_STEP
 ROUNDING_ULPS = 64
 
 
@@ -80,7 +82,7 @@ def coordinate_gradient(scalar_fn, x, coords, h: float = STEP, on_probe=None) ->
 def assert_gradient(
     analytic, fd: FiniteDifference, rtol: float = FINITE_DIFFERENCE, what: str = "gradient"
 ) -> float:
-    """Assert ``analytic`` matches the finite differences: relative error <= rtol above the noise floor.
+    """Assert ``analytic`` matches the finite differences to ``rtol`` above the noise floor.
 
     Passes when ``||analytic - fd|| <= rtol * max(||analytic||, ||fd||) + noise * sqrt(n)``.
     Returns the relative error.

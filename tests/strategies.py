@@ -1,6 +1,6 @@
 """Hypothesis strategies shared by every test: architectures, networks, images, conv problems.
 
-Ranges (issue 2): depth 1-4, channels 1-5, kernels 1-7, strides 1-3, padding 0-3, 1-3 image
+Ranges: depth 1-4, channels 1-5, kernels 1-7, strides 1-3, padding 0-3, 1-3 image
 channels, images up to 20 x 20. Arrays are drawn from a seeded NumPy generator (the seed
 is what Hypothesis draws and shrinks), which keeps examples fast and reproducible.
 """
@@ -58,7 +58,7 @@ def layer_stacks(
         out = draw(st.integers(1, MAX_CHANNELS))
         top = l == depth - 1
         relu = not (top and allow_linear and draw(st.booleans()))
-        specs.append(LayerSpec(out, kernel, stride, pad, relu))
+        specs.append(LayerSpec(out, kernel, stride, pad, "relu" if relu else "linear"))
         h, w = conv_output_size(h, kernel, stride, pad), conv_output_size(w, kernel, stride, pad)
     return tuple(specs)
 
@@ -86,7 +86,10 @@ BIAS_MEAN = 0.1
 
 @st.composite
 def networks(draw, arch=None, dtype="float64", conv_impl="fast", bias_std=0.3, **arch_kwargs):
-    """``(net, arch)``: a random ConvNet (He weights, N(0.1, bias_std^2) biases) of an architecture."""
+    """``(net, arch)``: a random ConvNet of architecture ``arch`` (drawn unless given).
+
+    He weights, N(0.1, bias_std^2) biases.
+    """
     arch = arch if arch is not None else draw(architectures(**arch_kwargs))
     net = ConvNet.random(
         arch.in_channels,
@@ -136,7 +139,7 @@ class ConvProblem:
 
 @st.composite
 def conv_problems(draw, dtype="float64", max_image: int = MAX_IMAGE, max_batch: int = 2):
-    """A random valid convolution problem within the issue's ranges."""
+    """A random valid convolution problem within the ranges above."""
     batch = draw(st.integers(1, max_batch))
     c_in = draw(st.integers(1, MAX_CHANNELS))
     c_out = draw(st.integers(1, MAX_CHANNELS))
@@ -214,7 +217,7 @@ def probes_in_piece(scoring, x, probes) -> bool:
 
 
 def small_mixed_net():
-    """A fixed 2-layer net and images whose patterns mix on and off units (for negative controls)."""
+    """A fixed 2-layer net, images whose patterns mix on and off units (for negative controls)."""
     from refimpl import ConvNet
 
     net = ConvNet.random(2, [(4, 3, 1, 1), (3, 3, 2, 0)], seed=3, bias_std=0.3)

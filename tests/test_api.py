@@ -23,7 +23,7 @@ def test_public_names():
 
 def test_spec_formats_are_equivalent():
     specs = [
-        [LayerSpec(4, 3, 2, 1), LayerSpec(2, 3, relu=False)],
+        [LayerSpec(4, 3, 2, 1), LayerSpec(2, 3, activation="linear")],
         [(4, 3, 2, 1), (2, 3, 1, 0, False)],
         [
             dict(out_channels=4, kernel_size=3, stride=2, pad=1),
@@ -35,10 +35,29 @@ def test_spec_formats_are_equivalent():
     assert not nets[0].layers[1].relu and nets[0].layers[0].relu
 
 
+def test_spec_round_trip_keeps_every_activation():
+    """``ConvNet.random(C, net.spec())`` rebuilds the architecture, softplus included (a spec
+    that recorded only relu True/False rebuilt a softplus net as ReLU)."""
+    for activation in ("relu", "linear", "softplus"):
+        net = ConvNet.random(1, [(3, 3, 1, 1, activation), (2, 3)], seed=1)
+        rebuilt = ConvNet.random(1, net.spec(), seed=2)
+        assert [l.activation.name for l in rebuilt.layers] == [activation, "relu"]
+        assert rebuilt.spec() == net.spec()
+
+
+def test_negative_control_an_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        LayerSpec.coerce((3, 3, 1, 1, "tanh"))
+    with pytest.raises(TypeError, match="activation must be a name"):
+        ConvLayer(np.ones((1, 1, 1, 1)), np.zeros(1), activation=True)
+
+
 def test_constructor_api_matches_readme():
     rng = np.random.default_rng(0)
     layer1 = ConvLayer(rng.standard_normal((4, 3, 5, 5)), rng.standard_normal(4), stride=2, pad=2)
-    layer2 = ConvLayer(rng.standard_normal((1, 4, 8, 8)), rng.standard_normal(1), relu=False)
+    layer2 = ConvLayer(
+        rng.standard_normal((1, 4, 8, 8)), rng.standard_normal(1), activation="linear"
+    )
     net = ConvNet([layer1, layer2])
     I = rng.standard_normal((5, 3, 16, 16))
     assert net.feature_shapes(I.shape) == [(4, 8, 8), (1, 1, 1)]

@@ -18,11 +18,11 @@ HOST_ONLY = {
     "backend.py": "defines the namespace; the one home of `import numpy`",
     "data.py": "reads image and CSV files into host arrays",
     "plotting.py": "draws host arrays with matplotlib",
-    "lowdim.py": "exact 1-D/2-D references by SciPy quadrature, on the host",
+    "exact/": "exact 1-D/2-D references by SciPy quadrature, on the host",
     "theorems/": "numerical checks on small host instances (SciPy statistics, quadrature)",
     "learning/checkpoint.py": "the checkpoint file format (npz) on the host",
     "learning/runs.py": "run folders: reading images, writing npy/PNG outputs on the host",
-    "evaluation.py": "texture statistics of host images (evaluation)",
+    "texture_stats.py": "texture statistics of host images (SciPy filters and FFTs)",
     "hybrid/": "the exact 2-D toy of hybrid training: thousands of tiny fits (SciPy, plots)",
 }
 

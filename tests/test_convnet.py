@@ -1,6 +1,6 @@
 """The ConvNet engine: scores, backprop, activation patterns, linear pieces, basis functions.
 
-Properties (seed 003, sections 2, 3, 6, 9), each on Hypothesis-drawn architectures and each
+Properties (Xie et al., sections 2, 3, 6, 9), each on Hypothesis-drawn architectures and each
 with a negative control below it:
 
 * df/dI, df/dW, df/db match central finite differences (rel. error < 1e-6) away from kinks;
@@ -221,7 +221,7 @@ def test_negative_control_basis_check_catches_ungated_basis():
     pixels = I[0].size
     eye = np.eye(pixels).reshape((pixels,) + I.shape[1:])
     ungated = eye
-    for layer, geom_layer in zip(net.layers, net.layers):
+    for layer in net.layers:
         ungated = net.conv.forward(layer.geometry(ungated.shape, "x"), ungated, layer.weight)
     a_right, _ = basis_functions(net, I[:1])[-1]
     b_wrong = ungated.reshape(pixels, -1).T.reshape(a_right.shape + I.shape[1:])

@@ -1,7 +1,8 @@
-"""The discriminative softmax (2.3) and the batch log-likelihoods l_D, l_G of seed 000 (refimpl.models.discriminative).
+"""The discriminative softmax (2.3) and Dai, Lu & Wu's batch log-likelihoods l_D, l_G.
 
-Hand computations, central finite differences (gradcheck), the invariances that tell l_D and
-l_G apart, stability, argument checks, and a negative control for each kind of check.
+Tests of refimpl.models.discriminative: hand computations, central finite differences (gradcheck),
+the invariances that tell l_D and l_G apart, stability, argument checks, and a negative control for
+each kind of check.
 """
 
 import math
@@ -106,7 +107,7 @@ def test_log_likelihoods_equal_brute_force_sums(problem):
 @settings(max_examples=50)
 @given(labelled_scores(max_examples=5, max_classes=3))
 def test_invariances_tell_the_two_apart(problem):
-    """l_D ignores a constant added to a row (an example), l_G one added to a column (a class bias)."""
+    """l_D ignores a constant added to a row (an example), l_G one added to a column (a class)."""
     scores, labels = problem
     rows = np.arange(1, len(scores) + 1, dtype=float)[:, None]
     columns = np.arange(1, scores.shape[1] + 1, dtype=float)[None, :]

@@ -1,4 +1,4 @@
-"""Bad input gets a clear error naming the argument and the shapes (issue 2, item 7)."""
+"""Bad input gets a clear error naming the argument and the shapes."""
 
 import numpy as np
 import pytest
@@ -43,7 +43,8 @@ def test_weight_wrong_ndim():
 def test_image_channel_mismatch(net):
     with pytest.raises(
         ValueError,
-        match=r"I has 1 channel\(s\) \(shape \(2, 1, 9, 9\)\) but the network's first layer expects 3",
+        match=r"I has 1 channel\(s\) \(shape \(2, 1, 9, 9\)\) "
+        r"but the network's first layer expects 3",
     ):
         net.score(image(2, 1, 9, 9))
 
@@ -53,7 +54,8 @@ def test_layers_channel_mismatch():
     b = ConvLayer(image(2, 5, 3, 3), image(2))
     with pytest.raises(
         ValueError,
-        match=r"layer 2 expects 5 input channel\(s\) \(weight \(2, 5, 3, 3\)\) but layer 1 produces 4",
+        match=r"layer 2 expects 5 input channel\(s\) \(weight \(2, 5, 3, 3\)\) "
+        r"but layer 1 produces 4",
     ):
         ConvNet([a, b])
 
@@ -61,7 +63,8 @@ def test_layers_channel_mismatch():
 def test_conv_channel_mismatch():
     with pytest.raises(
         ValueError,
-        match=r"x has 2 channel\(s\) \(shape \(1, 2, 8, 8\)\) but weight expects 3 \(shape \(4, 3, 3, 3\)\)",
+        match=r"x has 2 channel\(s\) \(shape \(1, 2, 8, 8\)\) "
+        r"but weight expects 3 \(shape \(4, 3, 3, 3\)\)",
     ):
         conv2d(image(1, 2, 8, 8), image(4, 3, 3, 3))
 
@@ -73,7 +76,8 @@ def test_kernel_larger_than_padded_input(net):
     # 3x3 pad 1 keeps 4x4; layer 2's 5x5 kernel does not fit in 4x4
     with pytest.raises(
         ValueError,
-        match=r"layer 2 \(input \(1, 4, 4, 4\)\): kernel 5x5 is larger than the padded input 4x4 \(input 4x4, pad 0\)",
+        match=r"layer 2 \(input \(1, 4, 4, 4\)\): kernel 5x5 is larger than the padded input 4x4 "
+        r"\(input 4x4, pad 0\)",
     ):
         net.score(image(1, 3, 4, 4))
 
@@ -106,7 +110,8 @@ def test_non_finite_image(net, bad):
     I[1, 2, 3, 4] = bad
     with pytest.raises(
         ValueError,
-        match=r"I contains 1 non-finite value\(s\) \(NaN or inf\) in an array of shape \(2, 3, 9, 9\)",
+        match=r"I contains 1 non-finite value\(s\) \(NaN or inf\) "
+        r"in an array of shape \(2, 3, 9, 9\)",
     ):
         net.grad_input(I)
 
@@ -133,7 +138,8 @@ def test_integer_or_bool_image(net, dtype):
     I = np.ones((1, 3, 9, 9), dtype=dtype)
     with pytest.raises(
         TypeError,
-        match=rf"I must have a floating dtype \(float64 or float32\); got dtype {np.dtype(dtype)} with shape \(1, 3, 9, 9\)",
+        match=r"I must have a floating dtype \(float64 or float32\); "
+        rf"got dtype {np.dtype(dtype)} with shape \(1, 3, 9, 9\)",
     ):
         net.score(I)
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from refimpl.learning import (
-    Ascent,
     DivergenceError,
     LearningConfig,
     Trainer,
     load_checkpoint,
+    optimizers,
     runs,
     save_checkpoint,
 )
@@ -102,17 +102,17 @@ def cd_trainer(rate):
 
 def test_contrastive_divergence_lowers_the_reconstruction_error():
     trainer = cd_trainer(1e-2)
-    before = trainer.reconstruction_error()
+    before = trainer.relative_reconstruction_error()
     trainer.run()
     assert len(trainer.chains) == 6  # CD: one chain per observed image
-    assert trainer.reconstruction_error() < 0.7 * before
+    assert trainer.relative_reconstruction_error() < 0.7 * before
 
 
 def test_negative_control_cd_without_learning_does_not_reconstruct():
     trainer = cd_trainer(0.0)
-    before = trainer.reconstruction_error()
+    before = trainer.relative_reconstruction_error()
     trainer.run()
-    assert not trainer.reconstruction_error() < 0.7 * before
+    assert not trainer.relative_reconstruction_error() < 0.7 * before
 
 
 # --- resume -------------------------------------------------------------------------------------
@@ -272,12 +272,16 @@ def test_frozen_lower_layers_do_not_move():
 def test_sgd_and_adam_steps_by_hand():
     W, b = np.array([[1.0, 2.0]]), np.array([0.5])
     g = (np.array([[0.2, -0.4]]), np.array([1.0]))
-    Ascent("sgd").step([(W, b)], [g], [0.1])
-    assert np.allclose(W, [[1.02, 1.96]]) and np.allclose(b, [0.6])
-    W, b = np.array([[1.0, 2.0]]), np.array([0.5])
-    Ascent("adam").step([(W, b)], [g], [0.1])
+    [(W1, b1)], state = optimizers.ascent_step("sgd", [(W, b)], [g], [0.1], {})
+    assert np.allclose(W1, [[1.02, 1.96]]) and np.allclose(b1, [0.6]) and state == {}
+    [(W2, b2)], state = optimizers.ascent_step("adam", [(W, b)], [g], [0.1], {})
     # first Adam step: m_hat = g, v_hat = g^2, so each weight moves by rate * sign(g)
-    assert np.allclose(W, [[1.1, 1.9]], atol=1e-6) and np.allclose(b, [0.6], atol=1e-6)
+    assert np.allclose(W2, [[1.1, 1.9]], atol=1e-6) and np.allclose(b2, [0.6], atol=1e-6)
+    assert state[0].steps == 1
+    # pure: the inputs are untouched, and a frozen layer (rate 0) is passed through
+    assert np.array_equal(W, [[1.0, 2.0]]) and np.array_equal(b, [0.5])
+    [(W3, b3)], _ = optimizers.ascent_step("adam", [(W, b)], [g], [0.0], {})
+    assert W3 is W and b3 is b
 
 
 def test_checkpoint_round_trip_and_atomicity(tmp_path, monkeypatch):

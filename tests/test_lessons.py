@@ -37,7 +37,7 @@ def test_lesson_runs_in_quick_mode(lesson, tmp_path):
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
 def test_lesson_reads_like_a_chapter(lesson):
-    """Percent-format cells, equations with seed 003's numbers, a summary and exercises."""
+    """Percent-format cells, equations with the paper's numbers, a summary and exercises."""
     text = lesson.read_text()
     assert "# %% [markdown]" in text and "\n# %%\n" in text
     assert "Eq. (" in text

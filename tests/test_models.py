@@ -111,7 +111,7 @@ def log_q_by_hand(I, sigma):
 
 
 def relative_residual(lhs, rhs, terms):
-    """Largest ``|lhs - rhs|`` relative to the sum of ``|terms|`` that make them up (rounding scale)."""
+    """Largest ``|lhs - rhs|`` relative to the sum of the ``|terms|`` (their rounding scale)."""
     scale = sum(np.abs(t) for t in terms)
     return float(np.max(np.abs(lhs - rhs) / scale))
 
@@ -291,7 +291,8 @@ def test_prototype_by_hand():
         (0, 3):  r = (6 + .5, 1.5 - 1)          = (6.5, 0.5)  -> delta (1, 1), f = 7
         (0, -2): r = (-4 + .5, -1 - 1)          = (-3.5, -2)  -> delta (0, 0), f = 0
         (-1, 0): r = (-1 + .5, 1 - 1)           = (-0.5, 0)   -> delta (0, 0): 1(r > 0) at the kink
-    B = sum_k delta_k w_k, alpha = sum_k delta_k b_k; df/dW = sum_m delta_m I_m^T, df/db = sum_m delta_m.
+    B = sum_k delta_k w_k, alpha = sum_k delta_k b_k;
+    df/dW = sum_m delta_m I_m^T, df/db = sum_m delta_m.
     """
     model = PrototypeModel(W_HAND, B_HAND)
     delta = np.array([[1, 0], [1, 0], [0, 1], [1, 1], [0, 0], [0, 0]], dtype=bool)

@@ -26,9 +26,19 @@ from checks import EXACT, assert_close, relative_error
 from scipy import stats
 
 from refimpl.backend import make_rng
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
-from refimpl.sampling import check_step_size, fixed_point, grade, langevin, mala
+from refimpl.sampling import (
+    check_step_size,
+    draw_langevin_noise,
+    draw_mala_randomness,
+    fixed_point,
+    grade,
+    grade_mode_residual,
+    grade_stops,
+    langevin,
+    mala,
+)
 from refimpl.theorems import instances
 
 N_SE = 5  # P(|N(0,1)| > 5) = 5.7e-7
@@ -71,7 +81,8 @@ def test_samplers_check_the_step_size(sampler):
 SIGMA = 0.7
 W_LIN = np.random.default_rng(10).standard_normal((2, 4))
 LINEAR = GenerativeModel(PrototypeModel(W_LIN, np.array([0.3, -0.2]), activation="linear"), SIGMA)
-# f(I) = sum_k <I, w_k> + b_k, so p ~ exp(<I, w>) N(0, sigma^2 I) = N(sigma^2 w, sigma^2 I), w = sum_k w_k
+# f(I) = sum_k <I, w_k> + b_k = <I, w> + const with w = sum_k w_k, so
+# p ~ exp(<I, w>) N(0, sigma^2 I) = N(sigma^2 w, sigma^2 I)
 TARGET_MEAN = SIGMA**2 * W_LIN.sum(0)
 CHAINS = 20000
 
@@ -79,8 +90,9 @@ CHAINS = 20000
 def ula_moments(eps, sigma, mean, steps, start=0.0):
     """Exact mean and per-coordinate variance of ULA on N(mean, sigma^2 I) after ``steps`` steps.
 
-    I' = I + (eps^2/2)(w - I/sigma^2) + eps Z = a I + (1 - a) mean + eps Z, a = 1 - eps^2/(2 sigma^2):
-    an AR(1) with stationary variance v = eps^2 / (1 - a^2) = sigma^2 / (1 - eps^2 / (4 sigma^2)).
+    I' = I + (eps^2/2)(w - I/sigma^2) + eps Z = a I + (1 - a) mean + eps Z with
+    a = 1 - eps^2/(2 sigma^2): an AR(1) with stationary variance
+    v = eps^2 / (1 - a^2) = sigma^2 / (1 - eps^2 / (4 sigma^2)).
     From a deterministic start: mean_t = mean + a^t (start - mean), var_t = v (1 - a^(2t)).
     """
     a = 1 - eps**2 / (2 * sigma**2)
@@ -120,7 +132,7 @@ def test_langevin_matches_the_exact_ar1_moments(eps_factor, steps):
 
 
 def test_langevin_variance_bias_is_visible_at_large_step_and_fades_at_small_step():
-    """ULA started from exact draws of p drifts to the AR(1) law: visibly wrong at eps = sigma only."""
+    """ULA from exact draws of p drifts to the AR(1) law: visibly wrong at eps = sigma only."""
     rng = make_rng(2)
     start = TARGET_MEAN + SIGMA * rng.standard_normal((CHAINS, 4))  # exact draws from p
     # eps = sigma: variance sigma^2 / (1 - 1/4) (a^60 = 1e-18 of sigma^2 left), 33% too large,
@@ -189,21 +201,31 @@ def test_deterministic_samplers_leave_I0_alone():
 
 
 def grade_steps_predicted(I0, eps, sigma, mean, tol):
-    """Steps until ||update|| <= tol (||I|| + tol) for I_t = mean + a^t (I0 - mean)."""
-    a, steps = 1 - eps**2 / (2 * sigma**2), []
+    """Updates each chain makes before GRADE stops, on the Gaussian N(mean, sigma^2 I).
+
+    There ``I_t = mean + a^t (I0 - mean)`` with ``a = 1 - eps^2 / (2 sigma^2)``, and the
+    update from ``I_t`` is ``(1 - a)(mean - I_t)``; the chain stops at the first ``t`` where
+    the sampler's own rule :func:`grade_stops` holds. Also returns the smallest relative
+    distance of ``||update_t||`` from the rule's threshold over all steps, so a test can
+    confirm that rounding (``I_t`` closed form vs iterated, ~1e-14 relative) cannot move a
+    crossing.
+    """
+    a, steps, margin = 1 - eps**2 / (2 * sigma**2), [], np.inf
     for x in I0:
         t = 0
         while True:
             I = mean + a**t * (x - mean)
-            if (1 - a) * np.linalg.norm(I - mean) <= tol * (np.linalg.norm(I) + tol):
+            size, threshold = (1 - a) * np.linalg.norm(I - mean), tol * (np.linalg.norm(I) + sigma)
+            margin = min(margin, abs(size - threshold) / threshold)
+            if grade_stops(size, np.linalg.norm(I), tol, sigma):
                 break
             t += 1
         steps.append(t)
-    return np.array(steps)
+    return np.array(steps), margin
 
 
 def assert_auto_encoding(model, I, rtol, what="I = sigma^2 B"):
-    """Proposition 2: ``I = sigma^2 B_{w,delta(I)}`` for every chain, relative to ``|I| + sigma``."""
+    """Proposition 2: ``I = sigma^2 B_{w,delta(I)}`` for each chain, relative to ``|I| + sigma``."""
     gap = np.linalg.norm(I - model.piece_mean(I), axis=1) / (
         np.linalg.norm(I, axis=1) + model.sigma
     )
@@ -215,19 +237,37 @@ def test_grade_converges_to_the_gaussian_mode():
     tol = 1e-12
     result = grade(LINEAR, I0, 500, SIGMA, tol=tol)
     assert result.converged.all()
-    # At the stop ||update|| = (eps^2 / (2 sigma^2)) ||I - mean|| <= tol ||I||, so with eps = sigma
-    # I is within 2 tol ||I|| of the mode (plus rounding): 1e-10 relative leaves margin.
-    for I in result.samples:
-        assert relative_error(I, TARGET_MEAN) < 1e-10
-    # chain_steps: the updates each chain made, as predicted by I_t = m + a^t (I0 - m) (rounding
-    # can move the crossing of the threshold by one step); steps = the last, stopping, iteration.
-    predicted = grade_steps_predicted(I0, SIGMA, SIGMA, TARGET_MEAN, tol)
-    assert np.abs(result.chain_steps - predicted).max() <= 1
+    # At the stop I is within grade_mode_residual (2 sigma^2 tol / eps^2 = 2e-12 here, eps =
+    # sigma) of the mode, relative to |I| + sigma; plus rounding (EXACT).
+    bound = grade_mode_residual(SIGMA, SIGMA, tol) + EXACT
+    gaps = np.linalg.norm(result.samples - TARGET_MEAN, axis=1)
+    assert (gaps / (np.linalg.norm(result.samples, axis=1) + SIGMA)).max() <= bound
+    # chain_steps: exactly the updates predicted by I_t = m + a^t (I0 - m) and the sampler's
+    # rule, when no step lies within 1e-9 of the threshold (rounding is ~1e-14 relative)
+    predicted, margin = grade_steps_predicted(I0, SIGMA, SIGMA, TARGET_MEAN, tol)
+    assert margin > 1e-9, "a chain crosses the threshold within rounding; pick another I0"
+    assert np.array_equal(result.chain_steps, predicted)
     assert result.steps == result.chain_steps.max() + 1
     # negative control: too few steps, nothing has converged and the mode is not reached
     early = grade(LINEAR, I0, 5, SIGMA, tol=tol)
     assert not early.converged.any() and (early.chain_steps == 5).all()
     assert min(relative_error(I, TARGET_MEAN) for I in early.samples) > 1e-3
+
+
+def test_negative_control_a_wrong_stopping_rule_mispredicts_the_steps():
+    """The rule the old test restated, tol (|I| + tol), stops later than the sampler's."""
+    I0 = 3 * np.random.default_rng(7).standard_normal((40, 4))
+    tol, a = 1e-12, 0.5
+    result = grade(LINEAR, I0, 500, SIGMA, tol=tol)
+    wrong = []
+    for x in I0:
+        t = 0
+        while (1 - a) * np.linalg.norm(a**t * (x - TARGET_MEAN)) > tol * (
+            np.linalg.norm(TARGET_MEAN + a**t * (x - TARGET_MEAN)) + tol
+        ):
+            t += 1
+        wrong.append(t)
+    assert not np.array_equal(result.chain_steps, np.array(wrong))
 
 
 def test_grade_reaches_auto_encoding_points_of_a_relu_prototype():
@@ -236,8 +276,10 @@ def test_grade_reaches_auto_encoding_points_of_a_relu_prototype():
     result = grade(model, I0, 3000, model.sigma, tol=1e-12)
     assert result.converged.all() and (result.chain_steps >= 1).all()
     assert (result.chain_steps <= result.steps).all()
-    # ||I - sigma^2 B|| = (2 sigma^2 / eps^2) ||update|| <= 2e-12 (||I|| + 1e-12) at the stop.
-    assert_auto_encoding(model, result.samples, 1e-10)
+    # at the stop ||I - sigma^2 B|| <= grade_mode_residual (|I| + sigma), plus rounding
+    assert_auto_encoding(
+        model, result.samples, grade_mode_residual(model.sigma, model.sigma, 1e-12) + EXACT
+    )
     # restarting at a mode: no update, converged at once
     again = grade(model, result.samples, 10, model.sigma, tol=1e-12)
     assert again.converged.all() and (again.chain_steps == 0).all()
@@ -257,7 +299,10 @@ def test_negative_control_auto_encoding_check_fails_at_the_start_points():
 
 
 def assert_non_decreasing(trace, what="log p"):
-    """Each row of ``trace (steps, M)`` is >= the one before, up to rounding of log p (1e-12 relative)."""
+    """Each row of ``trace (steps, M)`` is >= the one before, up to rounding of log p.
+
+    The rounding allowance is ``EXACT`` (1e-12) relative to ``|log p| + 1``.
+    """
     trace = np.asarray(trace)
     drop = trace[:-1] - trace[1:]
     allowed = EXACT * (np.abs(trace[:-1]) + 1)
@@ -384,3 +429,97 @@ def test_mala_rejects_non_finite_proposals():
     result = mala(model, I0, 3, 1.9, make_rng(0))
     assert np.isfinite(result.samples).all()
     assert np.all(result.acceptance == 0)
+
+
+class ThresholdScore:
+    """f = 0 with df/dI = 0 inside |I_i| <= 1.5 and +inf beyond: p is N(0, 1) truncated there,
+    and a proposal beyond the threshold has a non-finite gradient (an overflowing model)."""
+
+    xp, dtype, threshold = np, np.dtype("float64"), 1.5
+
+    def prepare_images(self, I):
+        return I
+
+    def score(self, I):
+        return np.zeros(len(I))
+
+    def grad_input(self, I):
+        return np.where(np.abs(I) > self.threshold, np.inf, 0.0)
+
+    def score_and_grad_input(self, I):
+        return self.score(I), self.grad_input(I)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_mala_chains_keep_moving_after_a_rejected_overflowing_proposal():
+    """A rejected proposal with an infinite gradient must not poison the kept gradient.
+
+    Blending ``mask * grad_J + (1 - mask) * grad`` gives 0 * inf = NaN for every rejected
+    chain, whose later proposals are then all NaN and rejected: the chain never moves again
+    (159 of 200 froze). Selecting keeps grad finite. Every chain starts at 0 (finite
+    gradient); with eps = 1 a proposal lands beyond 1.5 with probability 0.13, so nearly every
+    chain has such a rejection, and a healthy chain still accepts about 0.87 of its
+    proposals: P(no move in 39 steps) = 0.13^39, negligible.
+    """
+    model = GenerativeModel(ThresholdScore(), sigma=1.0)
+    positions = []
+    result = mala(model, np.zeros((200, 1)), 40, 1.0, make_rng(3), record=lambda step, I: I.copy())
+    positions = np.stack(result.trace)[:, :, 0]  # (steps + 1, chains)
+    moved_late = (np.diff(positions[1:], axis=0) != 0).any(axis=0)  # a move after step 1
+    assert np.isfinite(result.samples).all()
+    assert moved_late.all(), f"{(~moved_late).sum()} of 200 chains froze"
+    assert result.acceptance.min() > 0
+
+
+def test_negative_control_blending_freezes_chains():
+    """The blend the test guards against, on the same kind of rejection, produces NaN."""
+    grad, grad_j, accept = (
+        np.zeros((3, 1)),
+        np.array([[np.inf], [1.0], [np.inf]]),
+        np.array([0.0, 1.0, 0.0]),
+    )
+    mask = accept[:, None]
+    with np.errstate(invalid="ignore"):
+        blended = mask * grad_j + (1 - mask) * grad
+    assert np.isnan(blended[[0, 2]]).all()
+
+
+# --- injected randomness --------------------------------------------------------------------
+
+
+def test_langevin_with_drawn_noise_equals_the_generator_run():
+    """Same draws in, same chains out: exactly (the same operations in the same order)."""
+    model, I0 = relu_model(), np.zeros((5, 3))
+    by_rng = langevin(model, I0, 7, 0.4, make_rng(21)).samples
+    noise = draw_langevin_noise(make_rng(21), 7, I0.shape)
+    assert np.array_equal(langevin(model, I0, 7, 0.4, noise=noise).samples, by_rng)
+    # negative control: other draws, other chains
+    other = draw_langevin_noise(make_rng(22), 7, I0.shape)
+    assert not np.array_equal(langevin(model, I0, 7, 0.4, noise=other).samples, by_rng)
+
+
+def test_mala_with_drawn_noise_and_uniforms_equals_the_generator_run():
+    model, I0 = relu_model(), np.zeros((5, 3))
+    by_rng = mala(model, I0, 7, 0.8, make_rng(23))
+    noise, uniforms = draw_mala_randomness(make_rng(23), 7, I0.shape)
+    given = mala(model, I0, 7, 0.8, noise=noise, uniforms=uniforms)
+    assert np.array_equal(given.samples, by_rng.samples)
+    assert np.array_equal(given.acceptance, by_rng.acceptance)
+    # negative control: uniforms of another stream change the decisions
+    _, other = draw_mala_randomness(make_rng(24), 7, I0.shape)
+    changed = mala(model, I0, 7, 0.8, noise=noise, uniforms=other)
+    assert not np.array_equal(changed.acceptance, by_rng.acceptance)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(), "exactly one of rng"),
+        (dict(rng=make_rng(0), noise=np.zeros((2, 1, 3))), "both"),
+        (dict(noise=np.zeros((3, 1, 3))), r"noise must have shape \(2, 1, 3\)"),
+        (dict(noise=np.full((2, 1, 3), np.nan)), "non-finite"),
+    ],
+)
+def test_langevin_randomness_is_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        langevin(relu_model(), np.zeros((1, 3)), 2, 0.3, **kwargs)

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given, settings
 from strategies import seeds
 
+from refimpl import exact
 from refimpl.convnet import ConvLayer, ConvNet
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel
 from refimpl.theorems import discriminative, instances, learning, smooth, structure
 from refimpl.theorems import langevin as langevin_checks
@@ -256,7 +257,7 @@ def test_ml_gradient_1d(seed):
     assert learning.check_ml_gradient(proto, data, (1,), np.arange(6)).passed
     net, shape = instances.lowdim_convnet(rng, 1)
     data = 2 * net.sigma * rng.standard_normal((4,) + shape)
-    coords = rng.choice(len(learning.flatten(net.scoring.parameters())), 8, replace=False)
+    coords = rng.choice(len(exact.flatten(net.scoring.parameters())), 8, replace=False)
     assert learning.check_ml_gradient(net, data, shape, coords).passed
 
 
@@ -264,7 +265,7 @@ def test_negative_control_ml_gradient_without_the_model_term():
     rng = rng_of(10)
     proto = instances.prototype(rng, 1, 3)
     data = 2 * proto.sigma * rng.standard_normal((5, 1))
-    data_term_only = lambda model, d, shape: learning.flatten(model.scoring.grad_params(d)) / len(d)
+    data_term_only = lambda model, d, shape: exact.flatten(model.scoring.grad_params(d)) / len(d)
     assert not learning.check_ml_gradient(
         proto, data, (1,), np.arange(6), gradient_fn=data_term_only
     ).passed
@@ -275,7 +276,7 @@ def test_negative_control_ml_gradient_without_the_model_term():
 def test_proposition3(seed):
     rng = rng_of(seed)
     net, shape = instances.image_convnet(rng, 1, 6, 2)
-    n_params = len(learning.flatten(net.scoring.parameters()))
+    n_params = len(exact.flatten(net.scoring.parameters()))
     result = learning.check_proposition3(
         net,
         net.sigma * rng.standard_normal((8,) + shape),
@@ -289,11 +290,11 @@ def test_negative_control_proposition3_wrong_step(monkeypatch):
     """A synthesis step twice too long (eps^2 instead of eps^2/2) breaks the exact relation."""
     rng = rng_of(11)
     net, shape = instances.image_convnet(rng, 1, 6, 2)
-    original = learning.mean_noise_step
+    original = learning.mean_langevin_step
     monkeypatch.setattr(
-        learning, "mean_noise_step", lambda model, I, eps: original(model, I, eps * np.sqrt(2))
+        learning, "mean_langevin_step", lambda model, I, eps: original(model, I, eps * np.sqrt(2))
     )
-    n_params = len(learning.flatten(net.scoring.parameters()))
+    n_params = len(exact.flatten(net.scoring.parameters()))
     assert not learning.check_proposition3(
         net,
         net.sigma * rng.standard_normal((8,) + shape),

@@ -52,7 +52,7 @@ __all__ = [
 
 
 def implementation(impl: str):
-    """The kernel module (:mod:`~refimpl.conv.fast` or :mod:`~refimpl.conv.naive`) named ``impl``."""
+    """The kernel module named ``impl``: :mod:`~refimpl.conv.fast` or :mod:`~refimpl.conv.naive`."""
     try:
         return IMPLEMENTATIONS[impl]
     except KeyError:
@@ -86,7 +86,7 @@ def _check_output_grad(y, geom: ConvGeometry, y_name: str):
 def conv2d(x, weight, bias=None, stride: int = 1, pad: int = 0, impl: str = "fast"):
     """Filter ``x`` with ``weight``, Eq. (2.1) before the non-linearity.
 
-    ``y[n, o, i, j] = sum_{c, dy, dx} weight[o, c, dy, dx] x_pad[n, c, s i + dy, s j + dx] + bias[o]``
+    ``y[n,o,i,j] = sum_{c,dy,dx} weight[o,c,dy,dx] x_pad[n, c, s i + dy, s j + dx] + bias[o]``
 
     Args:
         x: ``(N, C, H, W)`` float array.
@@ -160,6 +160,6 @@ def conv2d_weight_grad(x, y, kernel_size: int, stride: int = 1, pad: int = 0, im
 
 
 def conv2d_bias_grad(y, impl: str = "fast"):
-    """Gradient of ``<conv2d(x, w, b), y>`` w.r.t. ``b``: ``sum_{n,i,j} y[n, o, i, j]``, Eq. (7.4)."""
+    """Gradient of ``<conv2d(x, w, b), y>`` w.r.t. ``b``: ``sum_{n,i,j} y[n,o,i,j]``, Eq. (7.4)."""
     _check_tensor(y, "y", "(N, O, H_out, W_out)")
     return implementation(impl).bias_grad(y)

@@ -19,14 +19,9 @@ tap of Eq. (2.1) is one *contiguous shifted slice*, whatever the stride.
 **3. Shift and add.** The remaining taps are row offsets handled on the output side: block
 ``r`` of ``Y`` is added to the output shifted by ``r*wq``.
 
-Two plans decide which taps go where (:func:`make_plan`):
-
-* ``"im2col"``: gather all ``k*k`` taps (``K = C k^2``, ``M = O``), no shift-add. The classic
-  lowering; best when the output is small next to the kernel (a fully connected top layer).
-* ``"rows"``: gather the taps ``(dy mod s, dx)`` of one band of kernel rows (``K = C s k``)
-  and stack the ``kq = ceil(k/s)`` row offsets ``dy // s`` as ``M = O kq`` output rows.
-  The gather copies ``k/s`` times less and the GEMM is taller, at the price of
-  ``kq - 1`` extra output rows; used when those are few (``H_out`` large).
+Which taps are gathered and which are shifted is the *plan* (:mod:`refimpl.conv.plan`:
+``"im2col"`` gathers all ``k*k`` taps, ``"rows"`` one band of kernel rows; a cost model
+picks one per layer shape). This module is the algorithm for any plan.
 
 The adjoint and the weight gradient run the same plan backwards: spread the output
 gradient into ``dY`` (the adjoint of the shift-add), multiply by ``W_plan^T`` or ``S^T``,
@@ -36,133 +31,9 @@ additions, never an ``add.at`` scatter).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import lru_cache
-
-from refimpl.backend import backend_name, namespace_of
+from refimpl.backend import namespace_of
 from refimpl.conv.geometry import ConvGeometry
-
-PLANS = ("im2col", "rows")
-
-# Largest number of array elements the per-chunk work buffers (S and Y) may hold. Chunks of
-# the batch are sized to stay under it: big enough for the GEMM to run at full speed, small
-# enough that memory stays bounded (the paper's first layer needs < 0.3 GB in float64).
-CHUNK_ELEMENTS = {"numpy": 2**21, "cupy": 2**27}
-
-# "rows" is only considered when its extra work (output rows computed and dropped,
-# zero-padded kernel rows) costs at most this factor over the true flop count.
-ROWS_MAX_OVERHEAD = 1.25
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How one convolution is lowered to ``Y = W_plan @ S`` (see the module docstring).
-
-    ``taps[g] = (phase, shift)`` are the gathered input slices (``G`` of them, ``K = C G``);
-    ``out_shifts[r]`` the output offsets (``R`` of them, ``M = O R``); the pair ``(r, g)``
-    carries kernel tap ``(tap_dy[r][g], tap_dx[g])``, where rows ``>= k`` are zero padding.
-    """
-
-    name: str
-    geom: ConvGeometry
-    hq: int
-    wq: int
-    taps: tuple
-    out_shifts: tuple
-    tap_dy: tuple
-    tap_dx: tuple
-
-    @property
-    def length(self) -> int:
-        """Wide-layout output length ``L = (H_out - 1) wq + W_out``."""
-        return (self.geom.out_height - 1) * self.wq + self.geom.out_width
-
-    @property
-    def gather_length(self) -> int:
-        """Columns of ``S``: ``L`` plus the largest output shift."""
-        return self.length + self.out_shifts[-1]
-
-    @property
-    def kernel_rows(self) -> int:
-        """Kernel rows including zero padding: ``max(tap_dy) + 1``."""
-        return max(max(row) for row in self.tap_dy) + 1
-
-    @property
-    def overhead(self) -> float:
-        """Flops of this plan's GEMM over the convolution's true flop count."""
-        g = self.geom
-        plan_flops = (
-            2
-            * g.batch
-            * g.out_channels
-            * len(self.out_shifts)
-            * g.in_channels
-            * len(self.taps)
-            * self.gather_length
-        )
-        return plan_flops / g.flops
-
-
-def _phase_size(geom: ConvGeometry) -> tuple[int, int]:
-    s = geom.stride
-    return -(-(geom.height + 2 * geom.pad) // s), -(-(geom.width + 2 * geom.pad) // s)
-
-
-def _tap_location(dy: int, dx: int, s: int, wq: int) -> tuple[int, int]:
-    """``(phase, flat shift)`` of kernel tap ``(dy, dx)`` in the flattened phase layout."""
-    return (dy % s) * s + dx % s, (dy // s) * wq + dx // s
-
-
-def im2col_plan(geom: ConvGeometry) -> Plan:
-    """Gather all ``k*k`` taps: ``K = C k^2``, ``M = O``, one output block."""
-    hq, wq = _phase_size(geom)
-    k, s = geom.kernel, geom.stride
-    taps = tuple(_tap_location(dy, dx, s, wq) for dy in range(k) for dx in range(k))
-    tap_dy = (tuple(dy for dy in range(k) for _ in range(k)),)
-    tap_dx = tuple(dx for _ in range(k) for dx in range(k))
-    return Plan("im2col", geom, hq, wq, taps, (0,), tap_dy, tap_dx)
-
-
-def rows_plan(geom: ConvGeometry) -> Plan:
-    """Gather taps ``(a, dx)``, ``a = dy mod s``; stack row offsets ``r = dy // s`` on the output."""
-    hq, wq = _phase_size(geom)
-    k, s = geom.kernel, geom.stride
-    kq = -(-k // s)
-    band = [(a, dx) for a in range(s) for dx in range(k)]
-    taps = tuple(_tap_location(a, dx, s, wq) for a, dx in band)
-    out_shifts = tuple(r * wq for r in range(kq))
-    tap_dy = tuple(tuple(r * s + a for a, _ in band) for r in range(kq))
-    tap_dx = tuple(dx for _, dx in band)
-    return Plan("rows", geom, hq, wq, taps, out_shifts, tap_dy, tap_dx)
-
-
-def _moved_per_column(plan: Plan) -> int:
-    """Elements a plan writes and reads outside the GEMM per output column.
-
-    im2col copies ``C k^2`` gathered rows; rows copies ``C s k`` and then reads and adds
-    ``O kq`` rows of ``Y``. On a CPU these memory passes, not the GEMM, decide the race.
-    """
-    g = plan.geom
-    gathered = g.in_channels * len(plan.taps)
-    shifted = 2 * g.out_channels * len(plan.out_shifts) if len(plan.out_shifts) > 1 else 0
-    return gathered + shifted + g.out_channels
-
-
-@lru_cache(maxsize=256)
-def make_plan(geom: ConvGeometry, name: str | None = None) -> Plan:
-    """The plan ``name`` for ``geom``, or when None the cheaper of the two (cached per geometry).
-
-    "rows" is chosen when its extra flops are small (at most ``ROWS_MAX_OVERHEAD``) and it
-    moves less memory than "im2col" (see :func:`_moved_per_column`); else "im2col".
-    """
-    if name is None:
-        rows, im2col = rows_plan(geom), im2col_plan(geom)
-        cheaper = _moved_per_column(rows) < _moved_per_column(im2col)
-        return rows if cheaper and rows.overhead <= ROWS_MAX_OVERHEAD else im2col
-    if name not in PLANS:
-        raise ValueError(f"plan must be one of {PLANS} or None; got {name!r}")
-    return im2col_plan(geom) if name == "im2col" else rows_plan(geom)
-
+from refimpl.conv.plan import Plan, batch_chunks, make_plan
 
 # --- layout changes --------------------------------------------------------------------
 
@@ -202,7 +73,7 @@ def _to_phases(xp, x, plan: Plan):
 
 
 def _from_phases(xp, phases, plan: Plan):
-    """Adjoint of :func:`_to_phases`: ``(N, C, s*s, hq*wq)`` -> ``(N, C, H, W)``, padding dropped."""
+    """Adjoint of :func:`_to_phases`: ``(N, C, s*s, hq*wq)`` -> ``(N, C, H, W)``; drops padding."""
     g, s = plan.geom, plan.geom.stride
     if s == 1 and g.pad == 0:
         return phases.reshape(g.input_shape)
@@ -233,7 +104,7 @@ def _tap_index(xp, plan: Plan):
 
 
 def plan_weight(xp, plan: Plan, weight):
-    """``weight (O, C, k, k)`` -> ``W_plan (R*O, C*G)`` with ``W_plan[(r,o),(c,g)] = w[o,c,dy,dx]``."""
+    """``weight (O, C, k, k)`` -> ``W_plan (R*O, C*G)``: ``W_plan[(r,o),(c,g)] = w[o,c,dy,dx]``."""
     g = plan.geom
     k_rows = plan.kernel_rows
     if k_rows > g.kernel:  # "rows" with k not a multiple of s: pad the kernel with zero rows
@@ -311,17 +182,6 @@ def _spread_length(plan: Plan) -> int:
     return plan.out_shifts[-1] + plan.geom.out_height * plan.wq
 
 
-@lru_cache(maxsize=256)
-def _chunks(plan: Plan, xp):
-    """Batch ranges ``(n0, n1)`` whose work buffers stay under ``CHUNK_ELEMENTS``."""
-    g = plan.geom
-    per_sample = plan.gather_length * (
-        g.in_channels * len(plan.taps) + g.out_channels * len(plan.out_shifts)
-    )
-    size = max(1, min(g.batch, CHUNK_ELEMENTS[backend_name(xp)] // per_sample))
-    return [(n0, min(n0 + size, g.batch)) for n0 in range(0, g.batch, size)], size
-
-
 # --- the three kernels -----------------------------------------------------------------
 
 
@@ -335,7 +195,7 @@ def forward(geom: ConvGeometry, x, weight, bias=None, plan: str | None = None):
     p = make_plan(geom, plan)
     phases = _to_phases(xp, x, p)
     w_plan = plan_weight(xp, p, weight)
-    chunks, size = _chunks(p, xp)
+    chunks, size = batch_chunks(p, xp)
     s_buf = xp.empty((size, w_plan.shape[1], p.gather_length), dtype=x.dtype)
     y_buf = None
     if len(p.out_shifts) > 1:
@@ -355,7 +215,7 @@ def forward(geom: ConvGeometry, x, weight, bias=None, plan: str | None = None):
 
 
 def adjoint(geom: ConvGeometry, y, weight, plan: str | None = None):
-    """Transposed convolution, the adjoint of :func:`forward` in ``x`` (fast; equals ``naive.adjoint``).
+    """Transposed convolution, the adjoint of :func:`forward` in ``x`` (equals ``naive.adjoint``).
 
     Gradient of ``<forward(x), y>`` w.r.t. ``x``; the top-down deconvolution of Eq. (6.7).
     Shapes: y ``(N, O, H_out, W_out)``, weight ``(O, C, k, k)`` -> ``(N, C, H, W)``.
@@ -364,7 +224,7 @@ def adjoint(geom: ConvGeometry, y, weight, plan: str | None = None):
     p = make_plan(geom, plan)
     w_plan_t = plan_weight(xp, p, weight).T
     phases = xp.zeros((geom.batch, geom.in_channels, geom.stride**2, p.hq * p.wq), y.dtype)
-    chunks, size = _chunks(p, xp)
+    chunks, size = batch_chunks(p, xp)
     dy_buf = xp.zeros((size, w_plan_t.shape[1], _spread_length(p)), dtype=y.dtype)
     ds_buf = xp.empty((size, w_plan_t.shape[0], p.gather_length), dtype=y.dtype)
     for n0, n1 in chunks:
@@ -386,7 +246,7 @@ def weight_grad(geom: ConvGeometry, x, y, plan: str | None = None):
     rows_m = len(p.out_shifts) * geom.out_channels
     cols_k = len(p.taps) * geom.in_channels
     w_plan_grad = xp.zeros((rows_m, cols_k), dtype=x.dtype)
-    chunks, size = _chunks(p, xp)
+    chunks, size = batch_chunks(p, xp)
     s_buf = xp.empty((size, cols_k, p.gather_length), dtype=x.dtype)
     dy_buf = xp.zeros((size, rows_m, _spread_length(p)), dtype=x.dtype)
     for n0, n1 in chunks:
@@ -397,5 +257,5 @@ def weight_grad(geom: ConvGeometry, x, y, plan: str | None = None):
 
 
 def bias_grad(y):
-    """``b_grad[o] = sum_{n, i, j} y[n, o, i, j]`` (Eq. (7.4)); shapes ``(N, O, h, w)`` -> ``(O,)``."""
+    """``b_grad[o] = sum_{n,i,j} y[n,o,i,j]`` (Eq. (7.4)); shapes ``(N, O, h, w)`` -> ``(O,)``."""
     return y.sum(axis=(0, 2, 3))

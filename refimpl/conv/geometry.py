@@ -1,6 +1,6 @@
 """Shapes of a strided, zero-padded 2-D convolution, and the checks that make them valid.
 
-Convention (seed 003, Eq. (2.1)): filtering is cross-correlation,
+Convention (Xie et al., Eq. (2.1)): filtering is cross-correlation,
 
     y[n, o, i, j] = sum_{c, dy, dx} w[o, c, dy, dx] * x_pad[n, c, s*i + dy, s*j + dx] + b[o],
 
@@ -62,7 +62,7 @@ class ConvGeometry:
 
     @property
     def flops(self) -> int:
-        """Multiply-adds counted as 2 flops: ``2 N O C k^2 H_out W_out`` (the same for all three ops)."""
+        """Flops, 2 per multiply-add: ``2 N O C k^2 H_out W_out`` (the same for all three ops)."""
         return (
             2
             * self.batch

@@ -27,7 +27,7 @@ def _padded(xp, x, pad: int):
 def forward(geom: ConvGeometry, x, weight, bias=None):
     """Cross-correlation, Eq. (2.1) before the non-linearity h.
 
-    ``y[n, o, i, j] = sum_{c, dy, dx} weight[o, c, dy, dx] x_pad[n, c, s i + dy, s j + dx] + bias[o]``
+    ``y[n,o,i,j] = sum_{c,dy,dx} weight[o,c,dy,dx] x_pad[n, c, s i + dy, s j + dx] + bias[o]``
 
     Shapes: x ``(N, C, H, W)``, weight ``(O, C, k, k)``, bias ``(O,)`` or None ->
     ``(N, O, H_out, W_out)``.
@@ -96,7 +96,7 @@ def weight_grad(geom: ConvGeometry, x, y):
 
 
 def bias_grad(y):
-    """Gradient of ``<forward(x; w, b), y>`` w.r.t. ``b``: ``b_grad[o] = sum_{n,i,j} y[n,o,i,j]`` (Eq. (7.4))."""
+    """Gradient of ``<forward(x; w, b), y>`` w.r.t. ``b``: ``sum_{n,i,j} y[n,o,i,j]``, Eq. (7.4)."""
     xp = namespace_of(y)
     n_batch, out_channels, out_h, out_w = y.shape
     b_grad = xp.zeros((out_channels,), dtype=y.dtype)

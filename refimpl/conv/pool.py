@@ -13,12 +13,12 @@ the top-down pass that computes ``B`` (Eq. (6.7), or Eq. (9.2): ``B = df/dI``) g
 pooling layer by *arg-max retrieval*: each pooled value's coefficient is handed back to the
 input position that won its window, every other position gets 0.
 
-=============================  ==========================================  ===================================
-function                        computes                                    shapes
-=============================  ==========================================  ===================================
-:func:`max_pool2d`              ``y`` and the winners ``argmax``            ``(N,C,H,W) -> 2 x (N,C,Ho,Wo)``
-:func:`max_pool2d_adjoint`      ``x_grad`` of ``<max_pool2d(x), dy>``        ``(N,C,Ho,Wo) -> (N,C,H,W)``
-=============================  ==========================================  ===================================
+==========================  =====================================  ================================
+function                    computes                               shapes
+==========================  =====================================  ================================
+:func:`max_pool2d`          ``y`` and the winners ``argmax``       ``(N,C,H,W) -> 2 x (N,C,Ho,Wo)``
+:func:`max_pool2d_adjoint`  ``x_grad`` of ``<max_pool2d(x), dy>``  ``(N,C,Ho,Wo) -> (N,C,H,W)``
+==========================  =====================================  ================================
 
 with ``Ho = (H - size) // stride + 1`` (and ``Wo`` alike).
 """

@@ -4,8 +4,9 @@ See :mod:`refimpl.convnet.network` for the notation and :mod:`refimpl.convnet.ba
 basis functions of Eq. (6.13).
 """
 
+from refimpl.activations import ACTIVATIONS, Activation
 from refimpl.convnet.basis import basis_functions, piece_from_basis
-from refimpl.convnet.layer import ACTIVATIONS, Activation, ConvLayer, LayerSpec
+from refimpl.convnet.layer import ConvLayer, LayerSpec
 from refimpl.convnet.network import ConvNet, Forward
 
 __all__ = [

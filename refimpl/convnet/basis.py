@@ -92,7 +92,8 @@ def _basis_of_one_image(net, pattern, image_shape) -> list:
 def piece_from_basis(top_basis, top_pattern):
     """``(alpha, B)`` from the top layer's basis, Eq. (6.14).
 
-    ``B = sum_{k,x} delta^(L)_{k,x} b^(L)_{k,x}``, ``alpha = sum_{k,x} delta^(L)_{k,x} a^(L)_{k,x}``.
+    ``B = sum_{k,x} delta^(L)_{k,x} b^(L)_{k,x}`` and
+    ``alpha = sum_{k,x} delta^(L)_{k,x} a^(L)_{k,x}``.
 
     Args:
         top_basis: ``(a_L (M, N_L, H_L, W_L), b_L (M, N_L, H_L, W_L, C, H, W))``.

@@ -10,10 +10,9 @@ Proposition 2 survives and Theorem 1 does not.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
+from refimpl.activations import ACTIVATIONS, get_activation
 from refimpl.backend import namespace_of, to_backend
 from refimpl.conv.geometry import (
     ConvGeometry,
@@ -25,82 +24,54 @@ from refimpl.conv.geometry import (
 from refimpl.validation import check_finite, shape_str
 
 
-@dataclass(frozen=True)
-class Activation:
-    """A non-linearity ``h`` with its derivative ``h'`` (the activation variables, Eq. (9.1))."""
-
-    name: str
-    h: Callable
-    h_prime: Callable
-    piecewise_linear: bool
-
-
-def _relu(xp, z):
-    return xp.maximum(z, 0)
-
-
-def _relu_prime(xp, z):
-    """``delta = 1(z > 0)``, Eq. (6.4): a boolean array."""
-    return z > 0
-
-
-def _identity(xp, z):
-    return z
-
-
-def _ones_like(xp, z):
-    return xp.ones(z.shape, dtype=bool)
-
-
-def _softplus(xp, z):
-    """Softplus ``h(z) = log(1 + e^z)``, elementwise, without overflow for large ``z`` (section 9)."""
-    # BEGIN SOLUTION lesson 12
-    return xp.logaddexp(0, z)
-    # END SOLUTION
-
-
-def _sigmoid(xp, z):
-    """``h'(z)`` of softplus: the logistic ``1 / (1 + e^-z)``, elementwise, without overflow (Eq. (9.1))."""
-    # BEGIN SOLUTION lesson 12
-    # exp(-log(1 + e^-z)) = 1 / (1 + e^-z): logaddexp cannot overflow, and unlike
-    # (1 + tanh(z/2)) / 2 it keeps its relative accuracy for very negative z (e^-40, not 0)
-    return xp.exp(-xp.logaddexp(0, -z))
-    # END SOLUTION
-
-
-ACTIVATIONS = {
-    "relu": Activation("relu", _relu, _relu_prime, True),
-    "linear": Activation("linear", _identity, _ones_like, True),
-    "softplus": Activation("softplus", _softplus, _sigmoid, False),
-}
-
-
 class LayerSpec(NamedTuple):
     """Architecture of one layer, for :meth:`refimpl.ConvNet.random`.
 
     ``out_channels`` filters of size ``kernel_size x kernel_size``, sub-sampling ``stride``,
-    zero padding ``pad``, and a ReLU unless ``relu=False`` (a linear layer).
+    zero padding ``pad``, and the non-linearity ``activation`` (``"relu"``, ``"linear"`` or
+    ``"softplus"``; see :mod:`refimpl.activations`).
     """
 
     out_channels: int
     kernel_size: int
     stride: int = 1
     pad: int = 0
-    relu: bool = True
+    activation: str = "relu"
+
+    @property
+    def relu(self) -> bool:
+        return self.activation == "relu"
 
     @classmethod
     def coerce(cls, spec) -> LayerSpec:
-        """Accept a LayerSpec, a tuple ``(out_channels, kernel_size[, stride[, pad[, relu]]])`` or a dict."""
+        """A LayerSpec from a LayerSpec, a tuple or a dict.
+
+        The tuple is ``(out_channels, kernel_size[, stride[, pad[, activation]]])``; the dict has
+        those keys.
+
+        A boolean in the activation's place (or a dict key ``relu``) is read as older
+        configuration files wrote it: True is ``"relu"``, False is ``"linear"``.
+        """
         if isinstance(spec, cls):
-            return spec
-        if isinstance(spec, dict):
-            return cls(**spec)
-        if isinstance(spec, (tuple, list)):
-            return cls(*spec)
-        raise TypeError(
-            "each layer spec must be a LayerSpec, a tuple (out_channels, kernel_size[, stride"
-            f"[, pad[, relu]]]) or a dict with those keys; got {spec!r}"
-        )
+            pass
+        elif isinstance(spec, dict):
+            values = dict(spec)
+            if "relu" in values:
+                if "activation" in values:
+                    raise ValueError(f"layer spec gives both 'relu' and 'activation': {spec!r}")
+                values["activation"] = values.pop("relu")
+            spec = cls(**values)
+        elif isinstance(spec, (tuple, list)):
+            spec = cls(*spec)
+        else:
+            raise TypeError(
+                "each layer spec must be a LayerSpec, a tuple (out_channels, kernel_size[, stride"
+                f"[, pad[, activation]]]) or a dict with those keys; got {spec!r}"
+            )
+        if isinstance(spec.activation, bool):  # older files: relu True/False
+            spec = spec._replace(activation="relu" if spec.activation else "linear")
+        get_activation(spec.activation)  # a clear error for an unknown name
+        return spec
 
 
 class ConvLayer:
@@ -112,9 +83,8 @@ class ConvLayer:
         bias: ``(N_l,)`` float array of the same dtype.
         stride: sub-sampling step (>= 1).
         pad: zero padding on every side (>= 0).
-        relu: ReLU if True, identity (a linear layer) if False.
-        activation: name of the non-linearity (``"relu"``, ``"linear"`` or ``"softplus"``);
-            overrides ``relu`` when given.
+        activation: name of the non-linearity, ``"relu"`` (default), ``"linear"`` or
+            ``"softplus"`` (:mod:`refimpl.activations`).
 
     The arrays are held, not copied: learning updates them in place.
     """
@@ -125,8 +95,7 @@ class ConvLayer:
         bias,
         stride: int = 1,
         pad: int = 0,
-        relu: bool = True,
-        activation: str | None = None,
+        activation: str = "relu",
     ):
         check_weight(weight, "weight")
         check_bias(bias, weight.shape[0], weight.shape, "bias")
@@ -136,10 +105,11 @@ class ConvLayer:
         check_finite(weight, "weight")
         check_finite(bias, "bias")
         self.stride, self.pad = check_stride_pad(stride, pad)
-        name = activation if activation is not None else ("relu" if relu else "linear")
-        if name not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {name!r}")
-        self.activation = ACTIVATIONS[name]
+        if not isinstance(activation, str):
+            raise TypeError(
+                f"activation must be a name ({', '.join(sorted(ACTIVATIONS))}); got {activation!r}"
+            )
+        self.activation = get_activation(activation)
         self.weight = weight
         self.bias = bias
 
@@ -188,7 +158,7 @@ class ConvLayer:
             self.kernel_size,
             self.stride,
             self.pad,
-            self.activation.name != "linear",
+            self.activation.name,
         )
 
     def with_parameters(self, weight, bias) -> ConvLayer:
@@ -196,7 +166,7 @@ class ConvLayer:
         return ConvLayer(weight, bias, self.stride, self.pad, activation=self.activation.name)
 
     def to(self, backend=None, dtype=None) -> ConvLayer:
-        """A copy on ``backend`` (name or namespace; default: the current one) and/or in ``dtype``."""
+        """A copy on ``backend`` (name or namespace; default: the current) and/or in ``dtype``."""
         backend = self.xp if backend is None else backend
         return self.with_parameters(
             to_backend(self.weight.copy(), backend, dtype),
@@ -205,7 +175,8 @@ class ConvLayer:
 
     def __repr__(self) -> str:
         return (
-            f"ConvLayer({self.out_channels}x{self.in_channels}x{self.kernel_size}x{self.kernel_size}, "
+            f"ConvLayer({self.out_channels}x{self.in_channels}x"
+            f"{self.kernel_size}x{self.kernel_size}, "
             f"stride={self.stride}, pad={self.pad}, activation={self.activation.name!r}, "
             f"dtype={self.dtype})"
         )

@@ -1,6 +1,6 @@
 """The ConvNet: a stack of :class:`ConvLayer`, its scoring function, backprop, and linear pieces.
 
-Notation (seed 003, sections 2, 3, 6): layer ``l`` maps ``x^(l-1)`` (``x^(0) = I``) to
+Notation (Xie et al., sections 2, 3, 6): layer ``l`` maps ``x^(l-1)`` (``x^(0) = I``) to
 
     z^(l) = conv(x^(l-1), w^(l)) + b^(l)                 (pre-activation, Eq. (6.2))
     x^(l) = h(z^(l)) = delta^(l) * z^(l)                 (Eq. (6.5) for ReLU)
@@ -125,7 +125,7 @@ class ConvNet:
                 (s.out_channels, channels, s.kernel_size, s.kernel_size), std, rng, xp, dtype
             )
             bias = random_normal((s.out_channels,), bias_std, rng, xp, dtype)
-            layers.append(ConvLayer(weight, bias, s.stride, s.pad, s.relu))
+            layers.append(ConvLayer(weight, bias, s.stride, s.pad, s.activation))
             channels = s.out_channels
         return cls(layers, conv_impl=conv_impl)
 
@@ -134,7 +134,7 @@ class ConvNet:
         params = list(params)
         if len(params) != len(self.layers):
             raise ValueError(f"expected {len(self.layers)} (weight, bias) pairs; got {len(params)}")
-        for l, ((w, b), layer) in enumerate(zip(params, self.layers), start=1):
+        for l, ((w, _), layer) in enumerate(zip(params, self.layers), start=1):
             if tuple(w.shape) != tuple(layer.weight.shape):
                 raise ValueError(
                     f"layer {l}: weight must have shape {shape_str(layer.weight.shape)}; "
@@ -209,7 +209,10 @@ class ConvNet:
     # --- bottom-up ---------------------------------------------------------------------
 
     def prepare_images(self, I, name: str = "I"):
-        """Check an image batch ``(M, C, H, W)`` (float, finite, right channels, this backend) and cast it to the network's dtype."""
+        """Check an image batch ``(M, C, H, W)`` and cast it to the network's dtype.
+
+        The batch must be float and finite, have the right channels and live on this backend.
+        """
         check_images(I, name, channels=self.in_channels)
         namespace_of(I, self.layers[0].weight)
         return I if I.dtype == self.dtype else I.astype(self.dtype)
@@ -234,15 +237,18 @@ class ConvNet:
         # END SOLUTION
 
     def score(self, I):
-        """Scoring function ``f(I; w) = sum_{k, x} [F_k^(L) * I](x)``, Eq. (3.5). ``(M, C, H, W) -> (M,)``."""
+        """Scoring function ``f(I; w) = sum_{k, x} [F_k^(L) * I](x)``, Eq. (3.5).
+
+        Shapes: ``(M, C, H, W) -> (M,)``.
+        """
         return self.forward(I).outputs[-1].sum(axis=(1, 2, 3))
 
     def class_scores(self, I, class_weights):
-        """Class scores ``f_c(I; w) = sum_k w_{c,k} [F_k^(L) * I]``, Eq. (2.2). ``-> (M, n_classes)``.
+        """Class scores ``f_c(I; w) = sum_k w_{c,k} [F_k^(L) * I]``, Eq. (2.2).
 
-        ``class_weights`` is ``(n_classes, N_L)``. When the top feature maps are larger than
-        1x1 each feature is summed over positions first, as in Eq. (3.5), so
-        ``class_scores(I, ones((1, N_L)))[:, 0] == score(I)``.
+        ``class_weights`` is ``(n_classes, N_L)``; the result is ``(M, n_classes)``. When the
+        top feature maps are larger than 1x1 each feature is summed over positions first, as
+        in Eq. (3.5), so ``class_scores(I, ones((1, N_L)))[:, 0] == score(I)``.
         """
         check_float_array(class_weights, "class_weights")
         n_top = self.layers[-1].out_channels
@@ -255,7 +261,7 @@ class ConvNet:
         return features @ class_weights.astype(self.dtype).T
 
     def activation_pattern(self, I) -> list:
-        """Activation variables ``delta^(l) = h'(z^(l))`` per layer, Eq. (6.4) (Eq. (9.1) for smooth h).
+        """Activation variables ``delta^(l) = h'(z^(l))`` per layer: Eq. (6.4), (9.1) for smooth h.
 
         Returns ``[(M, N_l, H_l, W_l), ...]``: boolean for ReLU (``z > 0``) and linear
         layers (all True), float for softplus.
@@ -273,7 +279,8 @@ class ConvNet:
     def _backprop(self, fwd: Forward, top_grad, want_input: bool, want_params: bool):
         """Reverse-mode chain rule through the cached forward pass, Eqs. (7.2)-(7.4).
 
-        ``top_grad`` is ``d(objective)/dx^(L)``. Returns ``(d/dI or None, [(dW, db), ...] or None)``.
+        ``top_grad`` is ``d(objective)/dx^(L)``. Returns
+        ``(d/dI or None, [(dW, db), ...] or None)``.
         """
         # BEGIN SOLUTION lesson 3
         grad_x = top_grad

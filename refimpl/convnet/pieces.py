@@ -24,7 +24,7 @@ def as_pattern_list(pattern) -> list:
 
 
 def pattern_keys(pattern) -> object:
-    """Flatten an activation pattern ``[(M, N_l, H_l, W_l), ...]`` into one ``(M, units)`` bool array."""
+    """Flatten a pattern ``[(M, N_l, H_l, W_l), ...]`` into one bool array ``(M, units)``."""
     xp = namespace_of(pattern[0])
     return xp.concatenate([(d > 0).reshape(d.shape[0], -1) for d in pattern], axis=1)
 
@@ -35,7 +35,7 @@ def same_pattern(p, q) -> bool:
 
 
 def image_in_same_piece(net, I, direction, max_step: float = 1.0, min_step: float = 1e-4):
-    """An image ``J = I + t d`` with the activation pattern of ``I``, ``t`` as large as halving allows.
+    """An image ``J = I + t d`` with ``I``'s activation pattern, ``t`` as large as halving allows.
 
     Starting at ``t = max_step``, halve ``t`` until ``delta(I + t d) = delta(I)``. Pieces are
     convex, so then the whole segment from ``I`` to ``J`` lies in ``I``'s piece.

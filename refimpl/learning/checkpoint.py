@@ -16,7 +16,10 @@ from refimpl.backend import to_numpy
 
 
 def save_checkpoint(path, arrays: dict, meta: dict) -> Path:
-    """Write ``arrays`` (name -> array, any backend) and ``meta`` (JSON-able) to ``path`` atomically."""
+    """Write ``arrays`` (name -> array, any backend) and ``meta`` (JSON-able) to ``path``.
+
+    Atomically: a temporary file in the same folder, synced, then renamed onto ``path``.
+    """
     import numpy as np  # host-side file format
 
     path = Path(path)

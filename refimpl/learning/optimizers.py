@@ -1,73 +1,121 @@
-"""Gradient *ascent* on the log-likelihood: the paper's plain step and Adam.
+"""Gradient *ascent* on the log-likelihood, Xie et al. Eq. (7.2): the paper's plain step and Adam.
 
-Parameters are a list of ``(W, b)`` pairs (one per layer, bottom to top), updated in place.
-State is kept per layer index so that layers can be added (growing) or re-created (the top
-filter) without disturbing the others.
+Pure functions: parameters are a list of ``(W, b)`` pairs (one per layer, bottom to top),
+and each step returns new arrays instead of updating them in place, so that a learning
+iteration can be computed completely before anything of the run changes (an interruption
+then always finds the state of an iteration boundary).
+
+Adam's state is a dict ``{layer: AdamMoments}``, kept per layer index so that layers can be
+added (growing) or re-created (the top filter) without disturbing the others.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-class Ascent:
-    """``w <- w + eta_l * step(g)`` per layer ``l``: ``step(g) = g`` (SGD, Algorithm 1) or Adam's.
+OPTIMIZERS = ("sgd", "adam")
+ADAM_BETA1, ADAM_BETA2, ADAM_EPS = 0.9, 0.999, 1e-8
 
-    Adam (Kingma & Ba) with the usual ``beta1 = 0.9``, ``beta2 = 0.999``, ``eps = 1e-8``, applied
-    to the ascent direction ``g = H_obs - H_syn``, the Monte Carlo estimate of Eq. (7.2).
+
+def sgd_step(params, gradient, rates) -> list:
+    """``w <- w + eta_l g_l`` per layer (Algorithm 1's update); a rate of 0 keeps a layer as is.
+
+    Args:
+        params: ``[(W, b), ...]``; not modified.
+        gradient: ``[(gW, gb), ...]``, the ascent direction (e.g. the scaled ``H_obs - H_syn``).
+        rates: one learning rate per layer.
+
+    Returns:
+        the new ``[(W, b), ...]`` (the same array objects for frozen layers).
     """
+    return [
+        (W, b) if rate == 0 else (W + rate * gW, b + rate * gb)
+        for (W, b), (gW, gb), rate in zip(params, gradient, rates)
+    ]
 
-    def __init__(
-        self, kind: str = "sgd", beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
-    ):
-        if kind not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam'; got {kind!r}")
-        self.kind, self.beta1, self.beta2, self.eps = kind, beta1, beta2, eps
-        self.moments: dict = {}  # layer -> [(m_W, v_W), (m_b, v_b)]
-        self.steps: dict = {}  # layer -> Adam step count
 
-    def reset_layer(self, layer: int):
-        """Forget the state of one layer (it was re-created)."""
-        self.moments.pop(layer, None)
-        self.steps.pop(layer, None)
+@dataclass(frozen=True)
+class AdamMoments:
+    """One layer's Adam state: the step count and the moment estimates of ``W`` and ``b``."""
 
-    def step(self, params, grads, rates):
-        """Update ``params`` in place along ``grads`` with per-layer ``rates`` (0 = frozen)."""
-        for layer, ((W, b), (gW, gb), rate) in enumerate(zip(params, grads, rates)):
-            if rate == 0:
-                continue
-            if self.kind == "sgd":
-                W += rate * gW
-                b += rate * gb
-                continue
-            t = self.steps.get(layer, 0) + 1
-            self.steps[layer] = t
-            state = self.moments.setdefault(layer, [(0 * W, 0 * W), (0 * b, 0 * b)])
-            for i, (p, g) in enumerate(((W, gW), (b, gb))):
-                m, v = state[i]
-                m = self.beta1 * m + (1 - self.beta1) * g
-                v = self.beta2 * v + (1 - self.beta2) * g * g
-                state[i] = (m, v)
-                m_hat = m / (1 - self.beta1**t)
-                v_hat = v / (1 - self.beta2**t)
-                p += rate * m_hat / (v_hat**0.5 + self.eps)
+    steps: int
+    m_W: object
+    v_W: object
+    m_b: object
+    v_b: object
 
-    def state_arrays(self) -> dict:
-        """Arrays to checkpoint: ``adam_{layer}_{W|b}_{m|v}``."""
-        out = {}
-        for layer, pairs in self.moments.items():
-            for name, (m, v) in zip(("W", "b"), pairs):
-                out[f"adam_{layer}_{name}_m"] = m
-                out[f"adam_{layer}_{name}_v"] = v
-        return out
 
-    def state_meta(self) -> dict:
-        return {"kind": self.kind, "steps": {str(k): v for k, v in self.steps.items()}}
+def adam_step(
+    params, gradient, rates, state: dict, beta1=ADAM_BETA1, beta2=ADAM_BETA2, eps=ADAM_EPS
+):
+    """Adam (Kingma & Ba) along the ascent direction, per layer: ``(new params, new state)``.
 
-    def load(self, meta: dict, arrays: dict, to_device):
-        """Restore from :meth:`state_meta` and :meth:`state_arrays` (``to_device`` places arrays)."""
-        self.steps = {int(k): int(v) for k, v in meta.get("steps", {}).items()}
-        self.moments = {}
-        for layer in self.steps:
-            self.moments[layer] = [
-                (to_device(arrays[f"adam_{layer}_{n}_m"]), to_device(arrays[f"adam_{layer}_{n}_v"]))
-                for n in ("W", "b")
-            ]
+    ``m <- beta1 m + (1 - beta1) g``, ``v <- beta2 v + (1 - beta2) g^2``,
+    ``w <- w + eta m_hat / (sqrt(v_hat) + eps)`` with the bias corrections
+    ``m_hat = m / (1 - beta1^t)``, ``v_hat = v / (1 - beta2^t)``. Layers with rate 0 are
+    frozen and keep their state. Neither ``params`` nor ``state`` is modified.
+    """
+    new_params, new_state = [], dict(state)
+    for layer, ((W, b), (gW, gb), rate) in enumerate(zip(params, gradient, rates)):
+        if rate == 0:
+            new_params.append((W, b))
+            continue
+        old = state.get(layer) or AdamMoments(0, 0 * W, 0 * W, 0 * b, 0 * b)
+        t = old.steps + 1
+        m_W, v_W = beta1 * old.m_W + (1 - beta1) * gW, beta2 * old.v_W + (1 - beta2) * gW * gW
+        m_b, v_b = beta1 * old.m_b + (1 - beta1) * gb, beta2 * old.v_b + (1 - beta2) * gb * gb
+        c1, c2 = 1 - beta1**t, 1 - beta2**t
+        new_params.append(
+            (
+                W + rate * (m_W / c1) / ((v_W / c2) ** 0.5 + eps),
+                b + rate * (m_b / c1) / ((v_b / c2) ** 0.5 + eps),
+            )
+        )
+        new_state[layer] = AdamMoments(t, m_W, v_W, m_b, v_b)
+    return new_params, new_state
+
+
+def ascent_step(kind: str, params, gradient, rates, state: dict):
+    """``(new params, new state)`` of optimizer ``kind`` (``"sgd"``: the state stays empty)."""
+    if kind == "sgd":
+        return sgd_step(params, gradient, rates), state
+    if kind == "adam":
+        return adam_step(params, gradient, rates, state)
+    raise ValueError(f"optimizer must be one of {OPTIMIZERS}; got {kind!r}")
+
+
+def forget_layers(state: dict, layers) -> dict:
+    """The state without the given layer indices (those layers were re-created)."""
+    return {k: v for k, v in state.items() if k not in set(layers)}
+
+
+def state_arrays(state: dict) -> dict:
+    """Arrays to checkpoint: ``adam_{layer}_{W|b}_{m|v}``."""
+    out = {}
+    for layer, s in state.items():
+        out[f"adam_{layer}_W_m"], out[f"adam_{layer}_W_v"] = s.m_W, s.v_W
+        out[f"adam_{layer}_b_m"], out[f"adam_{layer}_b_v"] = s.m_b, s.v_b
+    return out
+
+
+def state_meta(kind: str, state: dict) -> dict:
+    """The JSON part of the state: the optimizer and each layer's step count."""
+    return {"kind": kind, "steps": {str(k): v.steps for k, v in state.items()}}
+
+
+def load_state(meta: dict, arrays: dict, to_device) -> dict:
+    """Rebuild the state from :func:`state_meta` and :func:`state_arrays`.
+
+    ``to_device`` places the arrays. Raises ``KeyError`` naming the missing array when the
+    checkpoint lacks one.
+    """
+    state = {}
+    for key, steps in meta.get("steps", {}).items():
+        layer = int(key)
+        names = [f"adam_{layer}_{p}_{m}" for p in ("W", "b") for m in ("m", "v")]
+        missing = [n for n in names if n not in arrays]
+        if missing:
+            raise KeyError(f"optimizer state arrays missing: {', '.join(missing)}")
+        m_W, v_W, m_b, v_b = (to_device(arrays[n]) for n in names)
+        state[layer] = AdamMoments(int(steps), m_W, v_W, m_b, v_b)
+    return state

@@ -40,8 +40,8 @@ PRESETS = {
         ),
     ),
     "texture-paper": dict(
-        description="experiment 1 at the paper's scale (GPU): 224x224, 100 15x15 stride 3 / 64 5x5 / "
-        "30 3x3 filters, 16 chains, L = 10, T = 700 per layer",
+        description="experiment 1 at the paper's scale (GPU): 224x224, 100 15x15 stride 3 / "
+        "64 5x5 / 30 3x3 filters, 16 chains, L = 10, T = 700 per layer",
         config=dict(
             dataset="texture",
             image="brick",

@@ -55,8 +55,9 @@ def load_training_images(config: LearningConfig):
         image = load_texture(config.image, factor=config.factor)
         if min(image.shape[1:]) < config.size:
             raise ValueError(
-                f"image {config.image!r} is {image.shape[1]}x{image.shape[2]} after downsampling by "
-                f"{config.factor}, smaller than the requested size {config.size}; lower --size or the factor"
+                f"image {config.image!r} is {image.shape[1]}x{image.shape[2]} after "
+                f"downsampling by {config.factor}, smaller than the requested size "
+                f"{config.size}; lower --size or the factor"
             )
         from refimpl.data import centre_crop
 
@@ -131,7 +132,8 @@ class Progress:
     def update(self, record: dict):
         self.done = record["iteration"]
         text = (
-            f"stage {record['stage']}, mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
+            f"stage {record['stage']}, "
+            f"mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
             f"energy data/samples {record['energy_data']:.3g}/{record['energy_samples']:.3g}"
         )
         if self.bar is not None:
@@ -202,7 +204,7 @@ def write_outputs(trainer: Trainer, out: Path, mean, raw, seconds: float, comman
 
 
 def curves_figure(history: dict, plotting):
-    """Moment mismatch per layer (7.3)-(7.4), mean energies, and reconstruction error over iterations."""
+    """Curves of moment mismatch per layer (7.3)-(7.4), mean energies and reconstruction error."""
     fig, axes = plotting.figure(1, 3, figsize=(15, 4))
     its = history["iteration"]
     depth = max((len(m) for m in history["mismatch"]), default=0)

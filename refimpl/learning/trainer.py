@@ -1,39 +1,27 @@
-"""Algorithm 1 (maximum likelihood with persistent Langevin chains), contrastive divergence,
-and layer growing (section 8).
+"""A learning run: Algorithm 1 or contrastive divergence, growing layers (Xie et al., sections 7-8).
 
-One iteration (Algorithm 1, Eqs. (7.2)-(7.4)):
+:class:`Trainer` holds what changes during a run (the network, the chains, the optimizer's
+state, the iteration, the history) and composes the pure functions of
+:mod:`refimpl.learning.algorithm` and :mod:`refimpl.learning.optimizers`. Each
+:meth:`Trainer.step` first computes everything of the iteration (the Langevin chains with
+the noise of that iteration, ``H_obs - H_syn``, the new parameters, the new optimizer state)
+and only then commits it all in one place, so that an interruption at any moment leaves
+the state of an iteration boundary, and a checkpoint never holds a half-done iteration.
 
-1. run ``L`` Langevin steps (6.10) on each synthesis chain ``I~_m`` (ML: the chains persist and
-   start at 0; CD: they restart at the observed images every iteration);
-2. ``H_obs = (1/M) sum_m df(I_m)/dw`` and ``H_syn = (1/M~) sum_m df(I~_m)/dw`` by backprop;
-3. ``w <- w + eta (H_obs - H_syn)`` (or Adam along ``H_obs - H_syn``), per layer, optionally
-   after dividing layer ``l``'s gradient by its output area ``H_l x W_l`` and clipping.
-
-``H_obs - H_syn`` is the moment mismatch of Eqs. (7.3)-(7.4): at the maximum-likelihood
-estimate the model reproduces, per filter, how often it fires and the average patch it fires
-on. Each iteration records it per layer (relative to ``|H_obs|``), the mean energies
-``U = -f + |I|^2 / (2 sigma^2)`` of data and samples, and the reconstruction error
-``|I_obs - sigma^2 B_{w,delta(I_obs)}| / |I_obs|`` (the auto-encoder of Proposition 3).
+The Langevin noise of iteration ``t`` is drawn from a generator seeded by ``(seed, t)``
+(:meth:`Trainer.noise`): no generator state is kept, and a resumed run draws exactly the
+noise it would have drawn.
 """
 
 from __future__ import annotations
 
 import math
 
-from refimpl.backend import (
-    derived_seed,
-    get_namespace,
-    host_rng,
-    make_rng,
-    random_normal,
-    to_backend,
-)
-from refimpl.convnet import ConvLayer, ConvNet
+from refimpl.backend import derived_seed, get_namespace, make_rng, to_backend
+from refimpl.learning import algorithm, optimizers
 from refimpl.learning.config import LearningConfig
-from refimpl.learning.optimizers import Ascent
 from refimpl.models import GenerativeModel
-from refimpl.models.reference import squared_norm
-from refimpl.sampling import langevin
+from refimpl.sampling import draw_langevin_noise
 
 
 class DivergenceError(RuntimeError):
@@ -65,14 +53,15 @@ class Trainer:
         self.data = to_backend(data, self.xp, self.dtype)
         if self.data.ndim != 4:
             raise ValueError(f"data must be (M, C, H, W); got shape {tuple(self.data.shape)}")
-        self.optimizer = Ascent(config.optimizer)
+        self.optimizer_state: dict = {}
         self.iteration = 0
         self.stage = 0
-        self.net: ConvNet | None = None
+        self.net = None
         n_chains = len(self.data) if config.method == "cd" else config.chains
-        self.chains = self.xp.zeros((n_chains,) + tuple(self.data.shape[1:]), dtype=self.dtype)
+        shape = (n_chains,) + tuple(self.data.shape[1:])
+        self.chains = self.xp.zeros(shape, dtype=self.dtype)
         self.history = {k: [] for k in HISTORY_KEYS}
-        self._enter_stage(1)
+        self.enter_stage(1)
 
     # --- architecture and growing ----------------------------------------------------------
 
@@ -80,69 +69,20 @@ class Trainer:
     def finished(self) -> bool:
         return self.iteration >= self.config.total_iterations
 
-    def conv_layers_at(self, stage: int) -> int:
-        """How many layers of ``spec`` are active at growing stage ``stage``."""
-        return stage if self.config.grow else len(self.config.spec)
-
-    def _new_layer(
-        self,
-        index: int,
-        in_channels: int,
-        out_channels: int,
-        kernel: int,
-        stride: int = 1,
-        pad: int = 0,
-        relu: bool = True,
-    ) -> ConvLayer:
-        """A fresh layer, weights N(0, init_std^2) drawn from a generator seeded by (seed, layer, stage)."""
-        rng = host_rng([self.config.seed, index, self.stage])
-        std = self.config.init_std_of(index, in_channels * kernel * kernel)
-        weight = random_normal(
-            (out_channels, in_channels, kernel, kernel), std, rng, self.xp, self.dtype
+    def enter_stage(self, stage: int):
+        """Grow the network to ``stage`` (:func:`~refimpl.learning.algorithm.grow`); new layers
+        start with fresh optimizer state."""
+        net = algorithm.grow(self.net, self.config, stage, self.data.shape, self.xp, self.dtype)
+        kept = 0 if self.net is None else algorithm.active_conv_layers(self.config, stage - 1)
+        self.optimizer_state = optimizers.forget_layers(
+            self.optimizer_state, range(kept, net.depth)
         )
-        bias = self.xp.zeros((out_channels,), dtype=self.dtype)
-        return ConvLayer(weight, bias, stride, pad, relu)
-
-    def _enter_stage(self, stage: int):
-        """Build the stage's network: keep the existing conv layers, add the new ones, re-create the top."""
-        # BEGIN SOLUTION lesson 9
-        self.stage = stage
-        spec = self.config.spec
-        keep = [] if self.net is None else self.net.layers[: self.conv_layers_at(stage - 1)]
-        layers, channels = list(keep), self.data.shape[1] if not keep else keep[-1].out_channels
-        for index in range(len(keep), self.conv_layers_at(stage)):
-            s = spec[index]
-            layers.append(
-                self._new_layer(
-                    index, channels, s.out_channels, s.kernel_size, s.stride, s.pad, s.relu
-                )
-            )
-            channels = s.out_channels
-        if self.config.top_filter:
-            layers.append(self._top_filter(layers, channels))
-        for index in range(len(keep), len(layers)):  # new layers start with fresh optimizer state
-            self.optimizer.reset_layer(index)
-        self.net = ConvNet(layers)
-        self.net.geometries(self.data.shape)  # a clear error now if the image is too small
-        # END SOLUTION
-
-    def _top_filter(self, layers, channels: int) -> ConvLayer:
-        """Experiment 2's single fully connected linear filter over the top feature map, Eq. (4.2).
-
-        Its kernel covers the whole ``H x W`` map below it (one output position), it has no
-        ReLU, and it is new at every stage because the map below changes as layers are grown.
-        """
-        # BEGIN SOLUTION lesson 10
-        _, height, width = ConvNet(layers).feature_shapes(self.data.shape)[-1]
-        if height != width:
-            raise ValueError(f"the top filter needs a square feature map; got {height}x{width}")
-        return self._new_layer(len(self.config.spec), channels, 1, height, relu=False)
-        # END SOLUTION
+        self.net, self.stage = net, stage
 
     def layer_rates(self) -> list:
         """Learning rate of each layer of the current network (0 for frozen lower layers)."""
         rates = self.config.learning_rates()
-        n_conv = self.conv_layers_at(self.stage)
+        n_conv = algorithm.active_conv_layers(self.config, self.stage)
         conv = rates[:n_conv]
         if self.config.grow and not self.config.refine_lower:  # only the newest layer learns
             conv = [0.0] * (n_conv - 1) + conv[-1:]
@@ -150,28 +90,30 @@ class Trainer:
 
     # --- one iteration -------------------------------------------------------------------
 
-    def noise(self):
-        """The Langevin noise generator of the current iteration, seeded by ``(seed, iteration)``.
+    def noise_generator(self, iteration: int | None = None):
+        """Generator of iteration ``iteration`` (default: next), seeded by ``(seed, iteration)``.
 
         A fresh generator per iteration needs no state in the checkpoint (CuPy's generators
         cannot export theirs), and a resumed run draws exactly the noise it would have drawn.
         """
-        return make_rng(derived_seed(self.config.seed, self.iteration), self.xp)
+        t = self.iteration if iteration is None else int(iteration)
+        return make_rng(derived_seed(self.config.seed, t), self.xp)
+
+    def noise(self, iteration: int | None = None):
+        """Langevin draws ``(L, M~, C, H, W)`` of iteration ``iteration`` (default: the next)."""
+        return draw_langevin_noise(
+            self.noise_generator(iteration),
+            self.config.langevin_steps,
+            self.chains.shape,
+            self.dtype,
+        )
 
     def model(self) -> GenerativeModel:
         return GenerativeModel(self.net, self.config.sigma)
 
-    def _synthesize(self):
-        # BEGIN SOLUTION lesson 11
-        cfg = self.config
-        start = self.data if cfg.method == "cd" else self.chains
-        try:
-            return langevin(
-                self.model(), start, cfg.langevin_steps, cfg.step_size, self.noise()
-            ).samples
-        except FloatingPointError as exc:
-            raise DivergenceError(self._divergence_hint(f"Langevin chains blew up: {exc}")) from exc
-        # END SOLUTION
+    def relative_reconstruction_error(self) -> float:
+        """Mean over the observed images of ``|I - sigma^2 B_{w,delta(I)}| / |I|``."""
+        return algorithm.relative_reconstruction_error(self.model(), self.data)
 
     def _divergence_hint(self, what: str) -> str:
         cfg = self.config
@@ -182,89 +124,82 @@ class Trainer:
             f"this image scale ({cfg.scale}); lower one of them. The last good checkpoint is kept."
         )
 
-    def _scaled_gradient(self, g_obs, g_syn):
-        """``H_obs - H_syn`` per layer, area-normalised and clipped as configured."""
-        # BEGIN SOLUTION lesson 8
-        cfg, xp = self.config, self.xp
-        m_obs, m_syn = len(self.data), len(self.chains)
-        out = []
-        for geom, (w_o, b_o), (w_s, b_s) in zip(self.net.geometries(self.data.shape), g_obs, g_syn):
-            gW, gb = w_o / m_obs - w_s / m_syn, b_o / m_obs - b_s / m_syn
-            if cfg.normalise_by_area:
-                area = geom.out_height * geom.out_width
-                gW, gb = gW / area, gb / area
-            if cfg.clip is not None:
-                norm = float(xp.sqrt((gW * gW).sum() + (gb * gb).sum()))
-                if norm > cfg.clip:
-                    gW, gb = gW * (cfg.clip / norm), gb * (cfg.clip / norm)
-            out.append((gW, gb))
-        return out
-        # END SOLUTION
+    def compute_step(self, noise=None):
+        """Everything of the next iteration, not applied: ``(iteration, record, params, state)``.
 
-    def _mismatch(self, g_obs, g_syn) -> list:
-        """Per layer: ``|H_obs - H_syn| / |H_obs|`` (the relative moment mismatch, Eqs. (7.3)-(7.4))."""
-        xp = self.xp
-        m_obs, m_syn = len(self.data), len(self.chains)
-        out = []
-        for (w_o, b_o), (w_s, b_s) in zip(g_obs, g_syn):
-            diff = float(
-                xp.sqrt(
-                    ((w_o / m_obs - w_s / m_syn) ** 2).sum()
-                    + ((b_o / m_obs - b_s / m_syn) ** 2).sum()
-                )
+        ``noise`` defaults to :meth:`noise`. Raises :class:`DivergenceError` if the chains,
+        energies, gradients or new parameters are not finite, or the energies explode.
+        """
+        cfg = self.config
+        noise = self.noise() if noise is None else noise
+        try:
+            it = algorithm.learning_iteration(
+                self.net,
+                self.data,
+                self.chains,
+                noise,
+                cfg.sigma,
+                cfg.step_size,
+                cfg.method,
+                cfg.normalise_by_area,
+                cfg.clip,
             )
-            ref = float(xp.sqrt(((w_o / m_obs) ** 2).sum() + ((b_o / m_obs) ** 2).sum()))
-            out.append(diff / ref if ref > 0 else (0.0 if diff == 0 else math.inf))
-        return out
-
-    def reconstruction_error(self) -> float:
-        """Mean over the observed images of ``|I - sigma^2 B_{w,delta(I)}| / |I|``."""
-        recon = self.model().piece_mean(self.data)
-        err = self.xp.sqrt(squared_norm(self.data - recon) / squared_norm(self.data))
-        return float(err.mean())
-
-    def step(self) -> dict:
-        """One learning iteration; returns the record appended to the history."""
-        cfg, xp = self.config, self.xp
-        self.chains = self._synthesize()
-        f_obs, g_obs = self.net.score_and_grad_params(self.data)
-        f_syn, g_syn = self.net.score_and_grad_params(self.chains)
-        var = cfg.sigma**2
-        energy_data = float((-f_obs + squared_norm(self.data) / (2 * var)).mean())
-        energy_samples = float((-f_syn + squared_norm(self.chains) / (2 * var)).mean())
+        except FloatingPointError as exc:
+            raise DivergenceError(self._divergence_hint(f"Langevin chains blew up: {exc}")) from exc
         record = dict(
             iteration=self.iteration + 1,
             stage=self.stage,
-            mismatch=self._mismatch(g_obs, g_syn),
-            energy_data=energy_data,
-            energy_samples=energy_samples,
-            reconstruction_error=self.reconstruction_error(),
+            mismatch=it.relative_mismatch,
+            energy_data=it.energy_data,
+            energy_samples=it.energy_samples,
+            reconstruction_error=it.reconstruction_error,
         )
-        grads = self._scaled_gradient(g_obs, g_syn)
-        self._check_divergence(record, grads)
-        self.optimizer.step(self.net.parameters(), grads, self.layer_rates())
-        if not all(
-            bool(xp.isfinite(W).all() and xp.isfinite(b).all()) for W, b in self.net.parameters()
-        ):
+        self._check_divergence(record, it)
+        params, state = optimizers.ascent_step(
+            cfg.optimizer,
+            self.net.parameters(),
+            it.gradient,
+            self.layer_rates(),
+            self.optimizer_state,
+        )
+        if not all(self._finite(W) and self._finite(b) for W, b in params):
             raise DivergenceError(self._divergence_hint("the parameters became NaN or inf"))
+        return it, record, params, state
+
+    def step(self, noise=None) -> dict:
+        """One learning iteration; returns the record appended to the history.
+
+        Computes the iteration (:meth:`compute_step`), then commits it: new chains, new
+        parameters, optimizer state, iteration count, history, and the next growing stage
+        when one ends.
+        """
+        it, record, params, state = self.compute_step(noise)
+        # commit: nothing above changed the run; everything below is plain assignment
+        self.net = self.net.with_parameters(params)
+        self.chains = it.chains
+        self.optimizer_state = state
         self.iteration += 1
         for key in HISTORY_KEYS:
             self.history[key].append(record[key])
+        cfg = self.config
         if (
             self.iteration % cfg.iterations_per_layer == 0
             and self.stage < cfg.stages
             and not self.finished
         ):
-            self._enter_stage(self.stage + 1)
+            self.enter_stage(self.stage + 1)
         return record
 
-    def _check_divergence(self, record, grads):
-        xp, cfg = self.xp, self.config
+    def _finite(self, a) -> bool:
+        return bool(self.xp.isfinite(a).all())
+
+    def _check_divergence(self, record, it):
+        cfg = self.config
         numbers = [record["energy_data"], record["energy_samples"]]
         if (
             not all(math.isfinite(x) for x in numbers)
-            or not bool(xp.isfinite(self.chains).all())
-            or not all(bool(xp.isfinite(gW).all() and xp.isfinite(gb).all()) for gW, gb in grads)
+            or not self._finite(it.chains)
+            or not all(self._finite(gW) and self._finite(gb) for gW, gb in it.gradient)
         ):
             raise DivergenceError(self._divergence_hint("energies or gradients became NaN or inf"))
         pixels = self.data[0].size
@@ -278,7 +213,10 @@ class Trainer:
             )
 
     def run(self, iterations: int | None = None, callback=None):
-        """Run until ``iterations`` more are done (default: to the end); ``callback(trainer, record)``."""
+        """Run until ``iterations`` more are done (default: to the end).
+
+        ``callback(trainer, record)``, if given, is called after each iteration.
+        """
         target = (
             self.config.total_iterations
             if iterations is None
@@ -297,13 +235,13 @@ class Trainer:
         arrays = {"chains": self.chains}
         for l, (W, b) in enumerate(self.net.parameters()):
             arrays[f"layer_{l}_W"], arrays[f"layer_{l}_b"] = W, b
-        arrays.update(self.optimizer.state_arrays())
+        arrays.update(optimizers.state_arrays(self.optimizer_state))
         meta = dict(
             config=self.config.to_dict(),
             iteration=self.iteration,
             stage=self.stage,
             layers=self.net.depth,
-            optimizer=self.optimizer.state_meta(),
+            optimizer=optimizers.state_meta(self.config.optimizer, self.optimizer_state),
             history=self.history,
         )
         return arrays, meta
@@ -319,10 +257,12 @@ class Trainer:
                 f"{now} (colour/gray or size mismatch with the resumed run)"
             )
         trainer = cls(config, data)
-        if int(meta["stage"]) > 1:
-            for stage in range(2, int(meta["stage"]) + 1):
-                trainer._enter_stage(stage)
-        to_device = lambda a: to_backend(a, trainer.xp, trainer.dtype)
+        for stage in range(2, int(meta["stage"]) + 1):
+            trainer.enter_stage(stage)
+
+        def to_device(a):
+            return to_backend(a, trainer.xp, trainer.dtype)
+
         params = [
             (to_device(arrays[f"layer_{l}_W"]), to_device(arrays[f"layer_{l}_b"]))
             for l in range(int(meta["layers"]))
@@ -331,5 +271,5 @@ class Trainer:
         trainer.chains = to_device(arrays["chains"])
         trainer.iteration = int(meta["iteration"])
         trainer.history = {k: list(meta["history"].get(k, [])) for k in HISTORY_KEYS}
-        trainer.optimizer.load(meta["optimizer"], arrays, to_device)
+        trainer.optimizer_state = optimizers.load_state(meta["optimizer"], arrays, to_device)
         return trainer

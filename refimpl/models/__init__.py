@@ -1,5 +1,8 @@
-"""Probability models built on a scoring function: q, the generative model (3.4), the prototype (5.1),
-and the discriminative softmax (2.3) with the generative/discriminative batch log-likelihoods."""
+"""Probability models built on a scoring function.
+
+q, the generative model (3.4), the prototype (5.1), and the discriminative softmax (2.3) with
+the generative/discriminative batch log-likelihoods.
+"""
 
 from refimpl.models.discriminative import (
     discriminative_log_likelihood,

@@ -1,4 +1,7 @@
-"""The discriminative ConvNet (2.3) and the two batch log-likelihoods of seed 000, on class scores.
+"""The discriminative ConvNet (2.3) and Dai, Lu & Wu's two batch log-likelihoods, on class scores.
+
+Dai, Lu & Wu, "Generative modeling of convolutional neural networks" (ICLR 2015),
+supplementary section A.
 
 Everything here acts on a matrix of class scores ``S (M, C)``, ``S[m, c] = f_c(I_m; w)``
 (Eq. (2.2); :meth:`refimpl.ConvNet.class_scores`, or one scoring function per class), and on
@@ -95,7 +98,7 @@ def log_softmax(scores, axis: int = 1):
 
 
 def softmax_posterior(scores, biases=None):
-    """The discriminative ConvNet, Eq. (2.3): ``p(c | I_m) = exp(f_c + b_c) / sum_c' exp(f_c' + b_c')``.
+    """Discriminative ConvNet, Eq. (2.3): ``p(c | I_m) = exp(f_c + b_c) / sum_c' exp(f_c' + b_c')``.
 
     Args:
         scores: ``(M, C)`` class scores ``f_c(I_m)``, Eq. (2.2).
@@ -120,7 +123,9 @@ def softmax_posterior(scores, biases=None):
 
 
 def discriminative_log_likelihood(scores, labels) -> float:
-    """``l_D = sum_i log( exp S[i, y_i] / sum_c exp S[i, c] )`` (seed 000): log of (2.3) at the labels.
+    """``l_D = sum_i log( exp S[i, y_i] / sum_c exp S[i, c] )``: log of (2.3) at the labels.
+
+    The discriminative batch log-likelihood of Dai, Lu & Wu.
 
     Args:
         scores: ``(M, C)``, ``S[i, c] = f_c(x_i)`` (biases included if any).
@@ -138,10 +143,11 @@ def discriminative_log_likelihood(scores, labels) -> float:
 
 
 def generative_log_likelihood(scores, labels) -> float:
-    """``l_G = sum_i log( exp S[i, y_i] / sum_j exp S[j, y_i] )`` (seed 000): the batch tilted likelihood.
+    """``l_G = sum_i log( exp S[i, y_i] / sum_j exp S[j, y_i] )``: the batch tilted likelihood.
 
-    ``log p_c(x) = f_c(x) - log Z_c`` (3.1) with ``Z_c`` replaced by the sum of ``exp f_c`` over the
-    batch examples ``x_j`` (all of them, whatever their labels), the class ``y_i`` fixed.
+    The generative batch log-likelihood of Dai, Lu & Wu: ``log p_c(x) = f_c(x) - log Z_c``
+    (3.1) with ``Z_c`` replaced by the sum of ``exp f_c`` over the batch examples ``x_j`` (all
+    of them, whatever their labels), the class ``y_i`` fixed.
 
     Args:
         scores: ``(M, C)``, ``S[j, c] = f_c(x_j)``.
@@ -173,11 +179,12 @@ def discriminative_score_gradient(scores, labels):
 
 
 def generative_score_gradient(scores, labels):
-    """``dl_G / dS[m, c] = 1(y_m = c) - n_c exp S[m, c] / sum_j exp S[j, c]``: ``(M, C)``; columns sum to 0.
+    """``dl_G / dS[m, c] = 1(y_m = c) - n_c exp S[m, c] / sum_j exp S[j, c]``: ``(M, C)``.
 
-    ``n_c`` is the number of examples labelled ``c``: each of them contributes a normaliser
-    over the batch for class ``c``, so ``f_c`` is pushed up at its own examples and down at
-    every example in proportion to ``exp f_c``, regardless of the other classes.
+    Each column sums to 0. ``n_c`` is the number of examples labelled ``c``: each of them
+    contributes a normaliser over the batch for class ``c``, so ``f_c`` is pushed up at its own
+    examples and down at every example in proportion to ``exp f_c``, regardless of the other
+    classes.
     """
     _check_scores(scores)
     _check_labels(labels, scores)

@@ -3,7 +3,7 @@
 Exponential tilting of the Gaussian white noise ``q = N(0, sigma^2 I)`` by a scoring
 function ``f``: the ConvNet's (Eq. (3.5)), the prototype model's (Eq. (5.1)), or any object
 with the same methods. ``Z(w) = E_q[exp f(I; w)]`` is not computed here (see
-:mod:`refimpl.lowdim` for exact values in one and two dimensions).
+:mod:`refimpl.exact` for exact values in one and two dimensions).
 
 For a piecewise-linear ``f`` (ReLU), on the piece of ``I`` (Theorem 1, Eq. (6.9)):
 
@@ -52,11 +52,17 @@ class GenerativeModel:
         return self.scoring.score(I) + self.reference.log_density(I)
 
     def energy(self, I):
-        """``U(I) = -f(I) + ||I||^2 / (2 sigma^2)``: ``p ~ exp(-U)`` (constants dropped). ``(M,)``."""
+        """``U(I) = -f(I) + ||I||^2 / (2 sigma^2)``, ``(M,)``: ``p ~ exp(-U)``.
+
+        Constants are dropped.
+        """
         return -self.scoring.score(I) + squared_norm(I) / (2 * self.reference.variance)
 
     def grad_log_density(self, I):
-        """``d log p / dI = df/dI - I / sigma^2 = B - I / sigma^2`` (Eqs. (6.10), (9.2)); shaped like ``I``."""
+        """``d log p / dI = df/dI - I / sigma^2 = B - I / sigma^2``, Eqs. (6.10), (9.2).
+
+        Shaped like ``I``.
+        """
         return self.scoring.grad_input(I) - I / self.reference.variance
 
     def energy_and_grad(self, I):
@@ -66,7 +72,7 @@ class GenerativeModel:
         return energy, grad_f - I / self.reference.variance
 
     def piece_mean(self, I):
-        """``sigma^2 B_{w,delta(I)}``: the mean of the Gaussian piece containing ``I`` (Theorem 1)."""
+        """``sigma^2 B_{w,delta(I)}``: the mean of the Gaussian on ``I``'s piece (Theorem 1)."""
         _, B = self.scoring.linear_piece(I)
         return self.reference.variance * B
 

@@ -17,8 +17,9 @@ It is the generative ConvNet with a single layer whose kernel covers the image
 
 from __future__ import annotations
 
-from refimpl.backend import get_namespace, host_rng, random_normal
-from refimpl.convnet.layer import ACTIVATIONS
+from refimpl.activations import get_activation
+from refimpl.backend import get_namespace, host_rng, namespace_of, random_normal
+from refimpl.convnet import ConvLayer, ConvNet
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 
@@ -42,10 +43,8 @@ class PrototypeModel:
             )
         check_finite(weight, "weight")
         check_finite(bias, "bias")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}")
+        self.activation = get_activation(activation)
         self.weight, self.bias = weight, bias.astype(weight.dtype)
-        self.activation = ACTIVATIONS[activation]
 
     @classmethod
     def random(
@@ -67,8 +66,6 @@ class PrototypeModel:
 
     @property
     def xp(self):
-        from refimpl.backend import namespace_of
-
         return namespace_of(self.weight)
 
     @property
@@ -121,11 +118,17 @@ class PrototypeModel:
         return self.activation_pattern(I) @ self.weight
 
     def score_and_grad_input(self, I):
-        """``(f(I) (M,), df/dI (M, D))``; the samplers' interface (the responses are cheap to recompute)."""
+        """``(f(I) (M,), df/dI (M, D))``: the samplers' interface.
+
+        The two are computed separately: the responses are cheap to recompute.
+        """
         return self.score(I), self.grad_input(I)
 
     def piece_from_pattern(self, pattern):
-        """``(alpha, B) = (sum_k delta_k b_k, sum_k delta_k w_k)`` for patterns ``(M, K)``, Eq. (5.5)."""
+        """``(alpha, B)`` of the pieces of patterns ``(M, K)``, Eq. (5.5).
+
+        ``alpha = sum_k delta_k b_k`` and ``B = sum_k delta_k w_k``.
+        """
         # BEGIN SOLUTION lesson 5
         gate = pattern.astype(self.dtype)
         return gate @ self.bias, gate @ self.weight
@@ -136,7 +139,10 @@ class PrototypeModel:
         return self.piece_from_pattern(self.activation_pattern(I))
 
     def grad_params(self, I):
-        """Gradients of ``sum_m f(I_m)``: ``(dW (K, D), db (K,)) = (delta^T I, sum_m delta)``, cf. (5.8)."""
+        """Gradients of ``sum_m f(I_m)`` with respect to the parameters, cf. (5.8).
+
+        ``(dW (K, D), db (K,)) = (delta^T I, sum_m delta)``.
+        """
         # BEGIN SOLUTION lesson 5
         I = self.prepare_images(I)
         delta = self.activation.h_prime(self.xp, I @ self.weight.T + self.bias).astype(self.dtype)
@@ -147,13 +153,11 @@ class PrototypeModel:
         return PrototypeModel(weight, bias, self.activation.name)
 
     def as_convnet(self, image_shape):
-        """The same model as a one-layer :class:`~refimpl.ConvNet` on images ``image_shape = (C, H, W)``.
+        """The same model as a one-layer :class:`~refimpl.ConvNet` on ``image_shape = (C, H, W)``.
 
         Its single kernel covers the whole image, so each filter has one position and
         ``ConvNet.score(I.reshape(M, C, H, W)) == PrototypeModel.score(I)``.
         """
-        from refimpl.convnet import ConvLayer, ConvNet
-
         c, h, w = image_shape
         if c * h * w != self.dim or h != w:
             raise ValueError(

@@ -53,5 +53,8 @@ class GaussianReference:
         return -I / self.variance
 
     def sample(self, shape, rng, dtype=None):
-        """Draws of shape ``shape`` from q, using generator ``rng`` (see :func:`refimpl.backend.make_rng`)."""
+        """Draws of shape ``shape`` from q, using generator ``rng``.
+
+        See :func:`refimpl.backend.make_rng`.
+        """
         return self.sigma * standard_normal(rng, shape, dtype)

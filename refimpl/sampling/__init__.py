@@ -1,7 +1,10 @@
 """Sampling from ``p(I; w) ~ exp(f(I; w)) q(I)``: Langevin, GRADE attractor, fixed points, MALA.
 
-All samplers run many chains in parallel (the batch axis of ``I``), take an explicit random
-generator (:func:`refimpl.backend.make_rng`) and a general ``sigma`` (from the model). With
+All samplers run many chains in parallel (the batch axis of ``I``) and take a general
+``sigma`` (from the model). The stochastic ones take their randomness explicitly: a random
+generator (:func:`refimpl.backend.make_rng`), or the draws themselves as arrays
+(``noise``, and for MALA ``uniforms``), so that another implementation fed the same draws
+must land on the same chains. With
 ``g(I) = d log p / dI = B_{w,delta(I)} - I / sigma^2`` (Eqs. (6.10), (9.2)):
 
 * :func:`langevin`, Eqs. (5.6), (6.10): ``I <- I + (eps^2 / 2) g(I) + eps Z``; for sigma = 1
@@ -17,10 +20,25 @@ generator (:func:`refimpl.backend.make_rng`) and a general ``sigma`` (from the m
 from refimpl.sampling.samplers import (
     SamplerResult,
     check_step_size,
+    draw_langevin_noise,
+    draw_mala_randomness,
     fixed_point,
     grade,
+    grade_mode_residual,
+    grade_stops,
     langevin,
     mala,
 )
 
-__all__ = ["SamplerResult", "check_step_size", "fixed_point", "grade", "langevin", "mala"]
+__all__ = [
+    "SamplerResult",
+    "check_step_size",
+    "draw_langevin_noise",
+    "draw_mala_randomness",
+    "fixed_point",
+    "grade",
+    "grade_mode_residual",
+    "grade_stops",
+    "langevin",
+    "mala",
+]

@@ -1,8 +1,8 @@
-"""Proposition 1: generative and discriminative ConvNets derived from each other, Eqs. (2.3), (3.1)-(3.3).
+"""Proposition 1: generative and discriminative ConvNets derived from each other.
 
 Class ``c`` has scoring function ``f_c`` and prior ``rho_c``; its generative model is the
 tilting ``p_c(I) = exp(f_c(I)) q(I) / Z_c``, Eq. (3.1), with ``Z_c = E_q[exp f_c]`` computed
-exactly (:mod:`refimpl.lowdim`) in one and two dimensions.
+exactly (:mod:`refimpl.exact`) in one and two dimensions.
 
 (a) Bayes' posterior ``rho_c p_c(I) / sum_c' rho_c' p_c'(I)`` is the softmax (2.3) of
     ``f_c(I) + b_c`` with ``b_c = log rho_c - log Z_c`` (+ a constant common to all classes).
@@ -20,9 +20,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models.discriminative import softmax_posterior
 from refimpl.models.reference import GaussianReference
+from refimpl.numerics import EXACT
 from refimpl.theorems.result import CheckResult
 
 
@@ -32,7 +33,7 @@ def class_log_normalisers(class_models, event_shape) -> np.ndarray:
 
 
 def bayes_posterior(class_models, log_Z, log_priors, images) -> np.ndarray:
-    """``p(c | I) = rho_c p_c(I) / sum_c' rho_c' p_c'(I)`` with the normalised ``p_c``. ``(M, C)``."""
+    """``p(c | I) = rho_c p_c(I) / sum_c' rho_c' p_c'(I)``, normalised ``p_c``; ``(M, C)``."""
     log_joint = np.stack(
         [
             np.asarray(m.log_density_unnormalised(images)) - lz + lp
@@ -44,7 +45,10 @@ def bayes_posterior(class_models, log_Z, log_priors, images) -> np.ndarray:
 
 
 def discriminative_posterior(class_models, biases, images) -> np.ndarray:
-    """Softmax of ``f_c(I) + b_c``, Eq. (2.3) (:func:`refimpl.models.discriminative.softmax_posterior`). ``(M, C)``."""
+    """Softmax of ``f_c(I) + b_c``, Eq. (2.3): ``(M, C)``.
+
+    Computed by :func:`refimpl.models.discriminative.softmax_posterior`.
+    """
     scores = np.stack([np.asarray(m.scoring.score(images)) for m in class_models], axis=1)
     return softmax_posterior(scores, np.asarray(biases, dtype=scores.dtype))
 
@@ -52,7 +56,7 @@ def discriminative_posterior(class_models, biases, images) -> np.ndarray:
 def check_proposition1a(
     class_models, log_Z, log_priors, images, biases=None, name="proposition1a"
 ) -> CheckResult:
-    """(a): Bayes' posterior of the tilted classes = softmax(f_c + b_c), ``b_c = log rho_c - log Z_c``.
+    """(a): Bayes' posterior of tilted classes = softmax(f_c + b_c), ``b_c = log rho_c - log Z_c``.
 
     ``log_Z``: the exact ``log Z_c`` (:func:`class_log_normalisers`), used by Bayes' rule.
     ``biases``: the biases under test (default: the proposition's ``log rho_c - log Z_c``).
@@ -66,7 +70,7 @@ def check_proposition1a(
         f"{dim}-D: Bayes posterior = softmax(f_c + b_c), b_c = log rho_c - log Z_c",
         "Prop. 1(a),(2.3)",
         float(np.abs(bayes - disc).max()),
-        1e-12,
+        EXACT,
         details=dict(classes=len(class_models), log_Z=log_Z.tolist(), points=len(images)),
     )
 
@@ -87,12 +91,14 @@ def implied_mass(bias, log_prior, log_prior_base, log_Z) -> float:
 def check_proposition1b(
     class_models, log_Z, log_priors, images, biases=None, name="proposition1b"
 ) -> CheckResult:
-    """(b): base category q with f_1 = 0, b_1 = 0. With ``b_c = log rho_c - log rho_1 - log Z_c`` the
-    implied ``p_c`` is a normalised density of the form (3.1): ``int p_c = 1`` and
-    ``p_c = exp(f_c) q / Z_c`` pointwise. Also: softmax with the base class (score 0, bias 0)
-    equals Bayes' posterior with q as class 1. Residual: the largest of the three gaps.
-    ``log_priors`` has the base class first; ``log_Z`` the exact normalisers of ``class_models``;
-    ``biases``: those under test (default: the derived ``log rho_c - log rho_1 - log Z_c``).
+    """(b): with base category q (f_1 = 0, b_1 = 0) the derived biases give normalised ``p_c``.
+
+    With ``b_c = log rho_c - log rho_1 - log Z_c`` the implied ``p_c`` is a normalised density of
+    the form (3.1): ``int p_c = 1`` and ``p_c = exp(f_c) q / Z_c`` pointwise. Also: softmax with the
+    base class (score 0, bias 0) equals Bayes' posterior with q as class 1. Residual: the largest of
+    the three gaps. ``log_priors`` has the base class first; ``log_Z`` the exact normalisers of
+    ``class_models``; ``biases``: those under test (default: the derived
+    ``log rho_c - log rho_1 - log Z_c``).
     """
     base = GaussianReference(class_models[0].sigma)
     lp1, lp = log_priors[0], log_priors[1:]
@@ -125,7 +131,7 @@ def check_proposition1b(
         f"{dim}-D: base category q: b_c = log rho_c - log rho_1 - log Z_c",
         "Prop. 1(b),(3.2)-(3.3)",
         gap,
-        1e-12,
+        EXACT,
         details=dict(
             normalisation_gap=worst_mass,
             pointwise_gap=worst_pointwise,

@@ -39,7 +39,7 @@ def prototype(rng, dim: int, n_filters: int, scale: float = 2.0, sig: float | No
 
 
 def lowdim_convnet(rng, dim: int, widths=(4, 3), linear_top: bool = True, sig: float | None = None):
-    """A multi-layer ConvNet on ``dim``-channel 1x1 images (an MLP in R^dim): ``(model, event_shape)``.
+    """Multi-layer ConvNet on ``dim``-channel 1x1 images, an MLP in R^dim: ``(model, event_shape)``.
 
     The top layer is one unit, linear by default (as experiment 2's top filter), so ``f`` is
     a non-trivial piecewise-linear function of the ``dim`` pixel values.

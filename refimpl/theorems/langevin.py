@@ -1,6 +1,6 @@
 """Langevin correctness against the exact density in 1-D and 2-D, Eqs. (5.6), (6.10).
 
-Design: start ``n`` independent chains from *exact* draws of ``p`` (:mod:`refimpl.lowdim`)
+Design: start ``n`` independent chains from *exact* draws of ``p`` (:mod:`refimpl.exact`)
 and run each sampler for ``T`` steps. MALA leaves ``p`` exactly invariant, so its final
 states are exact draws whatever the step size. Unadjusted Langevin (ULA) drifts towards its
 own stationary law, which is ``p`` only as ``eps -> 0`` (bias ``O(eps^2)``), so the
@@ -53,7 +53,7 @@ def _steps_for(step_size: float, sigma: float, relaxations: float = 4.0) -> int:
 
 
 def run_chains(model, exact, n: int, step_size: float, rng, sampler: str):
-    """Final states ``(n, D)`` of ``n`` chains started from exact draws, after the relaxation time."""
+    """Final states ``(n, D)`` of ``n`` chains started at exact draws, after the relaxation time."""
     starts = exact.sample(n, rng)
     images = exact.line.images(starts)
     run = mala if sampler == "mala" else langevin

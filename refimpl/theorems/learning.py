@@ -3,7 +3,7 @@
 * **ML gradient.** ``dL/dw = mean_m df(I_m)/dw - E_w[df/dw]`` (data term minus model
   expectation) is compared with central finite differences of the *exact* mean
   log-likelihood ``L(w) = mean_m f(I_m; w) - log Z(w)``, both computed by the exact
-  low-dimensional references of :mod:`refimpl.lowdim`.
+  low-dimensional references of :mod:`refimpl.exact`.
 
 * **Proposition 3.** One Langevin step from ``I_obs`` with the noise replaced by its mean,
   ``I_syn = I_obs + (eps^2/2)(B - I_obs/sigma^2)``. If the pattern is unchanged,
@@ -23,64 +23,18 @@ import math
 
 import numpy as np
 
-from refimpl.lowdim import exact_distribution
-from refimpl.models import GenerativeModel
-from refimpl.models.reference import squared_norm
+from refimpl.convnet.pieces import as_pattern_list, pattern_keys
+from refimpl.exact import (
+    current_parameters,
+    flatten,
+    log_likelihood,
+    ml_gradient,
+    with_flat_parameters,
+)
+from refimpl.learning.algorithm import mean_langevin_step, reconstruction_loss
 from refimpl.theorems.result import CheckResult
 
 Z_CRITICAL = 5.0
-
-
-# --- parameters as one flat vector ----------------------------------------------------------
-
-
-def _pairs(params):
-    """Prototype: one ``(W, b)`` tuple; ConvNet: a list of them. Always a list of pairs."""
-    return params if isinstance(params, list) else [params]
-
-
-def flatten(params) -> np.ndarray:
-    """Concatenate ``[(W_1, b_1), ...]`` (or one ``(W, b)``) into one float64 vector."""
-    return np.concatenate([np.asarray(a, float).ravel() for pair in _pairs(params) for a in pair])
-
-
-def current_parameters(scoring):
-    if hasattr(scoring, "parameters"):
-        return scoring.parameters()
-    return (scoring.weight, scoring.bias)
-
-
-def with_flat_parameters(scoring, vector):
-    """A copy of ``scoring`` whose parameters are taken from the flat ``vector``."""
-    pairs, out, i = _pairs(current_parameters(scoring)), [], 0
-    for w, b in pairs:
-        new = []
-        for a in (w, b):
-            new.append(np.asarray(vector[i : i + a.size], float).reshape(a.shape).astype(a.dtype))
-            i += a.size
-        out.append(tuple(new))
-    if hasattr(scoring, "parameters"):
-        return scoring.with_parameters(out)
-    return scoring.with_parameters(*out[0])
-
-
-# --- maximum-likelihood gradient --------------------------------------------------------------
-
-
-def log_likelihood(scoring, sigma, data, event_shape, rtol: float = 1e-12) -> float:
-    """Exact ``L(w) = mean_m f(I_m; w) - log Z(w)``, Eq. (7.1), for D = 1 or 2."""
-    model = GenerativeModel(scoring, sigma)
-    exact = exact_distribution(model, event_shape, rtol=rtol)
-    return float(np.mean(np.asarray(scoring.score(data)))) - exact.log_Z
-
-
-def ml_gradient(model, data, event_shape, rtol: float = 1e-12) -> np.ndarray:
-    """``mean_m df(I_m)/dw - E_w[df/dw]`` as a flat vector (Eqs. (5.8), (7.2))."""
-    # BEGIN SOLUTION lesson 8
-    exact = exact_distribution(model, event_shape, rtol=rtol)
-    data_term = flatten(model.scoring.grad_params(data)) / len(data)
-    return data_term - flatten(exact.expected_param_grads())
-    # END SOLUTION
 
 
 def check_ml_gradient(
@@ -151,32 +105,15 @@ def check_ml_gradient(
 
 
 def _same_pattern_rows(scoring, a, b) -> np.ndarray:
-    from refimpl.convnet.pieces import as_pattern_list, pattern_keys
-
     ka = pattern_keys(as_pattern_list(scoring.activation_pattern(a)))
     kb = pattern_keys(as_pattern_list(scoring.activation_pattern(b)))
     return (ka == kb).all(axis=1)
 
 
-def mean_noise_step(model, I_obs, step_size: float):
-    """``I_syn = I_obs + (eps^2/2)(B - I_obs/sigma^2)``: Eq. (7.8) with ``Z`` replaced by its mean 0."""
-    # BEGIN SOLUTION lesson 11
-    return I_obs + 0.5 * step_size**2 * np.asarray(model.grad_log_density(I_obs))
-    # END SOLUTION
-
-
-def reconstruction_error(scoring, pattern, I_obs, sigma: float) -> float:
-    """``R = sum_m |I_obs,m - sigma^2 B_{w,delta_m}|^2 / 2`` with the patterns held fixed."""
-    # BEGIN SOLUTION lesson 11
-    _, B = scoring.piece_from_pattern(pattern, I_obs.shape[1:])
-    return 0.5 * float(squared_norm(I_obs - sigma**2 * np.asarray(B)).sum())
-    # END SOLUTION
-
-
 def check_proposition3(
     model, I_obs, step_size: float, coords, h: float = 1e-6, name="proposition3-cd-reconstruction"
 ) -> CheckResult:
-    """Noise-free one-step CD gradient = ``-(eps^2 / (2 sigma^4)) dR/dw`` at fixed pattern (ConvNet).
+    """ConvNet: noise-free one-step CD gradient = ``-(eps^2 / (2 sigma^4)) dR/dw`` at fixed pattern.
 
     ``dR/dw`` by central differences of :func:`reconstruction_error` (a polynomial in w,
     so they are exact to ~h^2); the CD side by backprop at the two images. Only images whose
@@ -185,7 +122,7 @@ def check_proposition3(
     """
     net, sigma = model.scoring, model.sigma
     for _ in range(8):  # Proposition 3 needs steps that keep the pattern: halve eps until some do
-        I_syn = mean_noise_step(model, I_obs, step_size)
+        I_syn = mean_langevin_step(model, I_obs, step_size)
         keep = _same_pattern_rows(net, I_obs, I_syn)
         if keep.sum() >= min(2, len(keep)):
             break
@@ -209,7 +146,7 @@ def check_proposition3(
         for step in (h, -h):
             w = base.copy()
             w[c] += step
-            values.append(reconstruction_error(with_flat_parameters(net, w), pattern, I_obs, sigma))
+            values.append(reconstruction_loss(with_flat_parameters(net, w), pattern, I_obs, sigma))
         grad_R[i] = (values[0] - values[1]) / (2 * h)
     predicted = -(step_size**2 / (2 * sigma**4)) * grad_R
     actual = cd[coords]
@@ -244,9 +181,9 @@ def check_proposition3_noisy(
     """
     proto, sigma = model.scoring, model.sigma
     target = flatten(proto.grad_params(I_obs)) - flatten(
-        proto.grad_params(mean_noise_step(model, I_obs, step_size))
+        proto.grad_params(mean_langevin_step(model, I_obs, step_size))
     )
-    drift = mean_noise_step(model, I_obs, step_size)
+    drift = mean_langevin_step(model, I_obs, step_size)
     total = np.zeros_like(target)
     total_sq = np.zeros_like(target)
     kept, batches = 0, max(1, draws // 20000)

@@ -11,8 +11,9 @@ import time
 
 import numpy as np
 
+from refimpl import exact
 from refimpl.backend import make_rng
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.sampling import langevin
 from refimpl.theorems import (
     discriminative,
@@ -78,9 +79,9 @@ def theorem1(rng, quick: bool) -> list:
     )
     if not quick:
         net2, shape2 = instances.lowdim_convnet(rng, 2)
-        exact = exact_distribution(net2, shape2, rtol=1e-8)
+        dist = exact_distribution(net2, shape2, rtol=1e-8)
         r = structure.check_theorem1_truncated_gaussian(
-            net2, exact, grid_points=301, name="theorem1-truncated-gaussian-2d-convnet"
+            net2, dist, grid_points=301, name="theorem1-truncated-gaussian-2d-convnet"
         )
         r.claim = "2-D ConvNet: p on a piece = N(sigma^2 B, sigma^2 I) truncated"
         results.append(r)
@@ -138,7 +139,7 @@ def learning_group(rng, quick: bool) -> list:
     ]
     net1, shape1 = instances.lowdim_convnet(rng, 1)
     data = 2 * net1.sigma * rng.standard_normal((5,) + shape1)
-    n_params = len(learning.flatten(net1.scoring.parameters()))
+    n_params = len(exact.flatten(net1.scoring.parameters()))
     r = learning.check_ml_gradient(
         net1, data, shape1, np.arange(n_params), name="ml-gradient-1d-convnet"
     )
@@ -161,7 +162,7 @@ def learning_group(rng, quick: bool) -> list:
         )
     net, shape = instances.image_convnet(rng, 1, 6, 2)
     I_obs = net.sigma * rng.standard_normal((8,) + shape)
-    n_params = len(learning.flatten(net.scoring.parameters()))
+    n_params = len(exact.flatten(net.scoring.parameters()))
     results.append(
         learning.check_proposition3(
             net, I_obs, 0.1 * net.sigma, rng.choice(n_params, min(n_params, 40), replace=False)

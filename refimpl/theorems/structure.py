@@ -14,24 +14,25 @@ from refimpl.backend import to_numpy
 from refimpl.convnet import basis_functions, piece_from_basis
 from refimpl.convnet.pieces import as_pattern_list, image_in_same_piece, pattern_keys
 from refimpl.models.reference import squared_norm
-from refimpl.sampling import fixed_point, grade
+from refimpl.numerics import EXACT, relative_error
+from refimpl.sampling import fixed_point, grade, grade_mode_residual
 from refimpl.theorems.result import CheckResult
 
-# float64 identities: rounding gives ~1e-15 relative; any real bug gives >= 1e-6.
-EXACT = 1e-10
+GRADE_TOL = 1e-12  # GRADE's stopping tolerance in these checks (its default)
 
 
 def _rel(a, b) -> float:
-    a, b = np.asarray(to_numpy(a), float), np.asarray(to_numpy(b), float)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
+    return relative_error(np.asarray(to_numpy(a), float), np.asarray(to_numpy(b), float))
 
 
 # --- engine identities ------------------------------------------------------------------
 
 
 def check_piece_identity(nets_and_images, name="engine-piece-identity") -> CheckResult:
-    """``f(I) = alpha + <I, B>`` (Eq. (6.8)) on several ConvNets; residual relative to the terms' size."""
+    """``f(I) = alpha + <I, B>`` (Eq. (6.8)) on several ConvNets.
+
+    The residual is relative to the size of the terms.
+    """
     worst = 0.0
     for net, I in nets_and_images:
         f = np.asarray(net.score(I))
@@ -76,7 +77,7 @@ def check_three_ways(nets_and_images, name="engine-B-three-ways") -> CheckResult
 def check_prototype_is_convnet(
     model, images, image_shape, name="prototype-is-convnet"
 ) -> CheckResult:
-    """The prototype model (5.1) equals the engine's one-layer ConvNet whose kernel covers the image."""
+    """The prototype model (5.1) is the engine's one-layer ConvNet whose kernel covers the image."""
     proto = model.scoring
     net = proto.as_convnet(image_shape)
     as_images = images.reshape((len(images),) + tuple(image_shape))
@@ -111,8 +112,10 @@ def check_theorem1_piece_constant(
     name="theorem1-piece-constant",
     claim="log p + |I - sigma^2 B|^2/(2 sigma^2) is constant on a piece",
 ) -> CheckResult:
-    """Theorem 1, Eqs. (5.5), (6.9): on the piece of each image, ``log p(I) + |I - s^2 B|^2 / (2 s^2)``
-    is the same for a second image of the piece and equals ``alpha + s^2 |B|^2 / 2 - (D/2) log(2 pi s^2)``.
+    """Theorem 1, Eqs. (5.5), (6.9): ``log p(I) + |I - s^2 B|^2 / (2 s^2)`` is constant on a piece.
+
+    On the piece of each image it is the same for a second image of the piece and equals
+    ``alpha + s^2 |B|^2 / 2 - (D/2) log(2 pi s^2)``.
 
     ``images`` are the visited images (e.g. Langevin states); for each, a second image of
     its piece is constructed (a random move, halved until the pattern is kept).
@@ -157,12 +160,12 @@ def check_theorem1_piece_constant(
 def check_theorem1_truncated_gaussian(
     model, exact, grid_points: int = 301, name="theorem1-truncated-gaussian-2d"
 ) -> CheckResult:
-    """Theorem 1 in 2-D: on each piece ``A``, ``p(I | A)`` equals ``N(s^2 B_A, s^2 I)`` truncated to ``A``.
+    """Theorem 1 in 2-D: ``p(I | A) = N(s^2 B_A, s^2 I)`` truncated to ``A``, for each piece ``A``.
 
     Both densities are evaluated on a quadrature grid over the plane; on each piece's grid
     points each is normalised, and their total-variation distance is the residual (the
     largest over pieces of mass >= 1e-4). The piece masses by exact line integrals
-    (:mod:`refimpl.lowdim`) are compared with the grid's in ``details``.
+    (:mod:`refimpl.exact`) are compared with the grid's in ``details``.
     """
     var = model.sigma**2
     axis = np.linspace(-exact.radius, exact.radius, grid_points)
@@ -171,7 +174,7 @@ def check_theorem1_truncated_gaussian(
     log_p = exact.log_density(grid)
     which = exact.piece_of(grid)
     worst, mass_gap, checked = 0.0, 0.0, 0
-    for a, (prob, key) in enumerate(zip(exact.probs, exact.keys)):
+    for a, prob in enumerate(exact.probs):
         inside = which == a
         if prob < 1e-4 or inside.sum() < 10:
             continue
@@ -211,9 +214,12 @@ def check_proposition2_grade(
 
     For ReLU ``df/dI(I) = B_{w,delta(I)}``, so the mode is auto-encoding: encode ``delta(I)``
     bottom-up, decode ``sigma^2 B_{w,delta}`` top-down, get ``I`` back. Residual: the largest
-    ``|I - sigma^2 df/dI(I)| / max(|I|, sigma)`` over the chains that converged.
+    ``|I - sigma^2 df/dI(I)| / (|I| + sigma)`` over the chains that converged; the bound is
+    what GRADE's stopping rule guarantees (:func:`~refimpl.sampling.grade_mode_residual`,
+    ``2 sigma^2 tol / eps^2``) plus float64 rounding (``EXACT``).
     """
-    result = grade(model, starts, n_steps, step_size)
+    result = grade(model, starts, n_steps, step_size, tol=GRADE_TOL)
+    bound = grade_mode_residual(step_size, model.sigma, GRADE_TOL) + EXACT
     done = np.asarray(to_numpy(result.converged))
     if not done.any():
         return CheckResult(
@@ -221,19 +227,19 @@ def check_proposition2_grade(
             "GRADE attractor modes are auto-encoding: I = sigma^2 B",
             "(5.7),(6.11)",
             math.inf,
-            EXACT,
+            bound,
             details=dict(converged=0, chains=len(done)),
         )
     I = result.samples[done]
     decoded = model.reference.variance * model.scoring.grad_input(I)
     gap = np.sqrt(np.asarray(squared_norm(I - decoded)))
-    scale = np.maximum(np.sqrt(np.asarray(squared_norm(I))), model.sigma)
+    scale = np.sqrt(np.asarray(squared_norm(I))) + model.sigma
     return CheckResult(
         name,
         "GRADE attractor modes are auto-encoding: I = sigma^2 B",
         "(5.7),(6.11)",
         float((gap / scale).max()),
-        EXACT,
+        bound,
         details=dict(
             converged=int(done.sum()),
             chains=len(done),
@@ -301,14 +307,14 @@ def check_proposition2_kink_maxima(
     a point ``I = sigma^2 sum_i lambda_i B_i``, a convex combination over the adjacent pieces:
     the Clarke-subgradient form of the proposition).
 
-    GRADE is run, then annealed onto the kink (``schedule``: (step / sigma, steps) stages). Endpoints where
-    ``sigma^2 B`` is not within 1e-8 of ``I`` are kink points; for each, ``log p`` is probed in 400
-    random directions at radii 1e-3 and 1e-2 sigma. Residual: the largest rise of ``log p``
-    over the median absolute change (scale-free: about 1 at an ordinary point, where half the
-    directions go up; << 1 at a local maximum, up to the annealing's resolution; bound 0.05).
-    ``details`` give the counts, the smallest gap ``|I - sigma^2 B| / |I|`` on kinks, and how
-    many distinct pieces meet within 1e-3 sigma of the endpoints: for random ReLU nets these
-    maxima are corners where hundreds of pieces meet (many units exactly at their kink).
+    GRADE is run, then annealed onto the kink (``schedule``: (step / sigma, steps) stages).
+    Endpoints where ``sigma^2 B`` is not within 1e-8 of ``I`` are kink points; for each, ``log p``
+    is probed in 400 random directions at radii 1e-3 and 1e-2 sigma. Residual: the largest rise of
+    ``log p`` over the median absolute change (scale-free: about 1 at an ordinary point, where half
+    the directions go up; << 1 at a local maximum, up to the annealing's resolution; bound 0.05).
+    ``details`` give the counts, the smallest gap ``|I - sigma^2 B| / |I|`` on kinks, and how many
+    distinct pieces meet within 1e-3 sigma of the endpoints: for random ReLU nets these maxima are
+    corners where hundreds of pieces meet (many units exactly at their kink).
     """
     sigma = model.sigma
     I = starts

@@ -24,7 +24,7 @@ def geometry(p):
 
 
 def test_forward_by_hand():
-    """A 3x3 image, a 2x2 kernel: y[i, j] = 1 x[i,j] + 2 x[i,j+1] + 3 x[i+1,j] + 4 x[i+1,j+1] (+ bias)."""
+    """3x3 image, 2x2 kernel: y[i,j] = x[i,j] + 2 x[i,j+1] + 3 x[i+1,j] + 4 x[i+1,j+1] + bias."""
     x = np.arange(9.0).reshape(1, 1, 3, 3)
     w = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     g = conv_geometry(x.shape, w.shape, 1, 0)
@@ -33,7 +33,7 @@ def test_forward_by_hand():
 
 
 def test_forward_stride_and_padding_by_hand():
-    """Stride 2, pad 1 on a 3x3 image of ones with a 3x3 kernel of ones: counts of in-image pixels."""
+    """Stride 2, pad 1 on a 3x3 image of ones, a 3x3 kernel of ones: counts of in-image pixels."""
     x, w = np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3))
     g = conv_geometry(x.shape, w.shape, 2, 1)
     assert np.array_equal(naive.forward(g, x, w)[0, 0], [[4.0, 4.0], [4.0, 4.0]])

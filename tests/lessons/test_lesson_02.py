@@ -67,25 +67,25 @@ def reference_piece(net, pattern, image_shape):
     """
     image_shape = tuple(image_shape)
     pixels = int(np.prod(image_shape))
+
+    def gated(x, with_bias, m):  # g of image m's pattern, on a batch x
+        for layer, delta in zip(net.layers, pattern):
+            z = conv2d(
+                x,
+                layer.weight,
+                layer.bias if with_bias else None,
+                layer.stride,
+                layer.pad,
+                impl=net.conv_impl,
+            )
+            x = delta[m : m + 1] * z
+        return x.sum(axis=(1, 2, 3))
+
     alphas, Bs = [], []
     for m in range(pattern[0].shape[0]):
-
-        def gated(x, with_bias):
-            for layer, delta in zip(net.layers, pattern):
-                z = conv2d(
-                    x,
-                    layer.weight,
-                    layer.bias if with_bias else None,
-                    layer.stride,
-                    layer.pad,
-                    impl=net.conv_impl,
-                )
-                x = delta[m : m + 1] * z
-            return x.sum(axis=(1, 2, 3))
-
-        alphas.append(gated(np.zeros((1,) + image_shape), True)[0])
+        alphas.append(gated(np.zeros((1,) + image_shape), True, m)[0])
         Bs.append(
-            gated(np.eye(pixels).reshape((pixels,) + image_shape), False).reshape(image_shape)
+            gated(np.eye(pixels).reshape((pixels,) + image_shape), False, m).reshape(image_shape)
         )
     return np.array(alphas), np.stack(Bs)
 
@@ -93,7 +93,7 @@ def reference_piece(net, pattern, image_shape):
 def hand_net():
     """1 filter [[1, 2], [3, 4]] with bias -40, then a linear 1x1 layer with weight 2 and bias 1."""
     first = ConvLayer(np.array([[[[1.0, 2.0], [3.0, 4.0]]]]), np.array([-40.0]))
-    top = ConvLayer(np.array([[[[2.0]]]]), np.array([1.0]), relu=False)
+    top = ConvLayer(np.array([[[[2.0]]]]), np.array([1.0]), activation="linear")
     return ConvNet([first, top]), np.arange(9.0).reshape(1, 1, 3, 3)
 
 
@@ -279,7 +279,7 @@ def test_piece_from_pattern_for_any_pattern(case, seed):
 @settings(max_examples=20)
 @given(net_and_images(max_image=8, max_batch=2))
 def test_piece_from_pattern_with_soft_activation_variables(case):
-    """Eq. (9.1): real-valued delta = h'(z) of a softplus net weight the deconvolution the same way."""
+    """Eq. (9.1): the real-valued delta = h'(z) of softplus nets weight the deconvolution alike."""
     net, I = case
     smooth = softplus_net(net)
     pattern = reference_pattern(smooth, I)

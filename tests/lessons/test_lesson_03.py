@@ -26,7 +26,7 @@ GRADED = {"convnet.network.ConvNet._backprop": ["test_backprop"]}
 
 
 def depends_on_image(net, I) -> bool:
-    """True if every image's piece has a non-zero B (f is not locally constant); no backprop used."""
+    """True if every image's piece has a non-zero B (f not locally constant); no backprop used."""
     _, B = net.linear_piece(I)
     return bool(np.all(np.any(B.reshape(len(I), -1) != 0, axis=1)))
 
@@ -44,7 +44,10 @@ def one_layer_net():
 
 
 def test_backprop_by_hand_one_layer():
-    """f = sum_k relu(<I, w_k> + b_k): df/dI = sum_k delta_k w_k, dW_k = sum_m delta_mk I_m, db_k = sum_m delta_mk."""
+    """One layer by hand: the gradients of f = sum_k relu(<I, w_k> + b_k).
+
+    df/dI = sum_k delta_k w_k, dW_k = sum_m delta_mk I_m, db_k = sum_m delta_mk.
+    """
     net, I = one_layer_net()
     w, b = net.layers[0].weight, net.layers[0].bias
     delta = (np.einsum("kchw,mchw->mk", w, I) + b) > 0  # (M, K)
@@ -88,7 +91,7 @@ def test_backprop_grad_input_matches_finite_differences(case):
 @settings(max_examples=15)
 @given(net_and_images(max_batch=2, max_image=8), seeds)
 def test_backprop_grad_params_match_finite_differences(case, seed):
-    """Eq. (7.2)'s df/dw, every layer: gradients of sum_m f(I_m) w.r.t. sampled weights and biases."""
+    """Eq. (7.2), every layer: gradients of sum_m f(I_m) w.r.t. sampled weights and biases."""
     net, I = case
     assume(depends_on_image(net, I))
     grads = net.grad_params(I)
@@ -111,7 +114,7 @@ def test_backprop_grad_params_match_finite_differences(case, seed):
 @settings(max_examples=20)
 @given(net_and_images(max_batch=1, max_image=8), seeds)
 def test_backprop_with_any_top_gradient(case, seed):
-    """``top_grad`` G is used as given: the input gradient of <x^(L)(I), G> by finite differences."""
+    """``top_grad`` G is used as given: input gradient of <x^(L)(I), G> by finite differences."""
     net, I = case
     fwd = net.forward(I)
     G = np.random.default_rng(seed).standard_normal(fwd.outputs[-1].shape)
@@ -125,7 +128,7 @@ def test_backprop_with_any_top_gradient(case, seed):
 @settings(max_examples=20)
 @given(net_and_images(max_batch=1, max_image=8))
 def test_backprop_smooth_network_matches_finite_differences(case):
-    """Section 9: with softplus h the chain rule multiplies by h'(z), Eq. (9.1); no kinks to avoid."""
+    """Section 9: with softplus h, backprop multiplies by h'(z), Eq. (9.1); no kinks to avoid."""
     net, I = case
     smooth = softplus_net(net)
     assert_gradient(
@@ -157,7 +160,7 @@ def test_backprop_equals_soft_deconvolution(case):
 
 
 def top_layer_gradient_by_loops(net, I):
-    """Eqs. (7.3)-(7.4) for the top layer: sums over positions x of delta^(L)_{k,x} times the patch."""
+    """Eqs. (7.3)-(7.4), top layer: sums over positions x of delta^(L)_{k,x} times the patch."""
     fwd = net.forward(I)
     layer = net.layers[-1]
     s, p, k = layer.stride, layer.pad, layer.kernel_size

@@ -4,7 +4,7 @@ Graded functions and the tests that grade them (``GRADED``, read by grade.py), a
 ``refimpl.models.discriminative``. The independent references are SciPy's ``softmax`` /
 ``log_softmax``, plain Python sums with ``math.exp``/``math.log``, Bayes' rule for tilted
 classes with exact normalisers (Proposition 1(a); ``refimpl.theorems.discriminative`` and
-``refimpl.lowdim``), central finite differences (``gradcheck``), and values worked out by hand.
+``refimpl.exact``), central finite differences (``gradcheck``), and values worked out by hand.
 """
 
 import math
@@ -46,7 +46,7 @@ BIG = np.array([[1000.0, 1000.0 + math.log(3.0)], [-1000.0, -1000.0 + math.log(3
 
 
 def brute_force(scores, labels):
-    """``(l_D, l_G)`` with Python floats: normalisers over classes (row) and over examples (column)."""
+    """``(l_D, l_G)`` in Python floats: normalisers over classes (row) and examples (column)."""
     l_d = sum(
         scores[i, y] - math.log(sum(math.exp(s) for s in scores[i])) for i, y in enumerate(labels)
     )
@@ -118,14 +118,17 @@ def test_softmax_posterior_is_stable():
 @settings(max_examples=10)
 @given(seeds)
 def test_softmax_posterior_is_bayes_rule_for_tilted_classes(seed):
-    """Proposition 1(a): Bayes' posterior of p_c = exp(f_c) q / Z_c is (2.3) with b_c = log rho_c - log Z_c."""
+    """Proposition 1(a): Bayes' posterior of tilted classes is the softmax (2.3).
+
+    With p_c = exp(f_c) q / Z_c, the biases of (2.3) are b_c = log rho_c - log Z_c.
+    """
     from refimpl.theorems import discriminative as theorem
     from refimpl.theorems import instances
 
     rng = np.random.default_rng(seed)
     sigma = instances.sigma(rng)
     classes = [instances.prototype(rng, 1, 3, sig=sigma) for _ in range(3)]
-    log_Z = theorem.class_log_normalisers(classes, (1,))  # exact, lowdim
+    log_Z = theorem.class_log_normalisers(classes, (1,))  # exact, refimpl.exact
     log_rho = np.log(rng.dirichlet(np.ones(3)))
     x = 2 * sigma * rng.standard_normal((40, 1))
     scores = np.stack([c.scoring.score(x) for c in classes], axis=1)
@@ -133,7 +136,7 @@ def test_softmax_posterior_is_bayes_rule_for_tilted_classes(seed):
     assert_close(disc.softmax_posterior(scores, log_rho - log_Z), bayes, EXACT)
 
 
-# --- the two batch log-likelihoods (seed 000) -------------------------------------------------------
+# --- the two batch log-likelihoods (Dai, Lu & Wu) -------------------------------------------------
 
 
 def test_discriminative_log_likelihood_by_hand():
@@ -201,7 +204,7 @@ def test_generative_log_likelihood_is_stable():
     assert disc.generative_log_likelihood(BIG, np.array([0, 1])) == pytest.approx(-2000.0, abs=1e-9)
 
 
-# --- gradients with respect to the scores -----------------------------------------------------------
+# --- gradients with respect to the scores ---------------------------------------------------------
 
 
 def test_discriminative_score_gradient_by_hand():
@@ -249,7 +252,7 @@ def test_generative_score_gradient_columns_sum_to_zero(problem):
     assert np.abs(disc.generative_score_gradient(scores, labels).sum(axis=0)).max() < 1e-12
 
 
-# --- the references can fail (not graded) --------------------------------------------------------------
+# --- the references can fail (not graded) ---------------------------------------------------------
 
 
 def test_negative_control_the_two_gradients_differ():

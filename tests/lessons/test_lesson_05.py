@@ -137,7 +137,7 @@ def test_activation_pattern_is_h_prime_for_softplus():
 
 
 def test_piece_from_pattern_by_hand():
-    """Every one of the 2^K patterns, whether or not it has a piece: alpha = delta b, B = delta W."""
+    """All 2^K patterns, whether or not they have a piece: alpha = delta b, B = delta W."""
     patterns = np.array(list(itertools.product([False, True], repeat=3)))
     alpha, B = PrototypeModel(W, b).piece_from_pattern(patterns)
     assert alpha.shape == (8,) and B.shape == (8, 2)
@@ -195,7 +195,7 @@ def test_grad_params_by_hand():
 
 @given(prototype_and_images())
 def test_grad_params_match_finite_differences(case):
-    """Central differences of sum_m f(I_m) written out by hand, rejected if a probe crosses a kink."""
+    """Hand-written central differences of sum_m f(I_m), rejected if a probe crosses a kink."""
     proto, images = case
     W0, b0 = np.array(proto.weight), np.array(proto.bias)
     dW, db = proto.grad_params(images)

@@ -9,7 +9,7 @@ independent references:
   computed by hand, a reference MALA loop written in this file);
 * closed forms: on a Gaussian target (the linear prototype) unadjusted Langevin is an AR(1)
   process with known mean and variance at every step;
-* the exact 1-D distribution of a ReLU prototype (refimpl.lowdim: exact samples and CDF).
+* the exact 1-D distribution of a ReLU prototype (refimpl.exact: exact samples and CDF).
 
 Statistical tests are seeded (so deterministic) and use 5 standard errors, or a KS p-value
 of 1e-6: a correct sampler fails one with probability below 1e-6.
@@ -23,7 +23,7 @@ from checks import assert_close
 from scipy import stats
 
 from refimpl.backend import make_rng
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.sampling import langevin, mala
 

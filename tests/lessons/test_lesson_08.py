@@ -8,33 +8,35 @@ independent references:
   the linear prototype, where ``p = N(sigma^2 sum_k w_k, sigma^2 I)``; parallel filters in the
   plane, where ``p`` factorises into a 1-D model along the filters times a Gaussian across
   them), and central finite differences (tests/gradcheck.py) of the exact mean
-  log-likelihood ``refimpl.theorems.learning.log_likelihood``, which uses ``log Z`` only;
-* ``Trainer._scaled_gradient``: ``H_obs - H_syn`` per layer written out with NumPy from
-  ``net.grad_params`` of the observed and synthesised images, the output areas from the
-  output-size formula by hand, the clipping rule by hand; the SGD step of ``Trainer.step``
-  (Algorithm 1, step 5); and, statistically, the exact expectation of ``refimpl.lowdim``.
+  log-likelihood ``refimpl.exact.log_likelihood``, which uses ``log Z`` only;
+* ``moment_mismatch`` and ``scaled_gradient`` (refimpl.learning.algorithm): ``H_obs - H_syn``
+  per layer written out with NumPy from ``net.grad_params`` of the observed and synthesised
+  images, the output areas from the output-size formula by hand, the clipping rule by hand;
+  the SGD step of ``Trainer.step`` (Algorithm 1, step 5); and, statistically, the exact
+  expectation of ``refimpl.exact``.
 """
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
-from checks import assert_close
+from checks import EXACT, assert_close
 from gradcheck import ROUNDING_ULPS, STEP, assert_gradient, coordinate_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
 from strategies import prototypes
 
-from refimpl.learning import LearningConfig, Trainer
-from refimpl.lowdim import exact_distribution
+from refimpl import exact
+from refimpl.exact import exact_distribution
+from refimpl.learning import LearningConfig, Trainer, algorithm
 from refimpl.models import GenerativeModel, PrototypeModel
-from refimpl.theorems import instances, learning
+from refimpl.theorems import instances
 
 GRADED = {
-    "theorems.learning.ml_gradient": ["test_ml_gradient"],
-    "learning.trainer.Trainer._scaled_gradient": ["test_scaled_gradient"],
+    "exact.likelihood.ml_gradient": ["test_ml_gradient"],
+    "learning.algorithm.moment_mismatch": ["test_moment_mismatch", "test_algorithm1"],
+    "learning.algorithm.scaled_gradient": ["test_scaled_gradient", "test_algorithm1"],
 }
 
 QUAD = 1e-10  # scipy.integrate.quad to epsabs/epsrel 1e-13 on smooth pieces: errors of ~1e-13 seen
@@ -72,7 +74,7 @@ def test_ml_gradient_one_filter_by_quadrature(w, b, sigma):
     E_delta, E_delta_I = quad_moments(w, b, sigma)
     delta = (w * data[:, 0] + b > 0).astype(float)
     expected = np.array([np.mean(delta * data[:, 0]) - E_delta_I, np.mean(delta) - E_delta])
-    got = learning.ml_gradient(model, data, (1,))
+    got = exact.ml_gradient(model, data, (1,))
     assert got.shape == (2,)  # (dL/dw, dL/db): weights first, then biases
     assert_close(got, expected, QUAD, "dL/dw")
 
@@ -87,7 +89,7 @@ def test_ml_gradient_linear_prototype_closed_form(dim):
     model = GenerativeModel(PrototypeModel(W, b, activation="linear"), sigma)
     m = sigma**2 * W.sum(axis=0)
     expected = np.concatenate([np.tile(data.mean(axis=0) - m, 3), np.zeros(3)])
-    got = learning.ml_gradient(model, data, (dim,))
+    got = exact.ml_gradient(model, data, (dim,))
     assert got.shape == (3 * dim + 3,)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * (1 + np.abs(expected).max()))
 
@@ -120,14 +122,14 @@ def test_ml_gradient_parallel_filters_in_the_plane():
     delta = (data @ model.scoring.weight.T + b > 0).astype(float)  # (M, K)
     grad_W = delta.T @ data / len(data) - E_delta_t[:, None] * u[None]
     grad_b = delta.mean(axis=0) - E_delta
-    got = learning.ml_gradient(model, data, (2,))
+    got = exact.ml_gradient(model, data, (2,))
     assert_close(got, np.concatenate([grad_W.ravel(), grad_b]), 1e-9, "dL/dw in 2-D")
 
 
 def fd_log_likelihood(model, data, event_shape, coords):
     """Central differences of the exact L(w) along flat coordinates; None if a probe moves a
     data point to another piece (then L is not differentiable there along that coordinate)."""
-    flat = learning.flatten(learning.current_parameters(model.scoring))
+    flat = exact.flatten(exact.current_parameters(model.scoring))
     keys = lambda s: np.concatenate(
         [np.asarray(d).reshape(len(data), -1) for d in _patterns(s, data, event_shape)], axis=1
     )
@@ -135,9 +137,9 @@ def fd_log_likelihood(model, data, event_shape, coords):
     crossed = []
 
     def objective():
-        scoring = learning.with_flat_parameters(model.scoring, flat)
+        scoring = exact.with_flat_parameters(model.scoring, flat)
         crossed.append(not np.array_equal(keys(scoring), base))
-        return learning.log_likelihood(scoring, model.sigma, data, event_shape)
+        return exact.log_likelihood(scoring, model.sigma, data, event_shape)
 
     fd = coordinate_gradient(objective, flat, coords)
     # log Z is the log of a sum of piece masses of order Z, so it is rounded to ~eps absolutely
@@ -159,21 +161,21 @@ def _patterns(scoring, data, event_shape):
 def test_ml_gradient_matches_finite_differences_1d(proto, sigma, seed):
     model = GenerativeModel(proto, sigma)
     data = 2 * sigma * np.random.default_rng(seed).standard_normal((6, 1))
-    n = len(learning.flatten((proto.weight, proto.bias)))
+    n = len(exact.flatten((proto.weight, proto.bias)))
     fd = fd_log_likelihood(model, data, (1,), np.arange(n))
     assume(fd is not None)
-    assert_gradient(learning.ml_gradient(model, data, (1,)), fd, what="dL/dw (1-D prototype)")
+    assert_gradient(exact.ml_gradient(model, data, (1,)), fd, what="dL/dw (1-D prototype)")
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_ml_gradient_matches_finite_differences_1d_convnet(seed):
-    """A three-layer ConvNet on 1-pixel images: f piecewise linear in I, Eq. (7.2) for every layer."""
+    """A 3-layer ConvNet on 1-pixel images: f piecewise linear in I, Eq. (7.2) for every layer."""
     model, shape = instances.lowdim_convnet(np.random.default_rng(seed), 1)
     data = 2 * model.sigma * np.random.default_rng(100 + seed).standard_normal((5,) + shape)
-    n = len(learning.flatten(model.scoring.parameters()))
+    n = len(exact.flatten(model.scoring.parameters()))
     fd = fd_log_likelihood(model, data, shape, np.arange(n))
     assert fd is not None
-    assert_gradient(learning.ml_gradient(model, data, shape), fd, what="dL/dw (1-D ConvNet)")
+    assert_gradient(exact.ml_gradient(model, data, shape), fd, what="dL/dw (1-D ConvNet)")
 
 
 def test_negative_control_finite_differences_catch_a_missing_model_term():
@@ -182,7 +184,7 @@ def test_negative_control_finite_differences_catch_a_missing_model_term():
     model = GenerativeModel(proto, 1.0)
     data = 1.5 * np.random.default_rng(3).standard_normal((8, 1))
     fd = fd_log_likelihood(model, data, (1,), np.arange(4))
-    data_term = learning.flatten(proto.grad_params(data)) / len(data)
+    data_term = exact.flatten(proto.grad_params(data)) / len(data)
     with pytest.raises(AssertionError):
         assert_gradient(data_term, fd)
 
@@ -236,7 +238,7 @@ def by_hand(trainer, area: bool, clip=None):
     return g_obs, g_syn, out
 
 
-def assert_layers_close(got, expected, rtol=1e-12):
+def assert_layers_close(got, expected, rtol=EXACT):
     assert len(got) == len(expected)
     for l, ((gW, gb), (eW, eb)) in enumerate(zip(got, expected)):
         assert np.shape(gW) == eW.shape and np.shape(gb) == eb.shape
@@ -248,32 +250,59 @@ def assert_layers_close(got, expected, rtol=1e-12):
         )
 
 
-def test_scaled_gradient_is_h_obs_minus_h_syn():
+def mismatch_of(trainer):
+    g_obs, g_syn = trainer.net.grad_params(trainer.data), trainer.net.grad_params(trainer.chains)
+    return algorithm.moment_mismatch(g_obs, g_syn, len(trainer.data), len(trainer.chains))
+
+
+def test_hand_worked_areas_are_the_layers_output_areas():
+    """The reference itself (not graded): the areas by hand equal the network's geometry."""
+    trainer = make_trainer()
+    assert algorithm.output_areas(trainer.net, trainer.data.shape) == AREAS
+
+
+def test_moment_mismatch_is_h_obs_minus_h_syn():
     trainer = make_trainer()
     assert len(trainer.data) != len(trainer.chains)  # M != M~: the two averages differ
-    g_obs, g_syn, expected = by_hand(trainer, area=False)
-    assert_layers_close(trainer._scaled_gradient(g_obs, g_syn), expected)
+    _, _, expected = by_hand(trainer, area=False)
+    assert_layers_close(mismatch_of(trainer), expected)
+
+
+def test_moment_mismatch_vanishes_when_the_chains_repeat_the_data():
+    """H_syn over each observed image taken twice is H_obs: per-image averages, not sums."""
+    trainer = make_trainer()
+    trainer.chains = np.concatenate([trainer.data, trainer.data])
+    g_obs = trainer.net.grad_params(trainer.data)
+    for (gW, gb), (Wo, bo) in zip(mismatch_of(trainer), g_obs):
+        scale = np.abs(Wo).sum() + np.abs(bo).sum()
+        assert np.abs(gW).max() <= 1e-13 * scale and np.abs(gb).max() <= 1e-13 * scale
+
+
+def test_scaled_gradient_without_area_or_clip_is_the_mismatch():
+    trainer = make_trainer()
+    mismatch = mismatch_of(trainer)
+    assert_layers_close(algorithm.scaled_gradient(mismatch, AREAS, False, None), mismatch)
 
 
 def test_scaled_gradient_divides_each_layer_by_its_output_area():
-    trainer = make_trainer(normalise_by_area=True)
-    g_obs, g_syn, expected = by_hand(trainer, area=True)
-    assert_layers_close(trainer._scaled_gradient(g_obs, g_syn), expected)
-    unnormalised = make_trainer(normalise_by_area=False)._scaled_gradient(g_obs, g_syn)
-    for (gW, _), (uW, _), area in zip(trainer._scaled_gradient(g_obs, g_syn), unnormalised, AREAS):
-        assert_close(np.asarray(gW) * area, uW, 1e-12, "area factor")
+    trainer = make_trainer()
+    _, _, expected = by_hand(trainer, area=True)
+    got = algorithm.scaled_gradient(mismatch_of(trainer), AREAS, True, None)
+    assert_layers_close(got, expected)
+    unnormalised = algorithm.scaled_gradient(mismatch_of(trainer), AREAS, False, None)
+    for (gW, _), (uW, _), area in zip(got, unnormalised, AREAS):
+        assert_close(np.asarray(gW) * area, uW, EXACT, "area factor")
 
 
 def test_scaled_gradient_clips_each_layer_to_the_given_norm():
     """A clip between the two layers' norms shortens one layer to exactly ``clip`` and keeps
     its direction; the other layer is untouched. Clipping acts on the area-normalised step."""
-    trainer = make_trainer(normalise_by_area=True)
-    g_obs, g_syn, plain = by_hand(trainer, area=True)
+    trainer = make_trainer()
+    _, _, plain = by_hand(trainer, area=True)
     norms = [np.sqrt((gW**2).sum() + (gb**2).sum()) for gW, gb in plain]
     assert not np.isclose(norms[0], norms[1])
     clip = float(np.sqrt(norms[0] * norms[1]))  # between the two
-    trainer.config = dataclasses.replace(trainer.config, clip=clip)
-    got = trainer._scaled_gradient(g_obs, g_syn)
+    got = algorithm.scaled_gradient(mismatch_of(trainer), AREAS, True, clip)
     _, _, expected = by_hand(trainer, area=True, clip=clip)
     assert_layers_close(got, expected)
     got_norms = [
@@ -282,21 +311,11 @@ def test_scaled_gradient_clips_each_layer_to_the_given_norm():
     assert abs(max(got_norms) - clip) <= 1e-12 * clip  # the longer layer now has norm clip
     assert abs(min(got_norms) - min(norms)) <= 1e-12 * min(norms)  # the shorter one is unchanged
     # a clip above both norms changes nothing
-    trainer.config = dataclasses.replace(trainer.config, clip=2 * max(norms))
-    assert_layers_close(trainer._scaled_gradient(g_obs, g_syn), plain)
+    far = algorithm.scaled_gradient(mismatch_of(trainer), AREAS, True, 2 * max(norms))
+    assert_layers_close(far, plain)
 
 
-def test_scaled_gradient_vanishes_when_the_chains_repeat_the_data():
-    """H_syn over each observed image taken twice is H_obs: per-image averages, not sums."""
-    trainer = make_trainer(normalise_by_area=True)
-    trainer.chains = np.concatenate([trainer.data, trainer.data])
-    g_obs, g_syn = trainer.net.grad_params(trainer.data), trainer.net.grad_params(trainer.chains)
-    for (gW, gb), (Wo, bo) in zip(trainer._scaled_gradient(g_obs, g_syn), g_obs):
-        scale = np.abs(Wo).sum() + np.abs(bo).sum()
-        assert np.abs(gW).max() <= 1e-13 * scale and np.abs(gb).max() <= 1e-13 * scale
-
-
-def test_scaled_gradient_is_the_sgd_step_of_algorithm_1():
+def test_algorithm1_sgd_step_is_eta_times_the_scaled_mismatch():
     """One ``Trainer.step`` with SGD: w_new - w_old = eta (H_obs - H_syn) / area, evaluated at the
     old parameters on the data and on the chains the step synthesised."""
     eta = 1e-3
@@ -310,6 +329,7 @@ def test_scaled_gradient_is_the_sgd_step_of_algorithm_1():
     ):
         expected_W = eta * (go_W / M - gs_W / M_syn) / AREAS[l]
         expected_b = eta * (go_b / M - gs_b / M_syn) / AREAS[l]
+        # w_new - w_old cancels the leading digits of w: rounding of |w| / |eta g| ~ 1e3 ulps
         assert_close(
             np.concatenate([(Wn - Wo).ravel(), bn - bo]),
             np.concatenate([expected_W.ravel(), expected_b]),
@@ -318,30 +338,27 @@ def test_scaled_gradient_is_the_sgd_step_of_algorithm_1():
         )
 
 
-def test_scaled_gradient_with_exact_samples_estimates_the_ml_gradient():
+def test_algorithm1_mismatch_with_exact_samples_estimates_the_ml_gradient():
     """On 1-pixel images a one-layer net of 1x1 filters is a 1-D prototype; with chains drawn
     exactly from p, H_obs - H_syn is within 5 standard errors of the exact Eq. (7.2)
-    (E_w[df/dw] from the exact piece masses and means of refimpl.lowdim)."""
+    (E_w[df/dw] from the exact piece masses and means of refimpl.exact)."""
     config = LearningConfig(
         spec=[(3, 1, 1, 0)], grow=False, chains=1, sigma=1.0, normalise_by_area=True
     )
     data = np.random.default_rng(2).standard_normal((40, 1, 1, 1)) + 0.5
     trainer = Trainer(config, data)
     # filters pointing both ways, kinks at -0.25, -0.5 and 1.6: every unit is on and off often
-    trainer.net = learning.with_flat_parameters(
+    trainer.net = exact.with_flat_parameters(
         trainer.net, np.array([0.8, -1.2, 0.5, 0.2, -0.6, -0.8])
     )
-    exact = exact_distribution(GenerativeModel(trainer.net, 1.0), (1, 1, 1))
-    target = learning.flatten(trainer.net.grad_params(data)) / len(data) - learning.flatten(
-        exact.expected_param_grads()
+    dist = exact_distribution(GenerativeModel(trainer.net, 1.0), (1, 1, 1))
+    target = exact.flatten(trainer.net.grad_params(data)) / len(data) - exact.flatten(
+        dist.expected_param_grads()
     )
     n = 200000
-    trainer.chains = exact.sample(n, np.random.default_rng(9)).reshape(n, 1, 1, 1)
-    estimate = learning.flatten(
-        trainer._scaled_gradient(
-            trainer.net.grad_params(data), trainer.net.grad_params(trainer.chains)
-        )
-    )
+    trainer.chains = dist.sample(n, np.random.default_rng(9)).reshape(n, 1, 1, 1)
+    areas = algorithm.output_areas(trainer.net, data.shape)  # 1x1 maps: area 1
+    estimate = exact.flatten(algorithm.scaled_gradient(mismatch_of(trainer), areas, True, None))
     # per-sample df/dw of the chains, for the standard error: delta_k I and delta_k
     I = trainer.chains.reshape(n)
     W = trainer.net.layers[0].weight.reshape(3)
@@ -349,3 +366,13 @@ def test_scaled_gradient_with_exact_samples_estimates_the_ml_gradient():
     per_sample = np.concatenate([delta * I[:, None], delta], axis=1)
     se = per_sample.std(axis=0, ddof=1) / np.sqrt(n)
     assert np.all(np.abs(estimate - target) <= 5 * se + 1e-12)
+
+
+def test_negative_control_a_mismatch_of_sums_is_caught():
+    """Forgetting the averages (sums instead of means, with M != M~) fails the hand check."""
+    trainer = make_trainer()
+    g_obs, g_syn = trainer.net.grad_params(trainer.data), trainer.net.grad_params(trainer.chains)
+    sums = [(Wo - Ws, bo - bs) for (Wo, bo), (Ws, bs) in zip(g_obs, g_syn)]
+    _, _, expected = by_hand(trainer, area=False)
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_layers_close(sums, expected)

@@ -1,4 +1,4 @@
-"""Lesson 10 (aligned objects, experiment 2, Eq. (4.2)): Trainer._top_filter.
+"""Lesson 10 (aligned objects, experiment 2, Eq. (4.2)): ``algorithm.top_filter``.
 
 Graded functions and the tests that grade them (``GRADED``, read by grade.py). The
 independent references: the top map's size worked out by hand and with ``conv_output_size``
@@ -17,10 +17,10 @@ from strategies import layer_stacks
 
 from refimpl import ConvLayer, ConvNet, LayerSpec
 from refimpl.conv import conv_output_size
-from refimpl.learning import LearningConfig, Trainer
+from refimpl.learning import LearningConfig, Trainer, algorithm
 
 GRADED = {
-    "learning.trainer.Trainer._top_filter": ["test_top_filter"],
+    "learning.algorithm.top_filter": ["test_top_filter"],
 }
 
 # 3 images of 2 channels, 12 x 12; one layer of 4 5x5 filters, stride 2, pad 1:
@@ -80,6 +80,11 @@ def test_hand_worked_map_agrees_with_the_formula():
 # --- shapes ---------------------------------------------------------------------------------
 
 
+def top_filter(trainer, layers, channels, image_shape):
+    """``algorithm.top_filter`` with the trainer's configuration, at stage 1, on the host."""
+    return algorithm.top_filter(layers, channels, image_shape, trainer.config, 1, np, "float64")
+
+
 def test_top_filter_shapes_by_hand():
     data = make_images()
     trainer = Trainer(make_config(), data)
@@ -94,16 +99,16 @@ def test_top_filter_shapes_by_hand():
 
 
 def test_top_filter_called_directly_covers_the_given_layers():
-    """``_top_filter(layers, channels)`` sizes the filter for ``layers``, not for the trainer's net."""
+    """``top_filter(layers, ...)`` sizes the filter for ``layers``, not for the trainer's net."""
     data = make_images()
     trainer = Trainer(make_config(top_filter=False), data)
     layers = list(trainer.net.layers)
-    top = trainer._top_filter(layers, 4)
+    top = top_filter(trainer, layers, 4, data.shape)
     assert isinstance(top, ConvLayer) and top.weight.shape == (1, 4, MAP, MAP)
     assert ConvNet(layers + [top]).feature_shapes(data.shape)[-1] == (1, 1, 1)
     # one more layer by hand: 3 filters 3x3, no padding -> a (5 - 3) + 1 = 3 map
     extra = ConvLayer(np.full((3, 4, 3, 3), 0.1), np.zeros(3))
-    top = trainer._top_filter(layers + [extra], 3)
+    top = top_filter(trainer, layers + [extra], 3, data.shape)
     assert top.weight.shape == (1, 3, 3, 3) and not top.relu
     assert ConvNet(layers + [extra, top]).feature_shapes(data.shape)[-1] == (1, 1, 1)
 
@@ -164,7 +169,7 @@ def test_top_filter_needs_a_square_map():
         Trainer(make_config(spec=[(2, 3, 1, 0)]), data)
     trainer = Trainer(make_config(spec=[(2, 3, 1, 0)], top_filter=False), data)  # fine without it
     with pytest.raises(ValueError, match="square"):
-        trainer._top_filter(trainer.net.layers, 2)
+        top_filter(trainer, trainer.net.layers, 2, data.shape)
 
 
 # --- properties ---------------------------------------------------------------------------
@@ -202,13 +207,13 @@ def test_negative_control_the_check_sees_a_relu_top_and_a_small_kernel():
     conv = trainer.net.layers
     rng = np.random.default_rng(1)
     w = rng.standard_normal((1, 4, MAP, MAP))
-    relu_top = ConvLayer(w, np.zeros(1), relu=True)
+    relu_top = ConvLayer(w, np.zeros(1), activation="relu")
     r = eq_4_2_response(conv, relu_top, data)
     if r.min() >= 0:  # make some response negative, so the ReLU switches off
-        relu_top = ConvLayer(-w, np.zeros(1), relu=True)
+        relu_top = ConvLayer(-w, np.zeros(1), activation="relu")
     assert "bias gradient is not M" in top_filter_problems(ConvNet(conv + [relu_top]), data)
     small_top = ConvLayer(
-        w[:, :, :-1, :-1].copy(), np.zeros(1), relu=False
+        w[:, :, :-1, :-1].copy(), np.zeros(1), activation="linear"
     )  # kernel 4 on a 5x5 map
     assert any(
         "want (1, 1, 1)" in p for p in top_filter_problems(ConvNet(conv + [small_top]), data)

@@ -1,5 +1,5 @@
 """Lesson 11 (contrastive divergence, Eqs. (7.5)-(7.9), Proposition 3): the mean-noise CD step,
-the reconstruction error at a fixed pattern, and the trainer's synthesis chains.
+the reconstruction loss at a fixed pattern, and the synthesis chains of an iteration.
 
 Graded functions and the tests that grade them (``GRADED``, read by grade.py). The
 independent references:
@@ -11,10 +11,10 @@ independent references:
   backprop), the top-down pass ``piece_from_pattern``/``linear_piece`` (no backprop), the
   backprop ``grad_input`` (not the top-down pass);
 * Proposition 3 itself: the noise-free CD gradient by backprop against central differences
-  (tests/gradcheck.py) of ``reconstruction_error`` at the fixed pattern, exact because ``R``
+  (tests/gradcheck.py) of ``reconstruction_loss`` at the fixed pattern, exact because ``R``
   is a polynomial in the weights there;
 * the samplers of lesson 6 (``refimpl.sampling.langevin``, not graded here) with the trainer's
-  own noise generator, and the one Langevin step written out with that generator's draws.
+  own noise, and the one Langevin step written out with those draws.
 """
 
 import numpy as np
@@ -26,30 +26,21 @@ from strategies import seeds
 
 from refimpl import ConvLayer, ConvNet
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
-from refimpl.learning import DivergenceError, LearningConfig, Trainer, runs
+from refimpl.learning import DivergenceError, LearningConfig, Trainer, algorithm, runs
 from refimpl.models import GenerativeModel
 from refimpl.sampling import langevin
-from refimpl.theorems import instances, learning
+from refimpl.theorems import instances
 
 GRADED = {
-    "theorems.learning.mean_noise_step": [
-        "test_mean_noise_step_by_hand",
-        "test_mean_noise_step_moves_towards_the_reconstruction",
-        "test_mean_noise_step_equals_finite_differences_of_log_p",
+    "learning.algorithm.mean_langevin_step": [
+        "test_mean_langevin_step",
         "test_proposition3_cd_gradient_is_the_reconstruction_gradient",
     ],
-    "theorems.learning.reconstruction_error": [
-        "test_reconstruction_error_by_hand",
-        "test_reconstruction_error_at_a_pattern_that_is_not_the_images",
-        "test_reconstruction_error_at_the_images_own_pattern_uses_backprop_b",
+    "learning.algorithm.reconstruction_loss": [
+        "test_reconstruction_loss",
         "test_proposition3_cd_gradient_is_the_reconstruction_gradient",
     ],
-    "learning.trainer.Trainer._synthesize": [
-        "test_synthesize_cd_starts_at_the_data",
-        "test_synthesize_cd_one_step_written_out",
-        "test_synthesize_persistent_chains_continue",
-        "test_synthesize_turns_a_diverging_chain_into_a_divergence_error",
-    ],
+    "learning.algorithm.synthesize": ["test_synthesize"],
 }
 
 # --- a hand-worked instance: the prototype model as a one-layer ConvNet -------------------------
@@ -80,14 +71,17 @@ def keys(net, images):
     return pattern_keys(as_pattern_list(net.activation_pattern(images)))
 
 
-# --- mean_noise_step, Eq. (7.8) with Z -> 0 -------------------------------------------------------
+# --- mean_langevin_step, Eq. (7.8) with Z -> 0 ----------------------------------------------------
 
 
-def test_mean_noise_step_by_hand():
-    """I_syn = I + (eps^2/2)(B - I/sigma^2); e.g. image 1: (1, 1) + 1/8 ((1, 2) - (4, 4)) = (5/8, 3/4)."""
+def test_mean_langevin_step_by_hand():
+    """I_syn = I + (eps^2/2)(B - I/sigma^2), by hand.
+
+    E.g. image 1: (1, 1) + 1/8 ((1, 2) - (4, 4)) = (5/8, 3/4).
+    """
     model = GenerativeModel(hand_net(), SIGMA)
     start = as_images(I)
-    out = learning.mean_noise_step(model, start, 0.5)
+    out = algorithm.mean_langevin_step(model, start, 0.5)
     assert out.shape == start.shape
     assert np.array_equal(start, as_images(I)), "I_obs must not be modified"
     assert_close(out[0].ravel(), [0.625, 0.75], EXACT, "image 1")
@@ -96,7 +90,7 @@ def test_mean_noise_step_by_hand():
 
 @settings(max_examples=10)
 @given(seeds)
-def test_mean_noise_step_moves_towards_the_reconstruction(seed):
+def test_mean_langevin_step_moves_towards_the_reconstruction(seed):
     """I_syn - I = eps^2/(2 sigma^2) (sigma^2 B - I), with B by the top-down pass (Eq. (7.9))."""
     rng = np.random.default_rng(seed)
     model, shape = instances.image_convnet(rng, 1, 6, 2)
@@ -105,10 +99,10 @@ def test_mean_noise_step_moves_towards_the_reconstruction(seed):
     eps = float(rng.uniform(0.05, 1.5)) * sigma
     _, B = model.scoring.linear_piece(images)  # top-down deconvolution, no backprop
     expected = images + eps**2 / (2 * sigma**2) * (sigma**2 * np.asarray(B) - images)
-    assert_close(learning.mean_noise_step(model, images, eps), expected, EXACT, "I_syn")
+    assert_close(algorithm.mean_langevin_step(model, images, eps), expected, EXACT, "I_syn")
 
 
-def test_mean_noise_step_equals_finite_differences_of_log_p():
+def test_mean_langevin_step_equals_finite_differences_of_log_p():
     """grad log p by central differences of the forward pass f(I) - |I|^2 / (2 sigma^2)."""
     rng = np.random.default_rng(3)
     model, shape = instances.image_convnet(rng, 1, 6, 2)
@@ -122,7 +116,7 @@ def test_mean_noise_step_equals_finite_differences_of_log_p():
         fd = input_gradient(log_p, image)
         if not (keys(model.scoring, fd.probes) == keys(model.scoring, image[None])).all():
             continue  # a probe crossed a kink: finite differences do not see one piece
-        step = learning.mean_noise_step(model, image[None], eps)[0] - image
+        step = algorithm.mean_langevin_step(model, image[None], eps)[0] - image
         assert_gradient(
             (2 / eps**2) * step.ravel(),
             FiniteDifference(fd.gradient.ravel(), fd.noise),
@@ -132,23 +126,23 @@ def test_mean_noise_step_equals_finite_differences_of_log_p():
     assert checked >= 3
 
 
-def test_negative_control_a_full_step_is_not_the_mean_noise_step():
+def test_negative_control_a_full_step_is_not_the_mean_langevin_step():
     """eps^2 instead of eps^2/2 (a common slip) is caught by the hand formula."""
     wrong = as_images(I) + 0.25 * as_images(hand_drift(I))
     assert relative_error(wrong.reshape(len(I), 2), I + 0.125 * hand_drift(I)) > 1e-3
 
 
-# --- reconstruction_error at a fixed pattern ----------------------------------------------------
+# --- reconstruction_loss at a fixed pattern ----------------------------------------------------
 
 
-def test_reconstruction_error_by_hand():
+def test_reconstruction_loss_by_hand():
     """At the images' own patterns: B = delta W, e.g. image 1: B = (1, 2), sigma^2 B = (1/4, 1/2),
     residual (3/4, 1/2), |.|^2 = 13/16; image 2: delta = (1, 0, 1), B = (1, 1), residual
     (7/4, -5/4), |.|^2 = 37/8; images 3 and 4: 197/64 and 361/64 -> R = 906/128 = 453/64."""
     net = hand_net()
     pattern = net.activation_pattern(as_images(I))
     assert np.array_equal(pattern[0].reshape(len(I), 3), DELTA)
-    R = learning.reconstruction_error(net, pattern, as_images(I), SIGMA)
+    R = algorithm.reconstruction_loss(net, pattern, as_images(I), SIGMA)
     assert isinstance(R, float)
     assert_close(R, 453 / 64, EXACT, "R")
     assert_close(R, 0.5 * ((I - SIGMA**2 * (DELTA @ W)) ** 2).sum(), EXACT, "R")
@@ -156,7 +150,7 @@ def test_reconstruction_error_by_hand():
 
 @settings(max_examples=10)
 @given(seeds)
-def test_reconstruction_error_at_a_pattern_that_is_not_the_images(seed):
+def test_reconstruction_loss_at_a_pattern_that_is_not_the_images(seed):
     """The pattern is held fixed: any pattern, not the images' own, decodes to B = conv^T-chain."""
     rng = np.random.default_rng(seed)
     model, shape = instances.image_convnet(rng, 1, 6, 3)
@@ -165,23 +159,23 @@ def test_reconstruction_error_at_a_pattern_that_is_not_the_images(seed):
     other = [rng.random(p.shape) < 0.5 for p in net.activation_pattern(images)]
     _, B = net.piece_from_pattern(other, shape)
     expected = 0.5 * ((images - sigma**2 * np.asarray(B)) ** 2).sum()
-    assert_close(learning.reconstruction_error(net, other, images, sigma), expected, EXACT, "R")
+    assert_close(algorithm.reconstruction_loss(net, other, images, sigma), expected, EXACT, "R")
     # one-layer hand net, random pattern: B = delta W written out
     delta = rng.random((len(I), 3)) < 0.5
-    R = learning.reconstruction_error(
+    R = algorithm.reconstruction_loss(
         hand_net(), [delta.reshape(len(I), 3, 1, 1)], as_images(I), SIGMA
     )
     assert_close(R, 0.5 * ((I - SIGMA**2 * (delta @ W)) ** 2).sum(), EXACT, "R (hand net)")
 
 
-def test_reconstruction_error_at_the_images_own_pattern_uses_backprop_b():
+def test_reconstruction_loss_at_the_images_own_pattern_uses_backprop_b():
     """At delta = delta(I), B = df/dI (Eq. (6.8)): R = sum |I - sigma^2 grad_input(I)|^2 / 2."""
     rng = np.random.default_rng(5)
     model, shape = instances.image_convnet(rng, 1, 8, 3)
     net, sigma = model.scoring, model.sigma
     images = sigma * rng.standard_normal((6,) + shape)
     expected = 0.5 * ((images - sigma**2 * np.asarray(net.grad_input(images))) ** 2).sum()
-    R = learning.reconstruction_error(net, net.activation_pattern(images), images, sigma)
+    R = algorithm.reconstruction_loss(net, net.activation_pattern(images), images, sigma)
     assert_close(R, expected, EXACT, "R")
 
 
@@ -189,9 +183,9 @@ def test_reconstruction_error_at_the_images_own_pattern_uses_backprop_b():
 
 
 def cd_and_reconstruction_gradient(
-    model, images, eps, layer, coords, step=learning.mean_noise_step
+    model, images, eps, layer, coords, step=algorithm.mean_langevin_step
 ):
-    """(CD gradient of layer ``layer``'s weights by backprop, dR/dw there by central differences)."""
+    """(CD gradient of layer ``layer``'s weights by backprop, its dR/dw by central differences)."""
     net, sigma = model.scoring, model.sigma
     synthesised = step(model, images, eps)
     assert (keys(net, images) == keys(net, synthesised)).all(), "the step must keep the patterns"
@@ -201,7 +195,7 @@ def cd_and_reconstruction_gradient(
     pattern = net.activation_pattern(images)  # fixed while the weights move
     weight = net.layers[layer].weight
     fd = coordinate_gradient(
-        lambda: learning.reconstruction_error(net, pattern, images, sigma), weight, coords
+        lambda: algorithm.reconstruction_loss(net, pattern, images, sigma), weight, coords
     )
     return cd[coords], fd
 
@@ -215,7 +209,7 @@ def test_proposition3_cd_gradient_is_the_reconstruction_gradient(seed):
     images = sigma * rng.standard_normal((6,) + shape)
     eps = 0.1 * sigma
     for _ in range(12):  # Proposition 3's condition: use the images whose pattern the step keeps
-        stepped = learning.mean_noise_step(model, images, eps)
+        stepped = algorithm.mean_langevin_step(model, images, eps)
         keep = (keys(model.scoring, images) == keys(model.scoring, stepped)).all(axis=1)
         if keep.sum() >= 2:
             break
@@ -250,7 +244,7 @@ def test_negative_control_proposition3_with_a_full_step():
 
 
 def test_negative_control_reconstruction_without_sigma_squared():
-    """Eq. (7.6) taken literally (|I - B|^2 with sigma != 1) is not proportional to the CD gradient."""
+    """Eq. (7.6) taken literally (|I - B|^2, sigma != 1) is not proportional to the CD gradient."""
     rng = np.random.default_rng(8)
     model, shape = instances.image_convnet(rng, 1, 6, 2, sig=0.6)
     net, sigma = model.scoring, model.sigma
@@ -268,7 +262,7 @@ def test_negative_control_reconstruction_without_sigma_squared():
     assert cos < 1 - 1e-3  # not even parallel
 
 
-# --- Trainer._synthesize --------------------------------------------------------------------------
+# --- algorithm.synthesize -------------------------------------------------------------------------
 
 
 def tiny_trainer(method, **overrides):
@@ -293,26 +287,34 @@ def tiny_trainer(method, **overrides):
     return Trainer(config, data)
 
 
+def synth(trainer):
+    """``algorithm.synthesize`` for the trainer's next iteration (its noise, chains and data)."""
+    c = trainer.config
+    return algorithm.synthesize(
+        trainer.net, c.sigma, trainer.data, trainer.chains, c.method, c.step_size, trainer.noise()
+    )
+
+
 def test_synthesize_cd_starts_at_the_data():
     trainer = tiny_trainer("cd")
     trainer.run(iterations=2)  # not at iteration 0: the noise depends on the iteration
     trainer.chains = trainer.chains + 1e3  # CD must ignore the previous chains
-    expected = langevin(trainer.model(), trainer.data, 2, 0.3, trainer.noise()).samples
-    out = trainer._synthesize()
+    expected = langevin(trainer.model(), trainer.data, 2, 0.3, noise=trainer.noise()).samples
+    out = synth(trainer)
     assert out.shape == trainer.data.shape
     assert np.array_equal(out, expected)
-    assert np.array_equal(trainer._synthesize(), out), "same iteration, same noise"
+    assert np.array_equal(synth(trainer), out), "same iteration, same noise"
 
 
 def test_synthesize_cd_one_step_written_out():
-    """L = 1: I_syn = I + (eps^2/2)(B - I/sigma^2) + eps Z, B by the top-down pass, Z from trainer.noise()."""
+    """L = 1: I_syn = I + (eps^2/2)(B - I/sigma^2) + eps Z, B by the top-down pass."""
     trainer = tiny_trainer("cd", langevin_steps=1, sigma=1.5, step_size=0.4)
     trainer.run(iterations=1)
     I_obs = trainer.data
     _, B = trainer.net.linear_piece(I_obs)
-    Z = trainer.noise().standard_normal(I_obs.shape)
+    Z = trainer.noise()[0]  # the iteration's draws, (L = 1, M, C, H, W)
     expected = I_obs + 0.5 * 0.4**2 * (np.asarray(B) - I_obs / 1.5**2) + 0.4 * Z
-    assert_close(trainer._synthesize(), expected, EXACT, "one CD step")
+    assert_close(synth(trainer), expected, EXACT, "one CD step")
 
 
 def test_synthesize_persistent_chains_continue():
@@ -320,33 +322,36 @@ def test_synthesize_persistent_chains_continue():
     trainer.run(iterations=1)
     assert trainer.chains.shape[0] == 3  # config.chains, not one per image
     trainer.chains = 20 * np.random.default_rng(0).standard_normal(trainer.chains.shape)
-    expected = langevin(trainer.model(), trainer.chains, 2, 0.3, trainer.noise()).samples
-    out = trainer._synthesize()
+    expected = langevin(trainer.model(), trainer.chains, 2, 0.3, noise=trainer.noise()).samples
+    out = synth(trainer)
     assert np.array_equal(out, expected)
     # the chains, not the data, are the start: a fresh start would land elsewhere
     assert (
         relative_error(
             out,
             langevin(
-                trainer.model(), np.zeros_like(trainer.chains), 2, 0.3, trainer.noise()
+                trainer.model(), np.zeros_like(trainer.chains), 2, 0.3, noise=trainer.noise()
             ).samples,
         )
         > 0.5
     )
 
 
-def test_synthesize_turns_a_diverging_chain_into_a_divergence_error():
-    """Weights so large that B overflows: the sampler's FloatingPointError becomes a DivergenceError."""
+def test_synthesize_lets_a_diverging_chain_raise_and_the_run_names_it():
+    """Weights so large that B overflows: the sampler's FloatingPointError reaches the caller,
+    and a learning run turns it into a DivergenceError naming the step size."""
     for method in ("cd", "ml"):
         trainer = tiny_trainer(method)
         for layer in trainer.net.layers:
             layer.weight *= 1e200
+        with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="step size"):
+            synth(trainer)
         with np.errstate(all="ignore"), pytest.raises(DivergenceError, match="step size") as info:
-            trainer._synthesize()
+            trainer.step()
         assert isinstance(info.value.__cause__, FloatingPointError)
 
 
 def test_negative_control_stable_chains_do_not_diverge():
     for method in ("cd", "ml"):
         trainer = tiny_trainer(method)
-        assert np.isfinite(trainer._synthesize()).all()
+        assert np.isfinite(synth(trainer)).all()

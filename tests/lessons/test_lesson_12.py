@@ -1,7 +1,7 @@
 """Lesson 12 (general non-linearity and max pooling, section 9, Eqs. (9.1)-(9.2)).
 
 Graded functions and the tests that grade them (``GRADED``, read by grade.py):
-refimpl.convnet.layer._softplus / _sigmoid (the smooth non-linearity and its derivative,
+refimpl.activations.softplus / sigmoid (the smooth non-linearity and its derivative,
 the activation variables of Eq. (9.1)) and refimpl.conv.pool.max_pool2d /
 max_pool2d_adjoint (max pooling and arg-max retrieval).
 
@@ -27,14 +27,14 @@ from hypothesis import given, settings
 from strategies import networks, pool_problems
 
 from refimpl import ConvLayer, ConvNet
+from refimpl.activations import sigmoid, softplus
 from refimpl.conv import conv2d, conv2d_adjoint, max_pool2d, max_pool2d_adjoint
-from refimpl.convnet.layer import _sigmoid, _softplus
 from refimpl.models import GenerativeModel
 from refimpl.theorems import smooth
 
 GRADED = {
-    "convnet.layer._softplus": ["test_softplus"],
-    "convnet.layer._sigmoid": ["test_sigmoid"],
+    "activations.softplus": ["test_softplus"],
+    "activations.sigmoid": ["test_sigmoid"],
     "conv.pool.max_pool2d": ["test_pool_forward", "test_pool_network"],
     "conv.pool.max_pool2d_adjoint": ["test_pool_adjoint", "test_pool_network"],
 }
@@ -73,18 +73,18 @@ def softplus_convnet(net):
     )
 
 
-# --- _softplus -------------------------------------------------------------------------------
+# --- softplus -------------------------------------------------------------------------------
 
 
 def test_softplus_by_hand():
     """log(1 + e^0) = log 2, log(1 + 3) = 2 log 2, log(1 + 1/3) = log 4 - log 3."""
     z = np.array([0.0, LOG3, -LOG3])
-    assert_close(_softplus(np, z), [LOG2, 2 * LOG2, 2 * LOG2 - LOG3], EXACT, "softplus")
+    assert_close(softplus(np, z), [LOG2, 2 * LOG2, 2 * LOG2 - LOG3], EXACT, "softplus")
 
 
 def test_softplus_matches_log1p_exp():
     z = moderate_arguments()
-    out = _softplus(np, z)
+    out = softplus(np, z)
     assert out.shape == z.shape
     written_out = np.log1p(np.exp(z))  # safe for |z| <= 30
     assert np.all(np.abs(out - written_out) <= 1e-12 * written_out), "softplus != log1p(exp(z))"
@@ -93,10 +93,10 @@ def test_softplus_matches_log1p_exp():
 def test_softplus_large_arguments_without_overflow():
     """softplus(1000) = 1000, softplus(-1000) = 0 (e^-1000 underflows): no overflow, no NaN."""
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        out = _softplus(np, LARGE)
+        out = softplus(np, LARGE)
     assert np.all(np.isfinite(out))
-    assert _softplus(np, np.array([1000.0]))[0] == 1000.0
-    assert 0.0 <= _softplus(np, np.array([-1000.0]))[0] < 1e-300
+    assert softplus(np, np.array([1000.0]))[0] == 1000.0
+    assert 0.0 <= softplus(np, np.array([-1000.0]))[0] < 1e-300
     assert np.all(
         np.abs(out - softplus_reference(LARGE))
         <= 1e-15 * np.abs(softplus_reference(LARGE)) + 1e-300
@@ -108,7 +108,7 @@ def test_softplus_large_arguments_without_overflow():
 def test_softplus_identities():
     """softplus(z) - softplus(-z) = z and softplus(z) > max(z, 0), for every z."""
     z = np.concatenate([moderate_arguments().ravel(), LARGE[np.abs(LARGE) < 1e10]])
-    plus, minus = _softplus(np, z), _softplus(np, -z)
+    plus, minus = softplus(np, z), softplus(np, -z)
     assert np.all(np.abs(plus - minus - z) <= 4 * EPS * np.maximum(np.abs(z), 1.0))
     assert np.all(plus >= np.maximum(z, 0.0))
     assert np.all(np.abs(plus - softplus_reference(z)) <= 1e-12 * softplus_reference(z) + 1e-300)
@@ -117,14 +117,14 @@ def test_softplus_identities():
 def test_softplus_keeps_shape_and_dtype():
     """float32 stays float32: a softplus ConvNet in float32 feeds its output to a float32 conv."""
     z = moderate_arguments().astype(np.float32)
-    out = _softplus(np, z)
+    out = softplus(np, z)
     assert out.shape == z.shape and out.dtype == np.float32
     assert np.allclose(out, np.log1p(np.exp(z.astype(np.float64))), rtol=1e-6, atol=0)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_softplus_convnet_score(seed):
-    """f(I) of a softplus ConvNet = the network written out: conv2d, then logaddexp(0, z), summed."""
+    """f(I) of a softplus ConvNet = the net written out: conv2d, then logaddexp(0, z), summed."""
     relu_net = ConvNet.random(
         2, [(3, 3, 2, 1), (4, 3, 1, 1), (2, 2, 1, 0)], seed=seed, bias_std=0.5
     )
@@ -154,14 +154,14 @@ def test_softplus_breaks_theorem1():
     assert not relu.passed and relu.residual < 1e-13, relu.residual
 
 
-# --- _sigmoid --------------------------------------------------------------------------------
+# --- sigmoid --------------------------------------------------------------------------------
 
 
 def test_sigmoid_by_hand():
     """1 / (1 + e^0) = 1/2, 1 / (1 + 1/3) = 3/4, 1 / (1 + 3) = 1/4."""
     z = np.array([0.0, LOG3, -LOG3])
-    assert _sigmoid(np, np.array([0.0]))[0] == 0.5
-    assert_close(_sigmoid(np, z), [0.5, 0.75, 0.25], EXACT, "sigmoid")
+    assert sigmoid(np, np.array([0.0]))[0] == 0.5
+    assert_close(sigmoid(np, z), [0.5, 0.75, 0.25], EXACT, "sigmoid")
 
 
 def test_sigmoid_matches_logistic():
@@ -169,28 +169,28 @@ def test_sigmoid_matches_logistic():
     top-down pass, so absolute accuracy is what matters (a tail value e^-30 ~ 1e-13 may lose its
     leading digits, as 0.5 (1 + tanh(z / 2)) does)."""
     z = moderate_arguments()
-    out = _sigmoid(np, z)
+    out = sigmoid(np, z)
     assert out.shape == z.shape
     written_out = 1.0 / (1.0 + np.exp(-z))
     assert np.all(np.abs(out - written_out) <= 1e-12 * written_out + 4 * EPS), (
         "sigmoid != 1 / (1 + e^-z)"
     )
-    assert np.all(np.abs(out + _sigmoid(np, -z) - 1.0) <= 4 * EPS), "sigmoid(z) + sigmoid(-z) != 1"
+    assert np.all(np.abs(out + sigmoid(np, -z) - 1.0) <= 4 * EPS), "sigmoid(z) + sigmoid(-z) != 1"
 
 
 def test_sigmoid_large_arguments_without_overflow():
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        out = _sigmoid(np, LARGE)
+        out = sigmoid(np, LARGE)
     assert np.all(np.isfinite(out))
     assert np.all((out >= 0) & (out <= 1))
-    assert _sigmoid(np, np.array([1000.0]))[0] == 1.0
-    assert 0.0 <= _sigmoid(np, np.array([-1000.0]))[0] < 1e-300
+    assert sigmoid(np, np.array([1000.0]))[0] == 1.0
+    assert 0.0 <= sigmoid(np, np.array([-1000.0]))[0] < 1e-300
     assert np.all(np.abs(out - (LARGE > 0)) <= 4 * EPS)
 
 
 def test_sigmoid_keeps_shape_and_dtype():
     z = moderate_arguments().astype(np.float32)
-    out = _sigmoid(np, z)
+    out = sigmoid(np, z)
     assert out.shape == z.shape and out.dtype == np.float32
     assert np.allclose(out, 1.0 / (1.0 + np.exp(-z.astype(np.float64))), rtol=0, atol=1e-6)
 
@@ -199,9 +199,9 @@ def test_sigmoid_is_the_derivative_of_softplus():
     """Central differences of sum_i log(1 + e^{z_i}) (written with logaddexp) give sigmoid(z)."""
     z = np.linspace(-12, 12, 49)
     fd = input_gradient(lambda batch: np.logaddexp(0.0, batch).sum(axis=1), z)
-    assert_gradient(_sigmoid(np, z), fd, what="sigmoid = d softplus / dz")
-    fd_refimpl = input_gradient(lambda batch: _softplus(np, batch).sum(axis=1), z)
-    assert_gradient(_sigmoid(np, z), fd_refimpl, what="sigmoid = d _softplus / dz")
+    assert_gradient(sigmoid(np, z), fd, what="sigmoid = d softplus / dz")
+    fd_refimpl = input_gradient(lambda batch: softplus(np, batch).sum(axis=1), z)
+    assert_gradient(sigmoid(np, z), fd_refimpl, what="sigmoid = d softplus / dz")
 
 
 @settings(max_examples=15)
@@ -303,7 +303,7 @@ def test_pool_forward_default_stride_and_dtype():
 
 
 def test_pool_adjoint_by_hand():
-    """Each coefficient goes back to its winner; a pixel that wins several windows collects their sum."""
+    """Each coefficient goes to its winner; a pixel that wins several windows collects their sum."""
     dy = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
     expected = np.zeros((1, 1, 4, 4))
     expected[0, 0, 0, 1], expected[0, 0, 1, 2], expected[0, 0, 3, 0], expected[0, 0, 2, 2] = (
@@ -446,7 +446,7 @@ def test_negative_control_adjoint_identity_catches_a_shifted_winner():
 
 
 def test_negative_control_gradient_check_sees_average_pooling():
-    """Spreading each coefficient over its window (average pooling's adjoint) is not max pooling's."""
+    """Average pooling's adjoint (each coefficient spread over its window) is not max pooling's."""
     x = np.random.default_rng(3).standard_normal((1, 1, 4, 4))
     fd = input_gradient(
         lambda b: np.array([max_pool_loops(v[None], 2, 2)[0].sum() for v in b]), x[0]

@@ -83,7 +83,7 @@ def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 def matched_noise(image, count: int, seed: int = 0) -> np.ndarray:
-    """``count`` Gaussian white-noise images ``(count, C, H, W)`` with ``image``'s per-channel mean and std.
+    """Gaussian white noise ``(count, C, H, W)`` with ``image``'s per-channel mean and std.
 
     The floor of the comparison: right marginal mean and variance, no spatial structure.
     Not clipped to ``[0, 255]``.
@@ -115,7 +115,7 @@ def marginal_distance(a, b) -> float:
 # --- 2. second order: the oriented power spectrum ------------------------------------------------
 
 RADIAL_BANDS = 6
-"""Log-spaced radial frequency bands of :func:`spectrum_distance`, from 1.5 cycles per image to Nyquist."""
+"""Log-spaced radial frequency bands of :func:`spectrum_distance`, 1.5 cycles/image to Nyquist."""
 
 SECTORS = 4
 """Orientation sectors of :func:`spectrum_distance`, centred at 0, 45, 90 and 135 degrees."""
@@ -154,13 +154,16 @@ def periodic_component(channel) -> np.ndarray:
 
 
 def oriented_spectrum(channel) -> np.ndarray:
-    """``log10`` of the fraction of power in each radial band x orientation sector: ``(RADIAL_BANDS, SECTORS)``.
+    """``log10`` of the fraction of power in each radial band x orientation sector.
 
-    With ``P`` the :func:`periodic_component` of the channel minus its mean and
-    ``|F P(f)|^2`` its power spectrum at frequency ``f = (f_y, f_x)`` in cycles per pixel:
+    Returns ``(RADIAL_BANDS, SECTORS)``. With ``P`` the :func:`periodic_component` of the channel
+    minus its mean and ``|F P(f)|^2`` its power spectrum at frequency ``f = (f_y, f_x)`` in cycles
+    per pixel:
 
-    .. math::  s(j, k) = \\log_{10} \\frac{\\operatorname{mean}_{f \\in B_j \\cap O_k} |\\mathcal F P(f)|^2}
-                                          {\\sum_f |\\mathcal F P(f)|^2}
+    .. math::
+
+        s(j, k) = \\log_{10} \\frac{\\operatorname{mean}_{f \\in B_j \\cap O_k}
+                                  |\\mathcal F P(f)|^2}{\\sum_f |\\mathcal F P(f)|^2}
 
     where the bands ``B_j`` split ``1.5 / n <= |f| < 0.5`` (``n = min(H, W)``; from 1.5 cycles
     per image to Nyquist) into :data:`RADIAL_BANDS` log-spaced rings (factor ~1.66 each, for
@@ -191,7 +194,7 @@ def oriented_spectrum(channel) -> np.ndarray:
 
 
 def spectrum_distance(a, b) -> float:
-    """Mean absolute difference of the oriented log power spectra (:func:`oriented_spectrum`), in decades.
+    """Mean absolute difference of the :func:`oriented_spectrum` of ``a`` and ``b``, in decades.
 
     .. math::  D_2(a, b) = \\frac{1}{J K} \\sum_{j, k} |s_a(j, k) - s_b(j, k)|
 
@@ -279,7 +282,7 @@ _BANK = filter_bank()
 
 
 def filter_responses(channel) -> list:
-    """Responses of one channel ``(H, W)`` to every filter of :func:`filter_bank`: a list of 1-D arrays.
+    """Responses of one channel ``(H, W)`` to each filter of :func:`filter_bank`, as 1-D arrays.
 
     ``R_k = (I * g_k)`` restricted to the "valid" positions where the kernel lies inside the
     image (no padding, so the border adds no artificial edges); the largest kernel is 25 x 25,
@@ -306,10 +309,11 @@ def _filter_distance(resp_a: list, resp_b: list, scales) -> float:
 
 
 def filter_response_distance(a, b, reference=None) -> float:
-    """FRAME-style distance: mean over filters of the normalised W1 distance of the response histograms.
+    """FRAME-style distance: the mean normalised W1 distance of the filter-response histograms.
 
     .. math::  D_F(a, b) = \\frac{1}{K} \\sum_{k=1}^{K}
-               \\frac{W_1\\big(\\mathrm{hist}(a * g_k), \\mathrm{hist}(b * g_k)\\big)}{\\mathrm{std}(r * g_k)}
+               \\frac{W_1\\big(\\mathrm{hist}(a * g_k), \\mathrm{hist}(b * g_k)\\big)}
+                    {\\mathrm{std}(r * g_k)}
 
     over the ``K = 27`` filters ``g_k`` of :func:`filter_bank` (Gabor pairs at 4 orientations and
     a Laplacian of Gaussian, at 3 scales), with ``r = reference``: the image whose response

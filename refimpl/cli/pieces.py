@@ -23,29 +23,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from refimpl.backend import host_rng, to_backend, to_numpy
+from refimpl.cli.options import positive_int
 from refimpl.convnet import ConvNet, basis_functions, piece_from_basis
 from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces
-from refimpl.data import centre, load_texture
+from refimpl.data import TEXTURES, centre, load_texture
+from refimpl.numerics import EXACT, piece_residual, relative_error
+from refimpl.theorems.result import CheckResult, format_table
 
-# float64 identities hold to ~1e-15; a real bug shows at 1e-3 or worse.
-TOLERANCE = 1e-10
 DEFAULT_SPEC = [(8, 5, 2, 2), (8, 3, 1, 1), (4, 3, 1, 0)]
 
 
-@dataclass
-class Check:
-    claim: str
-    equation: str
-    residual: float
-    tolerance: float = TOLERANCE
-
-    @property
-    def passed(self) -> bool:
-        return self.residual <= self.tolerance
+def _check(name: str, claim: str, equation: str, residual: float) -> CheckResult:
+    """A float64 identity on one image: exact to rounding (:data:`refimpl.numerics.EXACT`)."""
+    return CheckResult(name, claim, equation, residual, EXACT)
 
 
 @dataclass
 class PiecesReport:
+    """The identities checked on the image, and the facts worth printing."""
+
     checks: list = field(default_factory=list)
     facts: dict = field(default_factory=dict)
 
@@ -54,18 +50,7 @@ class PiecesReport:
         return all(c.passed for c in self.checks)
 
     def table(self) -> str:
-        rows = [f"{'claim':58s} {'equation':12s} {'residual':>10s} {'tol':>7s}  result"]
-        for c in self.checks:
-            rows.append(
-                f"{c.claim:58s} {c.equation:12s} {c.residual:10.1e} {c.tolerance:7.0e}  "
-                f"{'PASS' if c.passed else 'FAIL'}"
-            )
-        return "\n".join(rows)
-
-
-def _relative(xp, a, b) -> float:
-    scale = max(float(xp.linalg.norm(a)), float(xp.linalg.norm(b)), 1e-300)
-    return float(xp.linalg.norm(a - b)) / scale
+        return format_table(self.checks)
 
 
 def analyse(
@@ -85,28 +70,39 @@ def analyse(
     basis = basis_functions(net, I)
     alpha_b, B_b = piece_from_basis(basis[-1], pattern[-1])
     inner = float((I * B).sum())
-    gap = abs(float(f[0]) - float(alpha[0]) - inner) / (
-        abs(float(f[0])) + abs(float(alpha[0])) + float(xp.abs(I * B).sum())
+    checks = report.checks
+    checks.append(
+        _check("piece-identity", "f(I) = alpha + <I, B>", "(6.8)", piece_residual(f, alpha, B, I))
     )
-    report.checks.append(Check("f(I) = alpha + <I, B>", "(6.8)", gap))
-    report.checks.append(
-        Check(
+    checks.append(
+        _check(
+            "deconvolution-is-backprop",
             "B by deconvolution = df/dI by backprop",
             "(6.7),(9.2)",
-            _relative(xp, B, net.grad_input(I)),
+            relative_error(B, net.grad_input(I)),
         )
     )
-    report.checks.append(
-        Check("B = sum of top-layer basis functions", "(6.14)", _relative(xp, B_b, B))
+    checks.append(
+        _check(
+            "basis-sum",
+            "B = sum of top-layer basis functions",
+            "(6.14)",
+            relative_error(B_b, B),
+        )
     )
-    report.checks.append(
-        Check("alpha = sum of top-layer basis offsets", "(6.14)", _relative(xp, alpha_b, alpha))
+    checks.append(
+        _check(
+            "basis-offsets",
+            "alpha = sum of top-layer basis offsets",
+            "(6.14)",
+            relative_error(alpha_b, alpha),
+        )
     )
     z_gap = max(
-        _relative(xp, a + xp.einsum("mkijchw,mchw->mkij", b, I), z)
+        relative_error(a + xp.einsum("mkijchw,mchw->mkij", b, I), z)
         for (a, b), z in zip(basis, fwd.pre_activations)
     )
-    report.checks.append(Check("z = a + <I, b> at every layer", "(6.12)-(6.13)", z_gap))
+    checks.append(_check("layer-pieces", "z = a + <I, b> at every layer", "(6.12)-(6.13)", z_gap))
 
     rng = host_rng(seed)
     direction = to_backend(rng.standard_normal(I.shape), xp, net.dtype)
@@ -114,18 +110,26 @@ def analyse(
     J, step = image_in_same_piece(net, I, 0.1 * direction)
     if J is not None:
         alpha_j, B_j = net.linear_piece(J)
-        report.checks.append(
-            Check(
+        checks.append(
+            _check(
+                "same-piece",
                 "image moved within the piece keeps alpha and B",
                 "(6.8)",
-                max(_relative(xp, B_j, B), _relative(xp, alpha_j, alpha)),
+                max(relative_error(B_j, B), relative_error(alpha_j, alpha)),
             )
         )
         report.facts["within_piece_move"] = float(step * 0.1)
     line = line_through_pieces(
         net, I, direction, xp.linspace(-line_length / 2, line_length / 2, line_points)
     )
-    report.checks.append(Check("f linear between kinks along I + t d", "(6.8)", line.max_residual))
+    checks.append(
+        _check(
+            "linear-between-kinks",
+            "f linear between kinks along I + t d",
+            "(6.8)",
+            line.max_residual,
+        )
+    )
     report.facts.update(
         score=float(f[0]),
         alpha=float(alpha[0]),
@@ -200,7 +204,7 @@ def run(
     quiet: bool = False,
 ) -> PiecesReport:
     """Load the image, build a random ConvNet, run :func:`analyse`, draw, save ``summary.json``."""
-    from refimpl import plotting
+    from refimpl import plotting  # matplotlib is imported only by the commands that draw
 
     out = Path(out)
     pixels = load_texture(image, size=size, factor=factor)[None]  # (1, C, H, W) in [0, 255]
@@ -216,16 +220,7 @@ def run(
         factor=factor,
         seed=seed,
         architecture=[list(s) for s in net.spec()],
-        checks=[
-            dict(
-                claim=c.claim,
-                equation=c.equation,
-                residual=c.residual,
-                tolerance=c.tolerance,
-                passed=c.passed,
-            )
-            for c in report.checks
-        ],
+        checks=[c.as_dict() for c in report.checks],
         facts=report.facts,
         figures=[str(p) for p in paths],
         passed=report.passed,
@@ -237,7 +232,8 @@ def run(
         print(report.table())
         facts = report.facts
         print(
-            f"\nf(I) = {facts['score']:.4f} = alpha {facts['alpha']:.4f} + <I, B> {facts['inner_product']:.4f}"
+            f"\nf(I) = {facts['score']:.4f} = alpha {facts['alpha']:.4f} "
+            f"+ <I, B> {facts['inner_product']:.4f}"
         )
         print(
             f"a random line through I crosses {facts['pieces_crossed_on_line']} pieces; "
@@ -245,7 +241,64 @@ def run(
             "lie in pieces sampled 3+ times, where f is exactly linear"
         )
         print(
-            f"fraction of units on per layer: {[round(x, 3) for x in facts['active_fraction_per_layer']]}"
+            "fraction of units on per layer: "
+            f"{[round(x, 3) for x in facts['active_fraction_per_layer']]}"
         )
         print(f"wrote {', '.join(str(p) for p in paths)} and {out / 'summary.json'}")
     return report
+
+
+def add_parser(commands):
+    p = commands.add_parser(
+        "pieces",
+        help="show and check the piecewise-linear structure of a ConvNet on an image",
+        description=(
+            "Apply a random 3-layer ReLU ConvNet to an image (intensities in [0,255] minus the "
+            "mean) and check Eqs. (6.7)-(6.14) on it: f = alpha + <I, B>, B by deconvolution = "
+            "df/dI by backprop = sum of basis functions, z = a + <I, b> per layer, and that f is "
+            "exactly linear between the kinks of a line through image space. Writes pieces.png, "
+            "basis.png and summary.json; exits 1 if any check fails."
+        ),
+    )
+    p.add_argument(
+        "--image",
+        default="brick",
+        help=f"a bundled texture ({', '.join(TEXTURES)}) or a path to an image file "
+        "(default: brick)",
+    )
+    p.add_argument(
+        "--size",
+        type=positive_int,
+        default=32,
+        help="side of the centre crop, in pixels after downsampling (default: 32)",
+    )
+    p.add_argument(
+        "--factor",
+        type=positive_int,
+        default=8,
+        help="downsample by averaging factor x factor blocks first (default: 8)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the random network and line (default: 0)"
+    )
+    p.add_argument("--out", default="runs/pieces", help="output folder (default: runs/pieces)")
+    p.add_argument(
+        "--backend",
+        choices=["numpy", "cupy"],
+        default=None,
+        help="array backend (default: $REFIMPL_BACKEND or numpy)",
+    )
+    p.set_defaults(run=command)
+
+
+def command(args) -> int:
+    """Run the ``pieces`` command; exit status 1 if a check fails."""
+    report = run(
+        image=args.image,
+        size=args.size,
+        factor=args.factor,
+        seed=args.seed,
+        out=args.out,
+        backend=args.backend,
+    )
+    return 0 if report.passed else 1

@@ -1,4 +1,4 @@
-"""Exact references in one and two dimensions (refimpl.lowdim), against independent integrals.
+"""Exact references in one and two dimensions (refimpl.exact), against independent integrals.
 
 Independent references, each with a negative control showing the comparison can fail:
 
@@ -11,7 +11,7 @@ Independent references, each with a negative control showing the comparison can 
   random shift u, h^2 sum_i g(x_i + u) is an *unbiased* estimate of the integral of g over
   the lattice's box, whatever kinks or jumps g has; S = 64 independent shifts of a 401 x 401
   lattice give a mean and a standard error, and the exact value must lie within 6 standard
-  errors (+1e-9 for lowdim's own accuracy). The lattice is seeded, so the test is
+  errors (+1e-9 for the exact references' own accuracy). The lattice is seeded, so the test is
   deterministic. Why 64 shifts: for integrands with jumps (E[delta_u], E[df/dw]) the
   per-shift error is skewed -- most shifts err one way, a band of ~20% the other way, more
   strongly -- so 16 shifts can miss the band and underestimate the standard error
@@ -33,11 +33,11 @@ from checks import EXACT, assert_close
 from scipy import integrate, stats
 
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
-from refimpl.lowdim import exact_distribution
+from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.theorems import instances
 
-# lowdim's own accuracy: kinks located by bisection to 1e-13 of the radius and outer
+# the exact references' own accuracy: kinks located by bisection to 1e-13 of the radius and outer
 # integral to rtol 1e-10; quad below reaches ~1e-13. 1e-9 leaves an order of magnitude.
 QUADRATURE = 1e-9
 
@@ -125,7 +125,7 @@ def test_1d_log_Z_mean_and_pieces_match_quadrature(one_d):
 
 
 def test_negative_control_1d_quadrature_catches_untruncated_piece_means(one_d):
-    """Taking each piece's mean as its Gaussian's, sigma^2 B (ignoring the truncation), is caught."""
+    """Taking each piece's mean as its Gaussian's, sigma^2 B (ignoring truncation), is caught."""
     model, dist, ref = one_d
     _, B = model.scoring.linear_piece(dist.means)
     idx = match_rows(dist.keys, ref.keys)
@@ -134,7 +134,7 @@ def test_negative_control_1d_quadrature_catches_untruncated_piece_means(one_d):
 
 
 def piece_gaussian_means(model, dist, shape):
-    """``sigma^2 B_A`` for every listed piece ``A`` (B from the piece's conditional mean, inside it)."""
+    """``sigma^2 B_A`` for each listed piece ``A`` (B at its conditional mean, inside it)."""
     _, B = model.scoring.linear_piece(dist.means.reshape((-1,) + shape))
     return model.sigma**2 * B.reshape(len(B), -1)
 
@@ -142,7 +142,7 @@ def piece_gaussian_means(model, dist, shape):
 @pytest.mark.parametrize("which", ["one_d", "proto_2d", "conv_2d"])
 def test_mean_is_sigma_squared_expected_B(which, request):
     """Stein's identity E[d log p / dI] = 0 gives E[I] = sigma^2 E[B] = sum_A P(A) sigma^2 B_A:
-    the truncations cancel over the pieces. Exact, so to lowdim's accuracy."""
+    the truncations cancel over the pieces. Exact, so to the exact references' accuracy."""
     fixture = request.getfixturevalue(which)
     model, dist = fixture[0], fixture[1] if which == "one_d" else fixture[2]
     shape = (1,) if which == "one_d" else fixture[1]
@@ -198,7 +198,7 @@ def test_1d_samples_pass_a_ks_test(one_d):
 
 
 def test_1d_expected_param_grads_match_quadrature(one_d):
-    """E[delta_k I] and E[delta_k], Eq. (5.8), by quadrature over the intervals where delta_k = 1."""
+    """E[delta_k I] and E[delta_k], Eq. (5.8), by quadrature over the intervals with delta_k = 1."""
     model, dist, ref = one_d
     dW, db = dist.expected_param_grads()
     on = ref.keys.astype(float)  # (intervals, K)
@@ -251,7 +251,7 @@ def test_1d_log_Z_gradient_is_expected_param_grad(one_d):
 N_SHIFTS = 64
 LATTICE = 401
 T_SE = 6.0  # P(|t_63| > 6) = 1e-7 for a normal mean; see the module docstring
-FLOOR = 1e-9  # lowdim's accuracy (QUADRATURE) and rounding, where the lattice SE is ~0
+FLOOR = 1e-9  # the exact references' accuracy (QUADRATURE) and rounding, where the lattice SE is ~0
 
 
 def support_radius(model, event_shape):
@@ -340,7 +340,7 @@ def flat_grads(grads):
 
 
 class Lattice:
-    """Estimates of log Z, E[I], E[delta_u], E[delta_u I] and E[df/dw] from randomly shifted lattices.
+    """Estimates of log Z, E[I], E[delta_u], E[delta_u I], E[df/dw] from randomly shifted lattices.
 
     ``values[name]`` has a leading axis of ``N_SHIFTS`` independent estimates, one per
     uniformly random shift of an ``n x n`` lattice over ``[-R, R]^2``; everything is computed
@@ -519,7 +519,7 @@ def ridge():
     net = ConvNet(
         [
             ConvLayer(np.array([5.0, 0.0]).reshape(1, 2, 1, 1), np.zeros(1)),
-            ConvLayer(-np.ones((1, 1, 1, 1)), np.zeros(1), relu=False),
+            ConvLayer(-np.ones((1, 1, 1, 1)), np.zeros(1), activation="linear"),
         ]
     )
     model = GenerativeModel(net, 1.0)
@@ -654,7 +654,7 @@ def test_cdf_is_one_dimensional(proto_2d):
 
 
 def test_negative_control_linear_models_are_accepted():
-    """The counterpart of the refusals: a linear prototype in D = 2 is a Gaussian, N(sigma^2 w, sigma^2 I)."""
+    """The counterpart of the refusals: a linear prototype in D = 2 is N(sigma^2 w, sigma^2 I)."""
     W = np.array([[0.5, -1.0], [0.25, 0.5]])
     model = GenerativeModel(PrototypeModel(W, np.array([0.1, 0.2]), activation="linear"), 0.8)
     dist = exact_distribution(model)

@@ -1,10 +1,10 @@
-"""Texture statistics (refimpl.evaluation): zero on identical images, symmetry, a real texture
+"""Texture statistics (refimpl.texture_stats): zero on identical images, symmetry, a real texture
 crop closer than white noise, and a negative control that only the spatial statistics catch."""
 
 import numpy as np
 import pytest
 
-from refimpl import evaluation as ev
+from refimpl import texture_stats as ev
 from refimpl.data import load_texture
 
 DISTANCES = {
@@ -16,7 +16,7 @@ DISTANCES = {
 
 @pytest.fixture(scope="module")
 def brick():
-    """Two disjoint 64x64 crops (top-left, bottom-right) of the x4 block-averaged brick, (1, 64, 64)."""
+    """Two disjoint (1, 64, 64) crops, top-left and bottom-right, of the x4 block-averaged brick."""
     full = load_texture("brick", factor=4)
     assert full.shape == (1, 128, 128)
     return full[:, :64, :64], full[:, 64:, 64:]

@@ -1,4 +1,7 @@
-"""Exact references in one and two dimensions: Z(w), piece masses and means, density, CDF, samples.
+"""The exact distribution of a piecewise-linear model in one and two dimensions.
+
+Z(w), piece masses and means, density, CDF and exact samples, from the line integrals of
+:mod:`refimpl.exact.lines`.
 
 For a piecewise-linear scoring function ``f`` and ``q = N(0, sigma^2 I)``, restrict the
 unnormalised density ``exp(f(I)) q(I)`` to a line ``I = o + t d`` (``|d| = 1``). Between two
@@ -29,124 +32,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import integrate, special, stats  # noqa: F401
+from scipy import integrate, stats
 
-from refimpl.convnet.pieces import as_pattern_list, pattern_keys
-
-LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _log_diff_ndtr(a, b):
-    """``log(Phi(b) - Phi(a))`` for ``a <= b`` elementwise, stable in both tails."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    upper = a > 0  # then use Phi(b) - Phi(a) = Phi(-a) - Phi(-b)
-    hi = np.where(upper, special.log_ndtr(-a), special.log_ndtr(b))
-    lo = np.where(upper, special.log_ndtr(-b), special.log_ndtr(a))
-    with np.errstate(divide="ignore"):
-        return hi + np.log1p(-np.exp(lo - hi))
-
-
-def _log_phi(x):
-    """``log phi(x)`` of the standard normal density (``-inf`` at +-inf)."""
-    return -0.5 * np.square(x) - LOG_SQRT_2PI
-
-
-@dataclass
-class LineModel:
-    """The model seen through flat points: ``(M, D)`` arrays in, patterns and pieces out."""
-
-    model: object
-    event_shape: tuple
-
-    def images(self, points):
-        return np.asarray(points, float).reshape((len(points),) + self.event_shape)
-
-    def keys(self, points):
-        """Activation patterns as ``(M, units)`` bool rows."""
-        return pattern_keys(
-            as_pattern_list(self.model.scoring.activation_pattern(self.images(points)))
-        )
-
-    def pieces(self, points):
-        """``(alpha (M,), B (M, D))`` at flat points."""
-        alpha, B = self.model.scoring.linear_piece(self.images(points))
-        return np.asarray(alpha), np.asarray(B).reshape(len(points), -1)
-
-
-@dataclass
-class Segments:
-    """Where the line ``o + t d`` crosses pieces.
-
-    ``bounds (n+1,)`` (first and last are -inf, +inf), ``keys (n, units)``, and on segment
-    ``j`` the truncated Gaussian ``t ~ N(mu_j, sigma^2)`` restricted to ``bounds[j:j+2]`` with
-    log mass ``log_mass_j`` (the integral of ``exp(f - |I|^2 / (2 sigma^2))``, without q's constant).
-    """
-
-    bounds: np.ndarray
-    keys: np.ndarray
-    mu: np.ndarray
-    log_mass: np.ndarray
-    sigma: float
-
-    @property
-    def standardised(self):
-        """Truncation limits ``(a, b)`` in units of sigma around ``mu``."""
-        return (self.bounds[:-1] - self.mu) / self.sigma, (self.bounds[1:] - self.mu) / self.sigma
-
-    def mean_t(self):
-        """``E[t]`` on each segment: ``mu + sigma (phi(a) - phi(b)) / (Phi(b) - Phi(a))``, in logs."""
-        a, b = self.standardised
-        log_z = _log_diff_ndtr(a, b)
-        with np.errstate(over="ignore", invalid="ignore"):
-            ratio = np.exp(_log_phi(a) - log_z) - np.exp(_log_phi(b) - log_z)
-        return self.mu + self.sigma * np.nan_to_num(ratio)
-
-
-def line_segments(
-    line: LineModel,
-    origin,
-    direction,
-    radius: float,
-    sigma: float,
-    n_probe: int = 129,
-    tol: float = 1e-13,
-) -> Segments:
-    """Kinks of ``f`` along ``origin + t direction`` (``|t| <= radius``) and the segments' Gaussians.
-
-    Probes ``n_probe`` points, bisects (vectorised) every probe interval whose end patterns
-    differ, and repeats on the part right of each kink found until the right end's pattern
-    is reached (convexity: a line cannot leave a piece and come back).
-    """
-    ts = np.linspace(-radius, radius, n_probe)
-    keys = line.keys(origin + ts[:, None] * direction)
-    changed = np.nonzero((keys[1:] != keys[:-1]).any(axis=1))[0]
-    lo, hi = ts[changed], ts[changed + 1]
-    key_lo, end_key, end = keys[changed], keys[changed + 1], ts[changed + 1]
-    kinks = []
-    while len(lo):
-        key_hi = end_key.copy()
-        while np.max(hi - lo) > tol * radius:
-            mid = 0.5 * (lo + hi)
-            key_mid = line.keys(origin + mid[:, None] * direction)
-            left = (key_mid == key_lo).all(axis=1)
-            lo, hi = np.where(left, mid, lo), np.where(left, hi, mid)
-            key_hi = np.where(left[:, None], key_hi, key_mid)
-        kinks.append(0.5 * (lo + hi))
-        more = ~(key_hi == end_key).all(axis=1)
-        lo, hi, key_lo = hi[more], end[more], key_hi[more]
-        end_key, end = end_key[more], end[more]
-    kinks = np.sort(np.concatenate(kinks)) if kinks else np.zeros(0)
-    inner = np.concatenate([[-radius], kinks, [radius]])
-    mids = origin + (0.5 * (inner[:-1] + inner[1:]))[:, None] * direction
-    alpha, B = line.pieces(mids)
-    c0, c1 = alpha + B @ origin, B @ direction  # f = c0 + c1 t on each segment
-    var = sigma * sigma
-    mu = var * c1 - origin @ direction
-    K = c0 - (origin @ origin) / (2 * var) + mu * mu / (2 * var)
-    bounds = np.concatenate([[-np.inf], kinks, [np.inf]])
-    a, b = (bounds[:-1] - mu) / sigma, (bounds[1:] - mu) / sigma
-    log_mass = K + math.log(sigma) + LOG_SQRT_2PI + _log_diff_ndtr(a, b)
-    return Segments(bounds, line.keys(mids), mu, log_mass, sigma)
+from refimpl.exact.lines import LineModel, Segments, line_segments, log_diff_ndtr, log_phi
 
 
 @dataclass
@@ -197,7 +85,7 @@ class ExactDistribution:
         return self.probs @ on, (on * self.probs[:, None]).T @ self.means
 
     def expected_param_grads(self):
-        """``E_w[df/dw]`` in the format of ``scoring.grad_params``: ``sum_A P(A) df/dw(E[I | A])``."""
+        """``E_w[df/dw] = sum_A P(A) df/dw(E[I | A])``, formatted like ``scoring.grad_params``."""
         total = None
         for p, m in zip(self.probs, self.means):
             g = _scale(self.model.scoring.grad_params(self.line.images(m[None])), p)
@@ -273,7 +161,8 @@ def default_radius(line: LineModel, dim: int, sigma: float) -> float:
 
     ``L = max |df/dI| = max |B|``. ``B`` takes finitely many values; the unbounded pieces
     show on a circle of large radius, the bounded ones near the origin, so probing rays
-    densely out to 30 sigma and then at 100 and 1000 sigma finds ``L``. Beyond ``sigma^2 L + 15 sigma`` the density is below ``e^-100`` of its peak.
+    densely out to 30 sigma and then at 100 and 1000 sigma finds ``L``. Beyond
+    ``sigma^2 L + 15 sigma`` the density is below ``e^-100`` of its peak.
     """
     if dim == 1:
         rays = np.array([[-1.0], [1.0]])
@@ -349,7 +238,10 @@ def exact_distribution(
 
 
 def _sample_piece(strips, piece: int, mean, sigma: float, n: int, rng, y_nodes: int) -> np.ndarray:
-    """``n`` draws of ``N(mean, sigma^2 I)`` truncated to piece ``piece`` (see ExactDistribution.sample)."""
+    """``n`` draws of ``N(mean, sigma^2 I)`` truncated to piece ``piece``.
+
+    See ExactDistribution.sample.
+    """
     ys, left, right = [], [], []
     for y0, y1, ends in strips:
         if piece not in ends:
@@ -360,7 +252,7 @@ def _sample_piece(strips, piece: int, mean, sigma: float, n: int, rng, y_nodes: 
         left.append(l0 + u * (l1 - l0))
         right.append(r0 + u * (r1 - r0))
     y, l, r = (np.concatenate(v) for v in (ys, left, right))
-    log_g = _log_phi((y - mean[1]) / sigma) + _log_diff_ndtr(
+    log_g = log_phi((y - mean[1]) / sigma) + log_diff_ndtr(
         (l - mean[0]) / sigma, (r - mean[0]) / sigma
     )
     g = np.exp(log_g - log_g.max())
@@ -381,7 +273,7 @@ def _sample_piece(strips, piece: int, mean, sigma: float, n: int, rng, y_nodes: 
 
 
 def _piece_ends(seg: Segments, index: dict, radius: float) -> dict:
-    """``{piece row: (left, right)}`` of the finite segments of one line (ends clipped to +-radius)."""
+    """``{piece row: (left, right)}`` of one line's finite segments (ends clipped to +-radius)."""
     out = {}
     for key, lo, hi in zip(seg.keys, seg.bounds[:-1], seg.bounds[1:]):
         row = index.get(key.tobytes())
