@@ -21,6 +21,7 @@ on every instance here (the problems are smaller than one chunk either way).
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 
@@ -208,6 +209,17 @@ def test_unregistered_backend_is_refused_with_the_registered_names():
         backend.register_backend("bad", object(), bool, np.asarray)
     with pytest.raises(ValueError, match="cannot be unregistered"):
         backend.unregister_backend("numpy")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+@pytest.mark.parametrize("command", [["synthesize"], ["pieces"], ["verify", "--quick"]])
+def test_commands_without_cupy_exit_2_with_the_install_hint(command, tmp_path, capsys):
+    argv = (
+        command + ["--backend", "cupy"] + ([] if "verify" in command else ["--out", str(tmp_path)])
+    )
+    assert main(argv) == 2
+    assert "CuPy is not installed" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing written
 
 
 # --- 2. negative controls: the backend catches leaks ------------------------------------------
