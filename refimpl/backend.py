@@ -31,7 +31,7 @@ from types import ModuleType
 
 import numpy
 
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy")  # built in; available_backends() lists all registered ones
 DTYPES = ("float64", "float32")
 ENV_BACKEND = "REFIMPL_BACKEND"
 
@@ -96,6 +96,7 @@ def register_backend(name: str, namespace, is_array, to_host, device: bool = Tru
 
 def unregister_backend(name: str) -> None:
     """Remove a backend registered with :func:`register_backend` (NumPy cannot be removed)."""
+    name = name.lower()
     if name == "numpy":
         raise ValueError("the numpy backend cannot be unregistered")
     _REGISTRY.pop(name, None)
