@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from refimpl.backend import BackendError
 from refimpl.cli import learn, pieces, verify
 
 COMMANDS = (learn, verify, pieces)
 
 # Exceptions that mean "the user asked for something that cannot be done"; anything else is
 # a bug and keeps its traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, TypeError)
+USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, TypeError, BackendError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,11 +44,12 @@ def main(argv=None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
-    if not getattr(args, "user_errors", True):  # errors there are bugs: show the traceback
-        return args.run(args)
+    # errors of commands with user_errors=False are bugs: show the traceback; a missing
+    # backend (CuPy or the GPU) never is
+    caught = USER_ERRORS if getattr(args, "user_errors", True) else (BackendError,)
     try:
         return args.run(args)
-    except USER_ERRORS as exc:
+    except caught as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
