@@ -291,6 +291,18 @@ def test_pool_forward_equals_loops(p):
     assert np.array_equal(select(x, arg), y)  # the winners hold the maxima
 
 
+def test_pool_forward_matches_pytorch():
+    """An independent implementation, where installed (the test is skipped otherwise)."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(5).standard_normal((2, 3, 11, 9))
+    for size, stride in [(2, 2), (3, 2), (3, 1)]:
+        y_t, i_t = torch.nn.functional.max_pool2d(
+            torch.from_numpy(x), size, stride, return_indices=True
+        )
+        y, arg = max_pool2d(x, size, stride)
+        assert np.array_equal(y, y_t.numpy()) and np.array_equal(arg, i_t.numpy())
+
+
 def test_pool_forward_default_stride_and_dtype():
     x = np.random.default_rng(6).standard_normal((2, 3, 9, 7)).astype(np.float32)
     y, arg = max_pool2d(x, 3)  # stride defaults to the window size
