@@ -14,6 +14,7 @@ independent references never call the graded methods:
 """
 
 import numpy as np
+import pytest
 from checks import EXACT, assert_close, assert_piece_identity
 from hypothesis import given, settings
 from scipy.special import expit
@@ -309,3 +310,13 @@ def test_negative_control_reference_piece_sees_one_flipped_unit():
     else:
         raise AssertionError("no first-layer unit changes B")
     assert np.abs(B_flipped - B).max() > 1e-3
+
+
+def test_negative_control_piece_identity_catches_a_missing_bias():
+    """alpha without the bias terms (B still right) fails f = alpha + <I, B>."""
+    net = ConvNet.random(1, [(3, 3, 1, 1), (2, 3, 2, 0)], seed=5)
+    I = np.random.default_rng(6).standard_normal((2, 1, 7, 7))
+    _, pre, outs = reference_forward(net, I)
+    _, B = reference_piece(net, reference_pattern(net, I), I.shape[1:])
+    with pytest.raises(AssertionError, match="alpha"):
+        assert_piece_identity(outs[-1].sum(axis=(1, 2, 3)), np.zeros(len(I)), B, I)

@@ -264,5 +264,29 @@ def test_negative_control_the_two_gradients_differ():
             disc.discriminative_score_gradient(scores, labels),
             finite_difference(disc.generative_log_likelihood, scores, labels),
         )
+    with pytest.raises(AssertionError):
+        assert_gradient(
+            disc.generative_score_gradient(scores, labels),
+            finite_difference(disc.discriminative_log_likelihood, scores, labels),
+        )
     l_d, l_g = brute_force(scores, labels)
     assert abs(l_d - l_g) > 0.1
+
+
+def test_negative_control_invariances_are_specific():
+    """A class bias does change l_D, and a per-example shift does change l_G (by O(1), where
+    the invariance tests allow rounding only)."""
+    l_d = disc.discriminative_log_likelihood(S, Y)
+    l_g = disc.generative_log_likelihood(S, Y)
+    assert abs(disc.discriminative_log_likelihood(S + np.array([[1.0, 0.0]]), Y) - l_d) > 0.1
+    assert abs(disc.generative_log_likelihood(S + np.array([[1.0], [0.0], [0.0]]), Y) - l_g) > 0.1
+
+
+def test_negative_control_unshifted_softmax_fails_the_stability_check():
+    """exp of the raw scores overflows at 1000: the check of test_softmax_posterior_is_stable
+    rejects a softmax written without the max shift."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw = np.exp(BIG)
+        unshifted = raw / raw.sum(axis=1, keepdims=True)
+    with pytest.raises(AssertionError):
+        assert_close(unshifted, [[0.25, 0.75], [0.25, 0.75]], EXACT)
