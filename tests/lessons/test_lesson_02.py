@@ -301,6 +301,8 @@ def test_negative_control_reference_piece_sees_one_flipped_unit():
     _, B = reference_piece(net, pattern, I.shape[1:])
     on = np.argwhere(pattern[0][0])
     flipped = [d.copy() for d in pattern]
+    # B's entries are sums of products of O(1) weights: a unit that matters changes some
+    # entry by O(1), and 1e-3 is 1e9 times EXACT, so the B comparisons would reject it
     for unit in on:  # switch off a unit that matters
         flipped[0][(0,) + tuple(unit)] = False
         _, B_flipped = reference_piece(net, flipped, I.shape[1:])

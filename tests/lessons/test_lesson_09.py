@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import layer_stacks
+from strategies import layer_stacks, tiny_learning_config
 
 from refimpl import ConvNet, LayerSpec
 from refimpl.conv import conv_output_size
@@ -30,19 +30,7 @@ MAPS = [(3, 9, 9), (4, 5, 5), (2, 6, 6)]
 
 
 def make_config(spec=SPEC, **overrides) -> LearningConfig:
-    values = dict(
-        spec=spec,
-        iterations_per_layer=2,
-        chains=2,
-        langevin_steps=1,
-        step_size=0.3,
-        sigma=1.0,
-        learning_rate=1e-3,
-        init_std=0.1,
-        seed=7,
-    )
-    values.update(overrides)
-    return LearningConfig(**values)
+    return tiny_learning_config(**{**dict(spec=spec, seed=7), **overrides})
 
 
 def make_images(size=SIZE, batch=2, channels=2, width=None, seed=0) -> np.ndarray:

@@ -129,6 +129,7 @@ def test_mean_langevin_step_equals_finite_differences_of_log_p():
 def test_negative_control_a_full_step_is_not_the_mean_langevin_step():
     """eps^2 instead of eps^2/2 (a common slip) is caught by the hand formula."""
     wrong = as_images(I) + 0.25 * as_images(hand_drift(I))
+    # the step is doubled: O(1) relative to the step, 1e9 times the check's EXACT
     assert relative_error(wrong.reshape(len(I), 2), I + 0.125 * hand_drift(I)) > 1e-3
 
 
@@ -240,6 +241,7 @@ def test_negative_control_proposition3_with_a_full_step():
     assert len(images) >= 2
     coords = np.arange(min(12, model.scoring.layers[0].weight.size))
     cd, fd = cd_and_reconstruction_gradient(model, images, eps, 0, coords, step=full_step)
+    # a factor 2 is a relative error of 1 (0.3 allows O(eps^2) drift), far above FINITE_DIFFERENCE
     assert relative_error(-(2 * sigma**4 / eps**2) * cd, fd.gradient) > 0.3
 
 
@@ -259,7 +261,7 @@ def test_negative_control_reconstruction_without_sigma_squared():
     )
     fd = coordinate_gradient(wrong_R, net.layers[0].weight, np.arange(net.layers[0].weight.size))
     cos = abs(cd @ fd.gradient) / (np.linalg.norm(cd) * np.linalg.norm(fd.gradient))
-    assert cos < 1 - 1e-3  # not even parallel
+    assert cos < 1 - 1e-3  # not even parallel: beyond any rounding (1e-3 is 1e9 EXACT)
 
 
 # --- algorithm.synthesize -------------------------------------------------------------------------
@@ -333,7 +335,7 @@ def test_synthesize_persistent_chains_continue():
                 trainer.model(), np.zeros_like(trainer.chains), 2, 0.3, noise=trainer.noise()
             ).samples,
         )
-        > 0.5
+        > 0.5  # two steps from other starts end O(1) apart
     )
 
 
