@@ -47,6 +47,7 @@ from refimpl import ConvLayer, ConvNet, plotting
 from refimpl.data import load_digits
 from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
+from refimpl.numerics import EXACT, relative_error
 from refimpl.sampling import fixed_point, grade
 from refimpl.theorems import instances, structure
 
@@ -235,7 +236,7 @@ print(
 )
 print(
     "every memory is its own piece's mean:",
-    bool(np.allclose(memory.piece_mean(X), X, rtol=0, atol=1e-12)),
+    relative_error(memory.piece_mean(X), X) <= EXACT,  # equal up to rounding (refimpl.numerics)
 )
 
 # %% [markdown]

@@ -162,7 +162,9 @@ axes[0].set_title("Proposition 3's condition: the mean-noise step keeps $\\delta
 axes[1].loglog(
     rows[:, 3] / sigma, rows[:, 4], "o", label="relative residual (images that keep $\\delta$)"
 )
-axes[1].axhline(1e-6, color="r", ls="--", lw=0.8, label="tolerance $10^{-6}$")
+axes[1].axhline(
+    r.tolerance, color="r", ls="--", lw=0.8, label=f"the check's tolerance {r.tolerance:.0e}"
+)
 axes[1].set_ylim(1e-12, 1)
 axes[1].set_xlabel("$\\epsilon / \\sigma$ used")
 axes[1].legend(fontsize=8)

@@ -311,6 +311,8 @@ def test_mala_acceptance_is_a_rate_near_one_for_tiny_steps():
     tiny = mala(MODEL, I0, 20, 0.01 * SIGMA, make_rng(11)).acceptance
     large = mala(MODEL, I0, 20, 1.9 * SIGMA, make_rng(11)).acceptance
     assert ((large >= 0) & (large <= 1)).all()
+    # measured 0.99995 and 0.48: a rejection rate of 1e-3 at the tiny step would be 20 times the
+    # one seen; at 1.9 sigma a rate of 0.9 would mean the ratio hardly matters
     assert tiny.mean() > 0.999 and large.mean() < 0.9
 
 
@@ -318,7 +320,7 @@ def test_mala_has_no_variance_bias_on_a_gaussian():
     """At eps = sigma, where ULA is 33% too wide (test above), MALA has the moments of p."""
     start = G_MEAN + G_SIGMA * np.random.default_rng(12).standard_normal((CHAINS, 3))
     result = mala(GAUSS, start, 40, G_SIGMA, make_rng(13))
-    assert result.acceptance.mean() > 0.5
+    assert result.acceptance.mean() > 0.5  # measured 0.84: the chains mix, the test has power
     assert np.mean(np.any(result.samples != start, axis=1)) > 0.99  # the chains moved
     assert_moments(result.samples, G_MEAN, G_SIGMA**2, "MALA")
 
@@ -329,7 +331,7 @@ def test_mala_preserves_the_exact_1d_distribution(one_d):
     model, dist = one_d
     start = dist.sample(CHAINS, np.random.default_rng(14))
     result = mala(model, start, 30, 1.5, make_rng(15))
-    assert result.acceptance.mean() > 0.5
+    assert result.acceptance.mean() > 0.5  # most proposals taken: the chains mix
     assert np.mean(result.samples != start) > 0.99  # the chains moved
     assert stats.kstest(result.samples[:, 0], dist.cdf).pvalue > KS_LEVEL
 
