@@ -190,7 +190,7 @@ def _readme(lesson: int, chapter: str, functions, solution: bool) -> str:
             module, _, owner = module.rpartition(".")
             name = f"{owner}.{name}"
         by_file.setdefault(f"refimpl/{module.replace('.', '/')}.py", []).append(f"`{name}`")
-    listed = "\n".join(f"* `{path}`: {', '.join(names)}" for path, names in by_file.items())
+    listed = "\n".join(f"   * `{path}`: {', '.join(names)}" for path, names in by_file.items())
     common = f"""
 ## Grading
 

@@ -221,13 +221,14 @@ def test_grad_params_equal_convnet_backprop(case):
 
 
 # --- the checks can fail (not graded) ---------------------------------------------------------
+# Each control runs a check on a wrong computation written out here, so that it never calls
+# the functions a student writes.
 
 
 def test_negative_control_hand_check_catches_transposed_filters():
     """Filters taken as the columns of W (W^T applied) give other scores: the hand values see it."""
-    wrong = PrototypeModel(W[:2].T.copy(), b[:2])
     with pytest.raises(AssertionError, match="f"):
-        assert_close(wrong.score(I), hand_f(W[:2], b[:2], I), EXACT, "f")
+        assert_close(hand_f(W[:2].T, b[:2], I), hand_f(W[:2], b[:2], I), EXACT, "f")
 
 
 def test_negative_control_convnet_comparison_catches_a_wrong_kernel_layout():
@@ -236,26 +237,27 @@ def test_negative_control_convnet_comparison_catches_a_wrong_kernel_layout():
     images = np.random.default_rng(6).standard_normal((4, 8))
     kernel = proto.weight.reshape(3, 2, 2, 2).transpose(0, 1, 3, 2).copy()
     wrong = ConvNet([ConvLayer(kernel, proto.bias.copy())])
+    right = hand_f(proto.weight, proto.bias, images)
     with pytest.raises(AssertionError, match="f"):
-        assert_close(wrong.score(images.reshape(4, 2, 2, 2)), proto.score(images), EXACT, "f")
+        assert_close(wrong.score(images.reshape(4, 2, 2, 2)), right, EXACT, "f")
 
 
 def test_negative_control_piece_identity_fails_for_softplus():
     """Under softplus f is curved: alpha + <I, B> of the soft pattern is not f (section 9)."""
-    proto = PrototypeModel.random(3, 4, seed=0, scale=2.0, activation="softplus")
-    images = np.random.default_rng(1).standard_normal((5, 4))
-    alpha, B = proto.piece_from_pattern(proto.activation_pattern(images))
+    images = np.random.default_rng(1).standard_normal((5, 2))
+    r = images @ W.T + b
+    delta = 1 / (1 + np.exp(-r))  # h'(r), Eq. (9.1)
     with pytest.raises(AssertionError, match="alpha"):
-        assert_piece_identity(proto.score(images), alpha, B, images)
+        assert_piece_identity(np.logaddexp(0, r).sum(1), delta @ b, delta @ W, images)
 
 
 def test_negative_control_gradient_check_catches_an_ungated_gradient():
     """df/dW = sum_m I_m (delta ignored: every unit counted) fails the finite differences."""
-    proto = PrototypeModel.random(3, 4, seed=2, scale=2.0)
+    W0, b0 = 2.0 * np.random.default_rng(2).standard_normal((3, 4)), np.zeros(3)
     images = np.random.default_rng(3).standard_normal((4, 4))
-    assert 0 < proto.activation_pattern(images).mean() < 1
-    W0, b0 = np.array(proto.weight), np.array(proto.bias)
+    delta = images @ W0.T + b0 > 0
+    assert 0 < delta.mean() < 1
     fd = coordinate_gradient(lambda: float(hand_f(W0, b0, images).sum()), W0, np.arange(W0.size))
-    assert_gradient(np.asarray(proto.grad_params(images)[0]).ravel(), fd)  # the real one passes
+    assert_gradient((delta.T @ images).ravel(), fd)  # the gated one passes
     with pytest.raises(AssertionError, match="relative error"):
         assert_gradient(np.tile(images.sum(0), (3, 1)).ravel(), fd)

@@ -253,13 +253,14 @@ def test_grow_grows_any_valid_spec(problem):
 
 
 def test_negative_control_the_kept_layer_check_sees_copies_and_redraws():
-    """A wrong grow that copies or re-draws layer 1 fails the check used above."""
-    trainer = Trainer(make_config(), make_images())
-    trainer.run(iterations=1)
-    before = snapshot(trainer.net.layers)
-    copied = trainer.net.copy()  # same values, new objects
-    redrawn = ConvNet([drawn(trainer, 0, 2, SPEC[0])])  # the start values again
-    assert layers_kept(before, trainer.net)
+    """A wrong grow that copies or re-draws layer 1 fails the check used above (built without
+    the Trainer, which calls the graded grow)."""
+    net = ConvNet.random(2, SPEC[:1], seed=3)
+    redrawn = ConvNet.random(2, SPEC[:1], seed=3)  # the start values again
+    net.layers[0].weight += 0.01  # as one learning step would
+    before = snapshot(net.layers)
+    copied = net.copy()  # same values, new objects
+    assert layers_kept(before, net)
     assert not layers_kept(before, copied)
     assert not layers_kept(before, redrawn)
 
