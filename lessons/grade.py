@@ -19,6 +19,7 @@ import argparse
 import ast
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,10 +38,12 @@ class CannotGrade(Exception):
 
 @dataclass
 class Outcome:
-    """One test's result: passed, and the failure message (empty when it passed)."""
+    """One test's result: passed, the failure message and pytest's traceback (empty when it
+    passed)."""
 
     passed: bool
     message: str = ""
+    traceback: str = ""
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Run:
 
     outcomes: dict = field(default_factory=dict)
     output: str = ""
+    purposes: dict = field(default_factory=dict)
 
 
 def graded_map(test_file: Path) -> dict:
@@ -59,6 +63,18 @@ def graded_map(test_file: Path) -> dict:
         ):
             return ast.literal_eval(node.value)
     raise CannotGrade(f"{test_file} declares no GRADED mapping")
+
+
+def test_purposes(test_file: Path) -> dict:
+    """``{test function: the first sentence of its docstring}``: what each test checks."""
+    purposes = {}
+    for node in ast.walk(ast.parse(test_file.read_text())):
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test"):
+            doc = " ".join((ast.get_docstring(node) or "").split())
+            if doc:
+                first = doc.split(". ")[0].rstrip(".")
+                purposes[node.name] = first if len(first) <= LINE_WIDTH else first[:157] + "..."
+    return purposes
 
 
 def check_test_tools() -> None:
@@ -103,9 +119,17 @@ def failure_message(element) -> str:
     """The assertion message of a junit ``<failure>``/``<error>``, from pytest's ``E`` lines."""
     text = element.text or ""
     e_lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    # pytest's "+  where ..." lines spell out every sub-expression: noise next to the message
+    e_lines = [line for line in e_lines if not line.startswith("+")]
     if e_lines:
         return _trim(e_lines)
     return _trim((element.get("message") or "failed").splitlines())
+
+
+def location(traceback: str, module_file: str) -> str:
+    """``"refimpl/x/y.py, line N"``: the last traceback entry in ``module_file``, or ``""``."""
+    found = re.findall(rf"^{re.escape(module_file)}:(\d+): ", traceback, flags=re.MULTILINE)
+    return f"{module_file}, line {found[-1]}" if found else ""
 
 
 def import_error(text: str) -> str:
@@ -156,7 +180,9 @@ def run_tests(folder: Path, verbose: bool = False) -> Run:
         if bad is not None and not case.get("classname"):  # a module that failed to import
             raise CannotGrade(import_error(bad.text or ""))
         run.outcomes[case.get("name")] = Outcome(
-            bad is None, "" if bad is None else failure_message(bad)
+            bad is None,
+            "" if bad is None else failure_message(bad),
+            "" if bad is None else (bad.text or ""),
         )
     return run
 
@@ -183,6 +209,7 @@ def grade(folder, verbose: bool = False) -> tuple[list, bool, Run, dict]:
     check_test_tools()
     check_syntax(folder)
     run = run_tests(folder, verbose)
+    run.purposes = test_purposes(test_files[0])
     rows, everything = _rows(graded, run.outcomes)
     return rows, everything, run, graded
 
@@ -193,8 +220,10 @@ def score(folder) -> tuple[list, bool]:
     return rows, everything
 
 
-def failures_text(graded: dict, outcomes: dict) -> str:
-    """Failing tests per graded function (tests with the same message listed together)."""
+def failures_text(graded: dict, outcomes: dict, purposes=None) -> str:
+    """Failing tests per graded function (tests with the same message listed together); a
+    test failing on its own is shown with what it checks (its docstring's first sentence)."""
+    purposes = purposes or {}
     blocks = []
     owners = [(function, tuple(prefixes)) for function, prefixes in graded.items()]
     groups = {}
@@ -202,21 +231,35 @@ def failures_text(graded: dict, outcomes: dict) -> str:
         if outcome.passed:
             continue
         function = next((f for f, p in owners if name.startswith(p)), "not graded (checks)")
-        groups.setdefault(function, {}).setdefault(outcome.message, []).append(name)
+        message = outcome.message
+        where = location(outcome.traceback, module_file(function))
+        if where:  # the error passed through the student's function: say where
+            message += f"\n(in {where})"
+        groups.setdefault(function, {}).setdefault(message, []).append(name)
     for function in [f for f, _ in owners] + ["not graded (checks)"]:
         if function not in groups:
             continue
         lines = [f"{function}:"]
         for message, names in groups[function].items():
             if len(names) == 1:
-                head = names[0]
+                lines.append(f"  FAILED {names[0]}")
+                test = names[0].split("[")[0]
+                purpose = purposes.get(test, test[len("test_") :].replace("_", " "))
+                lines.append(f"    checks: {purpose}")
             else:  # one message for many tests (a stub, a shared mistake): say it once
                 shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if names[3:] else "")
-                head = f"{len(names)} tests ({shown})"
-            lines.append(f"  FAILED {head}:")
-            lines.append("    " + message.replace("\n", "\n    "))
+                lines.append(f"  FAILED {len(names)} tests ({shown})")
+            lines.append("    error:  " + message.replace("\n", "\n            "))
         blocks.append("\n".join(lines))
     return "\n".join(blocks)
+
+
+def module_file(function: str) -> str:
+    """``refimpl/a/b.py`` of a graded ``a.b.function`` or ``a.b.Class.method``."""
+    parts = function.split(".")[:-1]
+    if parts and parts[-1][:1].isupper():
+        parts = parts[:-1]
+    return "refimpl/" + "/".join(parts) + ".py"
 
 
 def table(rows) -> str:
@@ -252,7 +295,7 @@ def main(argv=None) -> int:
     except CannotGrade as exc:
         print(f"grade.py: {exc}", file=sys.stderr)
         return 2
-    failed = failures_text(graded, run.outcomes)
+    failed = failures_text(graded, run.outcomes, run.purposes)
     if failed:
         print("Failing tests and why (the test files are in tests/):\n" + failed + "\n")
     print(table(rows))

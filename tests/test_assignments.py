@@ -100,6 +100,7 @@ def test_grade_script_says_why_tests_fail(lesson1):
     assert result.returncode == 1
     assert "FAILED" in result.stdout
     assert "NotImplementedError: lesson 1: conv.naive.forward is yours to write" in result.stdout
+    assert "(in refimpl/conv/naive.py, line " in result.stdout  # where, in the student's file
     assert "test_forward_by_hand" in result.stdout
     assert result.stdout.rstrip().endswith("0%")  # the score table comes last
 
@@ -120,6 +121,8 @@ def test_grade_script_shows_the_assertion_of_a_wrong_solution(lesson1, tmp_path)
     assert result.returncode == 1
     assert "conv.naive.forward:" in result.stdout and "FAILED" in result.stdout
     assert "relative error" in result.stdout and "forward vs fast" in result.stdout
+    # what the failing hand-worked test checks: the first sentence of its docstring
+    assert "checks: 3x3 image, 2x2 kernel" in result.stdout
     assert "conv.naive.adjoint     " in result.stdout  # its row in the table
 
 
