@@ -279,5 +279,5 @@ print(
 #    How does it relate to the smallest $|z^{(l)}_{k,x}|$ divided by the size of the basis image?
 # 4. Show that `grad_params` of a batch is the sum of the per-image gradients, and explain
 #    why that makes $H^{\rm obs}$ in Algorithm 1 one backward pass.
-# 5. **Assignment:** `python -m lessons.assign 3 --out lesson3` — write `ConvNet._backprop`
+# 5. **Assignment:** `python -m lessons.assign 3 --out assignment3` — write `ConvNet._backprop`
 #    from its docstring, then run `python grade.py` in that folder.

@@ -409,7 +409,7 @@ print(f"convex 3-layer ConvNet: {check.claim}: residual {check.residual:.1e}")
 #    which spurious modes appear? Try larger and smaller $c$.
 # 4. In the concave-kink example, compute $\lambda$ and check
 #    $\hat I = \sigma^2(\lambda B_{\text{left}} + (1-\lambda)B_{\text{right}})$ for another $\sigma$.
-# 5. **Assignment:** `python -m lessons.assign 7 --out lesson7` — write the loops of
+# 5. **Assignment:** `python -m lessons.assign 7 --out assignment7` — write the loops of
 #    `refimpl.sampling.samplers.grade` (per-chain stopping, `converged`, `chain_steps`,
 #    `_record`, and a `FloatingPointError` via `_check_finite_chains` if a chain diverges) and
 #    `fixed_point` (jump, count the jumps, stop each chain when its pattern repeats), then run

@@ -475,7 +475,7 @@ for label, (by_area, clip) in variants.items():
 #    explains what CD learns instead.)
 # 4. Repeat the recovery in 2-D with a three-filter prototype (`event_shape=(2,)`); each
 #    exact gradient now costs about a second, so use BFGS rather than plain ascent.
-# 5. **Assignment:** `python -m lessons.assign 8 --out lesson8` — write
+# 5. **Assignment:** `python -m lessons.assign 8 --out assignment8` — write
 #    `refimpl.exact.ml_gradient` (Eq. (7.2) by exact quadrature),
 #    `refimpl.learning.algorithm.moment_mismatch` ($H^{\rm obs} - H^{\rm syn}$ per layer) and
 #    `refimpl.learning.algorithm.scaled_gradient` (area normalisation and clipping), then run

@@ -421,7 +421,7 @@ print(
 # 4. Proposition 3 suggests learning the weights by minimising $R$ directly. Write the
 #    gradient of `reconstruction_loss` at fixed patterns with the help of Eq. (7.5), and
 #    compare one such descent step with one CD step on the same weights.
-# 5. **Assignment:** `python -m lessons.assign 11 --out lesson11`: write
+# 5. **Assignment:** `python -m lessons.assign 11 --out assignment11`: write
 #    `refimpl.learning.algorithm.mean_langevin_step`, `reconstruction_loss` and
 #    `synthesize` (CD from the data, persistent chains otherwise), then run
 #    `python grade.py` in that folder.

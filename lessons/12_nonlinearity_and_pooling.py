@@ -483,7 +483,7 @@ save(fig, __file__, "slices")
 #    pooling is piecewise linear with fewer switches than with max pooling.
 # 4. With overlapping windows (size 3, stride 1) one pixel can win several windows. Find
 #    such a pixel in the brick responses and check that $P_a^\top$ adds up its coefficients.
-# 5. **Assignment:** `python -m lessons.assign 12 --out lesson12` — write the softplus
+# 5. **Assignment:** `python -m lessons.assign 12 --out assignment12` — write the softplus
 #    `refimpl.activations.softplus` and its derivative `sigmoid` (stable for every finite
 #    $r$), and `refimpl.conv.pool.max_pool2d` and `max_pool2d_adjoint`, then run
 #    `python grade.py` in that folder.
