@@ -41,17 +41,21 @@ def test_forward_stride_and_padding_by_hand():
     assert np.array_equal(naive.forward(g, x, w)[0, 0], [[4.0, 4.0], [4.0, 4.0]])
 
 
+def assert_equals_fast(result, fast_with_plan, what):
+    """``result`` equals the fast kernel's under every plan: the same sums in another order."""
+    for plan in PLANS:
+        assert_close(result, fast_with_plan(plan), EXACT, f"{what} vs fast ({plan})")
+
+
 @settings(max_examples=30)
 @given(conv_problems(max_image=10))
 def test_forward_equals_fast(p):
     g = geometry(p)
-    for plan in PLANS:
-        assert_close(
-            naive.forward(g, p.x, p.weight, p.bias),
-            fast.forward(g, p.x, p.weight, p.bias, plan=plan),
-            EXACT,
-            f"forward vs fast ({plan})",
-        )
+    assert_equals_fast(
+        naive.forward(g, p.x, p.weight, p.bias),
+        lambda plan: fast.forward(g, p.x, p.weight, p.bias, plan=plan),
+        "forward",
+    )
 
 
 @settings(max_examples=30)
@@ -67,26 +71,22 @@ def test_adjoint_identity(p):
 @given(conv_problems(max_image=10))
 def test_adjoint_equals_fast(p):
     g = geometry(p)
-    for plan in PLANS:
-        assert_close(
-            naive.adjoint(g, p.y, p.weight),
-            fast.adjoint(g, p.y, p.weight, plan=plan),
-            EXACT,
-            f"adjoint vs fast ({plan})",
-        )
+    assert_equals_fast(
+        naive.adjoint(g, p.y, p.weight),
+        lambda plan: fast.adjoint(g, p.y, p.weight, plan=plan),
+        "adjoint",
+    )
 
 
 @settings(max_examples=30)
 @given(conv_problems(max_image=10))
 def test_weight_grad_equals_fast(p):
     g = geometry(p)
-    for plan in PLANS:
-        assert_close(
-            naive.weight_grad(g, p.x, p.y),
-            fast.weight_grad(g, p.x, p.y, plan=plan),
-            EXACT,
-            f"weight grad vs fast ({plan})",
-        )
+    assert_equals_fast(
+        naive.weight_grad(g, p.x, p.y),
+        lambda plan: fast.weight_grad(g, p.x, p.y, plan=plan),
+        "weight grad",
+    )
 
 
 def test_weight_grad_by_hand():

@@ -25,7 +25,7 @@ from gradcheck import ROUNDING_ULPS, STEP, assert_gradient, coordinate_gradient
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import integrate
-from strategies import prototypes
+from strategies import prototypes, tiny_learning_config
 
 from refimpl import exact
 from refimpl.exact import exact_distribution
@@ -198,23 +198,12 @@ AREAS = [((9 - 3) // 1 + 1) ** 2, ((7 + 2 - 3) // 2 + 1) ** 2]  # (H + 2p - k) /
 
 
 def make_trainer(**overrides):
-    values = dict(
-        spec=SPEC,
-        grow=False,
-        chains=5,
-        langevin_steps=3,
-        step_size=0.3,
-        sigma=1.0,
-        learning_rate=1e-3,
-        init_std=0.5,
-        normalise_by_area=False,
-        clip=None,
-        seed=4,
-    )
+    values = dict(spec=SPEC, grow=False, chains=5, langevin_steps=3, init_std=0.5, seed=4)
+    values.update(normalise_by_area=False, clip=None)
     values.update(overrides)
     rng = np.random.default_rng(11)
     data = rng.standard_normal((3, 1, 9, 9))
-    trainer = Trainer(LearningConfig(**values), data)
+    trainer = Trainer(tiny_learning_config(**values), data)
     for layer in trainer.net.layers:  # non-zero biases, so that both ReLU states occur
         layer.bias[...] = rng.uniform(-0.3, 0.3, layer.bias.shape)
     trainer.chains = 1.3 * rng.standard_normal((5, 1, 9, 9))
