@@ -80,6 +80,12 @@ def lesson1(tmp_path_factory):
     )
 
 
+@pytest.fixture(scope="module")
+def stub_graded(lesson1):
+    """``grade.py`` run once on lesson 1's stubbed copy (several tests read its output)."""
+    return grade_script(lesson1[0])
+
+
 def test_grade_script_runs_standalone(lesson1, tmp_path):
     """The complete copy scores 100% and shows no failure; the grader's temporary folder is
     removed (its TMPDIR is empty afterwards)."""
@@ -93,10 +99,9 @@ def test_grade_script_runs_standalone(lesson1, tmp_path):
     assert list(scratch.iterdir()) == []
 
 
-def test_grade_script_says_why_tests_fail(lesson1):
+def test_grade_script_says_why_tests_fail(stub_graded):
     """A stub: every failing test is named with NotImplementedError and the function."""
-    stub, _ = lesson1
-    result = grade_script(stub)
+    result = stub_graded
     assert result.returncode == 1
     assert "FAILED" in result.stdout
     assert "NotImplementedError: lesson 1: conv.naive.forward is yours to write" in result.stdout
@@ -126,7 +131,7 @@ def test_grade_script_shows_the_assertion_of_a_wrong_solution(lesson1, tmp_path)
     assert "conv.naive.adjoint     " in result.stdout  # its row in the table
 
 
-def test_grade_script_reports_a_syntax_error_with_file_and_line(lesson1, tmp_path):
+def test_grade_script_reports_a_syntax_error_with_file_and_line(lesson1, stub_graded, tmp_path):
     folder = tmp_path / "syntax"
     shutil.copytree(lesson1[0], folder)
     naive = folder / "refimpl" / "conv" / "naive.py"
@@ -139,7 +144,7 @@ def test_grade_script_reports_a_syntax_error_with_file_and_line(lesson1, tmp_pat
     assert f"syntax error in refimpl/conv/naive.py, line {number}" in result.stderr
     assert "0/0" not in result.stdout + result.stderr
     # negative control: the intact stub has no syntax error to report
-    assert "syntax error" not in grade_script(lesson1[0]).stderr
+    assert "syntax error" not in stub_graded.stderr
 
 
 def test_grade_script_reports_an_import_error_with_file_and_line(lesson1, tmp_path):
@@ -155,7 +160,7 @@ def test_grade_script_reports_an_import_error_with_file_and_line(lesson1, tmp_pa
     assert "No module named 'not_a_module_anywhere'" in result.stderr
 
 
-def test_grade_script_without_the_test_tools_says_what_to_install(lesson1):
+def test_grade_script_without_the_test_tools_says_what_to_install(lesson1, stub_graded):
     """``python -S`` hides site-packages (pytest, hypothesis): one line, no traceback."""
     stub, _ = lesson1
     result = grade_script(stub, python=(sys.executable, "-S"))
@@ -163,10 +168,10 @@ def test_grade_script_without_the_test_tools_says_what_to_install(lesson1):
     assert "pip install pytest hypothesis" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     # negative control: with site-packages the tests run and no install is asked for
-    assert "pip install" not in grade_script(stub).stderr
+    assert "pip install" not in stub_graded.stderr
 
 
-def test_grade_script_help_and_verbose(lesson1):
+def test_grade_script_help_and_verbose(lesson1, stub_graded):
     stub, _ = lesson1
     helped = grade_script(stub, "--help")
     assert helped.returncode == 0 and "usage: grade.py" in helped.stdout
@@ -176,7 +181,7 @@ def test_grade_script_help_and_verbose(lesson1):
     assert "test_forward_by_hand FAILED" in verbose.stdout  # pytest's own per-test lines
     assert verbose.stdout.rstrip().endswith("0%")
     # negative control: without -v pytest's per-test lines are not shown
-    assert "test_forward_by_hand FAILED" not in grade_script(stub).stdout
+    assert "test_forward_by_hand FAILED" not in stub_graded.stdout
 
 
 def test_grade_script_outside_an_assignment_is_a_clear_error(tmp_path):
