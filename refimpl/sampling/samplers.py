@@ -167,6 +167,10 @@ def langevin(
 
     Returns:
         :class:`SamplerResult` with the final chains.
+
+    Raises:
+        FloatingPointError: naming the step size, once a chain holds NaN or inf; checked
+            after every update (``_check_finite_chains``), the last one included.
     """
     eps = check_step_size(step_size, model.sigma)
     n_steps = _check_steps(n_steps)
@@ -225,6 +229,10 @@ def grade(
     Returns:
         :class:`SamplerResult`; ``converged (M,)`` bool, ``chain_steps (M,)`` the updates each
         chain made, ``steps`` the iterations run (the last one finds every chain stopped).
+
+    Raises:
+        FloatingPointError: naming the step size, once a chain holds NaN or inf; checked
+            after every update (``_check_finite_chains``).
     """
     eps = check_step_size(step_size, model.sigma)
     n_steps = _check_steps(n_steps)
