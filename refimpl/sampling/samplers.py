@@ -322,7 +322,7 @@ def mala(
     I = model.scoring.prepare_images(I0).copy()
     if noise is not None:
         noise = _check_noise(noise, n_steps, I)
-        uniforms = _check_noise(uniforms, n_steps, I[:, 0].reshape(-1), "uniforms")
+        uniforms = _check_noise(uniforms, n_steps, I.reshape(I.shape[0], -1)[:, 0], "uniforms")
     energy, grad = model.energy_and_grad(I)
     accepted = xp.zeros(I.shape[0], dtype=I.dtype)
     half = 0.5 * eps**2
