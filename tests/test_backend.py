@@ -23,6 +23,7 @@ HOST_ONLY = {
     "learning/checkpoint.py": "the checkpoint file format (npz) on the host",
     "learning/runs.py": "run folders: reading images, writing npy/PNG outputs on the host",
     "texture_stats.py": "texture statistics of host images (SciPy filters and FFTs)",
+    "crosscheck/": "golden vectors are host files (npz, JSON); exact references, KS tests (SciPy)",
 }
 
 

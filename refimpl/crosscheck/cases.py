@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
@@ -96,7 +96,6 @@ class Case:
     update: str | None = None
     robustness: Callable | None = None
     statistical: bool = False
-    notes: tuple = field(default_factory=tuple)
 
     def specs(self, role: str | None = None) -> list:
         return [a for a in self.arrays if role is None or a.role == role]
@@ -795,8 +794,9 @@ def _compute_softmax(settings, inputs, mistake=None):
         disc, gen = gen, disc
     outputs = dict(
         posterior=softmax_posterior(S, None if mistake == "no-bias" else inputs["biases"]),
-        log_likelihood_discriminative=np.array(disc[0](S, y)),
-        log_likelihood_generative=np.array(gen[0](S, y)),
+        # the log-likelihoods come back as Python floats: keep the scores' precision
+        log_likelihood_discriminative=np.array(disc[0](S, y), dtype=S.dtype),
+        log_likelihood_generative=np.array(gen[0](S, y), dtype=S.dtype),
         grad_discriminative=disc[1](S, y),
         grad_generative=gen[1](S, y),
     )
@@ -845,7 +845,8 @@ SAMPLER_CHAINS = 10_000
 SAMPLER_STEPS = 20
 SAMPLER_STEP_FACTOR = 1.5  # eps = 1.5 sigma: ULA's O(eps^2) bias is plain at this n
 SAMPLER_HIDDEN = 4  # hidden 1x1 ReLU filters per direction (top: one linear 1x1 filter)
-CDF_POINTS = 4001
+CDF_POINTS = 8001
+CDF_TAIL = 1e-12  # the tabulated range: where the CDF rises from 1e-12 to 1 - 1e-12
 QUANTILE_LEVELS = np.arange(1, 1000) / 1000.0
 
 
@@ -899,7 +900,13 @@ def _build_sampler(rng, dim: int):
     coordinates = np.stack([law.sample(n, rng)[:, 0] for law in laws], axis=1)  # (n, dim)
     inputs["start"] = (coordinates @ directions).reshape(n, dim, 1, 1)
     radius = max(law.radius for law in laws)
-    x = np.linspace(-radius, radius, CDF_POINTS)
+    coarse = np.linspace(-radius, radius, 20001)  # law.radius reaches e^-100: far too wide
+    lo, hi = [], []
+    for law in laws:
+        F = law.cdf(coarse)
+        lo.append(coarse[max(np.searchsorted(F, CDF_TAIL) - 1, 0)])
+        hi.append(coarse[min(np.searchsorted(F, 1 - CDF_TAIL), len(coarse) - 1)])
+    x = np.linspace(min(lo), max(hi), CDF_POINTS)
     inputs["projections"] = directions
     inputs["cdf_x"] = x
     inputs["cdf"] = np.stack([law.cdf(x) for law in laws])
@@ -941,7 +948,12 @@ def _sampler_arrays(dim: int) -> tuple:
                 "PD",
                 "orthonormal directions d_j, p a product along them",
             ),
-            ArraySpec("cdf_x", "reference", "X", "grid of points t"),
+            ArraySpec(
+                "cdf_x",
+                "reference",
+                "X",
+                "grid of points t (F < 1e-12 before it, > 1 - 1e-12 after)",
+            ),
             ArraySpec(
                 "cdf", "reference", "PX", "exact P(<d_j, I> <= t) on the grid, per direction"
             ),

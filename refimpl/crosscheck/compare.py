@@ -228,8 +228,8 @@ def _permutation_hints(actual, expected, axes: str, match, other_axes: str) -> l
                 f" (the other layout: transpose your array, or write the golden set in the layout "
                 f"you compute in: `python -m refimpl golden --layout {other}`)"
             )
-        elif sorted(order[-2:]) == ["H", "W"] or "HW" not in order:
-            text += " (height and width swapped?)"
+        elif order == axes.translate(str.maketrans("HW", "WH")):
+            text += " (height and width swapped)"
         hints.append(text)
         if len(hints) >= 2:
             break

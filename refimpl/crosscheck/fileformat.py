@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -63,6 +64,12 @@ def file_axes(axes: str, layout: str) -> str:
     return axes if perm is None else "".join(axes[i] for i in perm)
 
 
+def layout_shape(shape, axes: str, layout: str) -> tuple:
+    """The shape of a canonical array of ``shape`` as stored in ``layout``."""
+    perm = NHWC_PERMUTATION.get(axes) if check_layout(layout) == "nhwc" else None
+    return tuple(shape) if perm is None else tuple(shape[i] for i in perm)
+
+
 def to_layout(array, axes: str, layout: str):
     """A canonical (NCHW/OIHW) array rearranged for a file in ``layout``."""
     perm = NHWC_PERMUTATION.get(axes) if check_layout(layout) == "nhwc" else None
@@ -77,7 +84,8 @@ def from_layout(array, axes: str, layout: str):
 
 def _npy_bytes(array) -> bytes:
     buffer = io.BytesIO()
-    np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    # asarray(order='C'), not ascontiguousarray, which makes a 0-d array (a scalar) 1-d
+    np.lib.format.write_array(buffer, np.asarray(array, order="C"), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -114,11 +122,33 @@ def read_npz(path, what: str = "file") -> dict:
         ) from exc
 
 
+# A JSON list or object that holds no list or object (a shape, a layer's settings).
+_FLAT = {
+    "[": re.compile(r"\[\s*\n\s*([^\[\]{}]*?)\s*\n\s*\]"),
+    "{": re.compile(r"\{\s*\n\s*([^\[\]{}]*?)\s*\n\s*\}"),
+}
+_CLOSE = {"[": "]", "{": "}"}
+
+
+def manifest_text(manifest: dict) -> str:
+    """``manifest`` as JSON: 2-space indent, keys in the order given, and every list, and every
+    object of scalars that fits in 80 characters, on one line."""
+    text = json.dumps(manifest, indent=2)
+    for bracket, pattern in _FLAT.items():
+
+        def join(match, bracket=bracket):
+            one_line = bracket + re.sub(r",\s*\n\s*", ", ", match.group(1)) + _CLOSE[bracket]
+            return one_line if bracket == "[" or len(one_line) <= 80 else match.group(0)
+
+        text = pattern.sub(join, text)
+    return text + "\n"
+
+
 def write_manifest(directory, manifest: dict):
-    """Write ``manifest.json`` (2-space indent, keys in the order given, newline at the end)."""
+    """Write ``DIR/manifest.json`` (:func:`manifest_text`), atomically."""
     path = Path(directory) / MANIFEST
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.write_text(manifest_text(manifest))
     os.replace(tmp, path)
 
 

@@ -138,9 +138,7 @@ def draw_case(case: Case, seed: int):
 def _array_entry(spec, array, layout: str, scale=None) -> dict:
     entry = dict(
         role=spec.role,
-        shape=list(
-            fileformat.to_layout(np.empty(np.shape(array), dtype=bool), spec.axes, layout).shape
-        ),
+        shape=list(fileformat.layout_shape(np.shape(array), spec.axes, layout)),
         dtype=str(np.asarray(array).dtype),
         axes=fileformat.file_axes(spec.axes, layout),
         description=spec.description,
@@ -161,9 +159,8 @@ def write_case(directory: Path, case: Case, seed: int, layout: str) -> dict:
     attempt, settings, inputs, outputs, scales, facts = draw_case(case, seed)
     arrays, entries = {}, {}
     for spec in case.arrays:
-        if spec.role == "output" and case.statistical:
-            n_points = inputs["start"].shape
-            entries[spec.name] = _array_entry(spec, np.empty(n_points), layout)
+        if spec.role == "output" and case.statistical:  # the user's samples, shaped like start
+            entries[spec.name] = _array_entry(spec, inputs["start"], layout)
             entries[spec.name]["dtype"] = "float64 or float32"
             continue
         value = np.asarray(outputs[spec.name] if spec.role == "output" else inputs[spec.name])
