@@ -128,7 +128,8 @@ adding one such error (the Gaussian part of the update contracts, so they do not
 a worst case of about ``2 * 3 * 8 * 2.2e-6 = 1e-4`` of the terms' size. Random signs make the
 typical error ``sqrt(n)`` times smaller, which is what is seen: refimpl's own float32 run of
 every case stays within ``CROSSCHECK_FLOAT32 / CROSSCHECK_HEADROOM`` (the golden writer
-refuses an instance where it does not), and PyTorch/JAX float32 within 2e-6. A real mistake
+refuses an instance where it does not; measured: at most 1.1e-7), and the PyTorch and JAX
+examples in float32 within 1.8e-7 and 1.6e-7. A real mistake
 (the Langevin drift ``eps^2`` instead of ``eps^2 / 2``, a flipped kernel, a missing ReLU
 mask) changes the results by 1e-2 or more."""
 
@@ -139,7 +140,8 @@ The same analysis with ``u = 1.1e-16`` gives a worst case of ``2 * 3 * 8 * 36 * 
 1.9e-13`` of the terms' size; scaling refimpl's measured float32 deviation (at most
 ``1e-5``, enforced) by ``2^-53 / 2^-24 = 1.9e-9`` gives ``2e-14``. ``1e-10`` leaves a factor of
 500 or more for summation orders, FFT or Winograd convolutions and BLAS differences, and
-is still ten million times below the smallest mistake the kit looks for."""
+is a hundred million times below the smallest mistake the kit looks for (measured: the
+PyTorch and JAX examples in float64 are within 3.8e-16)."""
 
 CROSSCHECK_HEADROOM = 10
 """The golden writer recomputes every case in float32 with refimpl itself and keeps an

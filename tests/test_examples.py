@@ -75,7 +75,7 @@ def test_example_passes_in_its_layout(library, float32, goldens, tmp_path):
     assert {r.precision for r in report.rows if r.kind == "close"} == {precision}
     with np.load(tmp_path / "langevin.npz") as results:
         assert results["samples"].dtype == np.dtype(precision)
-    if float32:  # measured 1.6e-6 (PyTorch) and 1.6e-7 (JAX): well inside the tolerance
+    if float32:  # measured 1.8e-7 (PyTorch) and 1.6e-7 (JAX): well inside the tolerance
         assert max(r.max_rel for r in report.rows) < CROSSCHECK_FLOAT32 / 10
 
 

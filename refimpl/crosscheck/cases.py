@@ -26,8 +26,8 @@ import numpy as np
 from scipy import stats
 
 from refimpl import conv
-from refimpl.convnet import ConvLayer, ConvNet
-from refimpl.crosscheck.mistakes import sampler_model, scoring_for
+from refimpl.convnet import ConvLayer, ConvNet, basis_functions
+from refimpl.crosscheck.mistakes import DRIFT_COEFFICIENT, sampler_model, scoring_for
 from refimpl.exact import exact_distribution
 from refimpl.learning import learning_iteration
 from refimpl.learning.optimizers import sgd_step
@@ -39,7 +39,7 @@ from refimpl.models import (
     generative_score_gradient,
     softmax_posterior,
 )
-from refimpl.numerics import CROSSCHECK_KS_ALPHA
+from refimpl.numerics import CROSSCHECK_KS_ALPHA, DECISION_MARGIN
 from refimpl.sampling import grade, langevin, mala
 
 SIGMA = 0.8
@@ -51,9 +51,9 @@ NET_LAYERS = (  # (out_channels, kernel, stride, pad, activation)
     (2, 2, 1, 0, "relu"),
 )
 
+LANGEVIN_STEP = "I[t+1] = I[t] + (eps**2 / 2) * (df/dI(I[t]) - I[t] / sigma**2) + eps * noise[t]"
 LANGEVIN_UPDATE = (
-    "I[t+1] = I[t] + (eps**2 / 2) * (df/dI(I[t]) - I[t] / sigma**2) + eps * noise[t], "
-    "t = 0, ..., n_steps - 1 (Xie et al., Eq. (6.10)); eps = step_size"
+    f"{LANGEVIN_STEP}, t = 0, ..., n_steps - 1 (Xie et al., Eq. (6.10)); eps = step_size"
 )
 
 
@@ -140,7 +140,7 @@ def draw_network(rng, in_channels: int, layers, bias_shift: float = 0.1) -> dict
 
     The small positive bias shift keeps most units alive on images in [-1, 1].
     """
-    net = ConvNet.random(in_channels, [layer[:4] + (layer[4],) for layer in layers], seed=rng)
+    net = ConvNet.random(in_channels, layers, seed=rng)
     out = {}
     for l, layer in enumerate(net.layers, start=1):
         out[f"W{l}"], out[f"b{l}"] = layer.weight, layer.bias + bias_shift
@@ -184,7 +184,7 @@ def _terms_max(*arrays) -> float:
 
 
 def _build_conv(rng):
-    settings = dict(stride=2, pad=1, kernel=3)
+    settings = dict(stride=2, pad=1, kernel=3, image_scale=IMAGE_SCALE)
     inputs = dict(
         x=rng.uniform(-1, 1, (2, 3, 8, 9)),
         weight=rng.normal(0, 1 / math.sqrt(27), (4, 3, 3, 3)),
@@ -311,8 +311,6 @@ CONVNET = Case(
 
 
 def _compute_pieces(settings, inputs, mistake=None):
-    from refimpl.convnet import basis_functions
-
     net = network(settings, inputs)
     I = inputs["I"]
     pattern = net.activation_pattern(I)
@@ -459,8 +457,6 @@ def _compute_mala(settings, inputs, mistake=None):
 
 def _robust_mala(settings, inputs):
     """Decisions: unchanged when log U moves by +-DECISION_MARGIN; kinks at states and proposals."""
-    from refimpl.numerics import DECISION_MARGIN
-
     net = network(settings, inputs)
     model = GenerativeModel(net, settings["sigma"])
     eps, n = settings["step_size"], settings["n_steps"]
@@ -568,8 +564,6 @@ def _compute_grade(settings, inputs, mistake=None):
 
 
 def _robust_grade(settings, inputs):
-    from refimpl.numerics import DECISION_MARGIN
-
     net = network(settings, inputs)
     model = GenerativeModel(net, settings["sigma"])
     trace = []
@@ -621,7 +615,7 @@ GRADE = Case(
 def _learning_update(method: str) -> str:
     start = "chains" if method == "ml" else "data (contrastive divergence restarts there)"
     return (
-        f"1. from {start}, n_steps Langevin steps {LANGEVIN_UPDATE.split(', t = ')[0]} give "
+        f"1. from {start}, n_steps Langevin steps {LANGEVIN_STEP} (eps = step_size) give "
         "synthesized; 2. H_obs = (1/M) sum_m df(data_m)/dw and H_syn = (1/M~) sum_m "
         "df(synthesized_m)/dw (both at the current w); mismatch = H_obs - H_syn; "
         "3. w_next = w + learning_rate * mismatch for every layer's filters and biases"
@@ -654,8 +648,6 @@ def _langevin_arguments(settings, inputs, mistake):
     ``eps' = sqrt(2 c)`` turns the drift ``(eps'^2 / 2) g`` into ``c g``, and the noise
     ``noise * eps / eps'`` keeps ``eps' * noise' = eps * noise``.
     """
-    from refimpl.crosscheck.mistakes import DRIFT_COEFFICIENT
-
     eps, noise, sigma = settings["step_size"], inputs["noise"], settings["sigma"]
     if mistake in DRIFT_COEFFICIENT:
         new_eps = math.sqrt(2 * DRIFT_COEFFICIENT[mistake](eps))

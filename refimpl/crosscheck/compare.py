@@ -203,8 +203,12 @@ class GoldenSet:
 # --- hints ----------------------------------------------------------------------------------------
 
 
-def _permutation_hints(actual, expected, axes: str, match, other_axes: str) -> list:
-    """Axis orders under which ``actual`` holds the expected values, in words."""
+def _permutation_hints(actual, expected, axes: str, match, other: tuple) -> list:
+    """Axis orders under which ``actual`` holds the expected values, in words.
+
+    ``other`` is ``(axes, layout)``: the array's axes in the other layout, and that layout.
+    """
+    other_axes, other_layout = other
     hints = []
     ndim = expected.ndim
     if actual.ndim != ndim or ndim < 2 or len(axes) != ndim:
@@ -221,12 +225,9 @@ def _permutation_hints(actual, expected, axes: str, match, other_axes: str) -> l
             f"golden set's {axes}"
         )
         if order == other_axes:
-            other = "nhwc" if "C" in axes and axes.index("C") < axes.index("H") else "nchw"
-            if "O" in axes:
-                other = "nchw" if axes.startswith("HW") else "nhwc"
             text += (
                 f" (the other layout: transpose your array, or write the golden set in the layout "
-                f"you compute in: `python -m refimpl golden --layout {other}`)"
+                f"you compute in: `python -m refimpl golden --layout {other_layout}`)"
             )
         elif order == axes.translate(str.maketrans("HW", "WH")):
             text += " (height and width swapped)"
@@ -236,8 +237,9 @@ def _permutation_hints(actual, expected, axes: str, match, other_axes: str) -> l
     return hints
 
 
-def _reshape_hints(actual, expected, axes: str, match, other_axes: str) -> list:
+def _reshape_hints(actual, expected, axes: str, match, other: tuple) -> list:
     """``actual`` = the expected values transposed to the other layout, then *reshaped* back."""
+    other_axes = other[0]
     perm = [axes.index(c) for c in other_axes] if sorted(axes) == sorted(other_axes) else None
     if perm is None or other_axes == axes or actual.shape != expected.shape:
         return []
@@ -291,16 +293,16 @@ def _check_close(golden, case, name, info, actual, expected, precision) -> Row:
             )
     row.hints += _mistake_hints(golden, case, name, actual, match)
     axes = info["axes"]
-    other = _other_axes(case, name, golden.layout)
+    other = _other_layout(case, name, golden.layout)
     row.hints += _permutation_hints(actual, expected, axes, match, other)
     row.hints += _reshape_hints(actual, expected, axes, match, other)
     return row
 
 
-def _other_axes(case: str, name: str, layout: str) -> str:
-    canonical = get_case(case).spec(name).axes
+def _other_layout(case: str, name: str, layout: str) -> tuple:
+    """``(axes, layout)``: how the other layout than ``layout`` stores this array."""
     other = "nhwc" if layout == "nchw" else "nchw"
-    return fileformat.file_axes(canonical, other)
+    return fileformat.file_axes(get_case(case).spec(name).axes, other), other
 
 
 def _check_exact(golden, case, name, info, actual, expected) -> Row:
@@ -431,7 +433,7 @@ def check_case(golden, case: str, results: dict, precision: str = "auto") -> lis
                 def match(a, b):
                     return bool(np.array_equal(a, b))
 
-            other = _other_axes(case, name, golden.layout)
+            other = _other_layout(case, name, golden.layout)
             row.hints = _permutation_hints(actual, expected, info["axes"], match, other)
             rows.append(row)
             continue
