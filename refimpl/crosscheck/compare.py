@@ -60,7 +60,8 @@ class Row:
     """The verdict on one quantity of one case.
 
     ``kind`` is ``close``, ``exact``, ``ks`` or ``missing``; the numbers that apply to it are
-    set (errors and tolerances, mismatching entries, KS distance and critical value).
+    set (errors and tolerances; the number of differing entries; KS distance and critical
+    value).
     ``message`` says what went wrong in words; ``hints`` the mistakes that explain it.
     """
 
@@ -75,6 +76,7 @@ class Row:
     atol: float | None = None
     distance: float | None = None
     critical: float | None = None
+    differing: int | None = None
     message: str = ""
     hints: list = field(default_factory=list)
 
@@ -85,7 +87,8 @@ class Row:
         if self.kind == "ks":
             return [self.case, self.quantity, "KS", g(self.distance), "-", g(self.critical)]
         if self.kind == "exact":
-            return [self.case, self.quantity, "exact", g(self.max_abs), "-", "equal"]
+            count = "-" if self.differing is None else f"{self.differing} differ"
+            return [self.case, self.quantity, "exact", count, "-", "equal"]
         return [self.case, self.quantity, self.precision, g(self.max_abs), g(self.max_rel)] + [
             g(self.rtol)
         ]
@@ -317,7 +320,7 @@ def _check_exact(golden, case, name, info, actual, expected) -> Row:
             )
         actual = actual != 0
     differ = int(np.count_nonzero(np.asarray(actual) != expected))
-    row = Row(case, name, "exact", differ == 0, max_abs=float(differ))
+    row = Row(case, name, "exact", differ == 0, differing=differ)
     if differ:
         row.message = f"{differ} of {expected.size} entries differ"
 
