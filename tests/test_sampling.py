@@ -16,6 +16,7 @@ arguments are refused.
 import numpy as np
 import pytest
 
+from refimpl import ConvNet
 from refimpl.backend import make_rng
 from refimpl.models import GenerativeModel, PrototypeModel
 from refimpl.sampling import (
@@ -78,8 +79,14 @@ def test_langevin_with_drawn_noise_equals_the_generator_run():
     assert not np.array_equal(langevin(model, I0, 7, 0.4, noise=other).samples, by_rng)
 
 
-def test_mala_with_drawn_noise_and_uniforms_equals_the_generator_run():
-    model, I0 = relu_model(), np.zeros((5, 3))
+@pytest.mark.parametrize("image_shaped", [False, True])
+def test_mala_with_drawn_noise_and_uniforms_equals_the_generator_run(image_shaped):
+    """Vectors (M, D) and image-shaped chains (M, C, H, W): one uniform per chain and step."""
+    if image_shaped:
+        net = ConvNet.random(2, [(3, 3, 1, 1), (2, 2)], seed=5)
+        model, I0 = GenerativeModel(net, 0.8), np.zeros((5, 2, 4, 3))
+    else:
+        model, I0 = relu_model(), np.zeros((5, 3))
     by_rng = mala(model, I0, 7, 0.8, make_rng(23))
     noise, uniforms = draw_mala_randomness(make_rng(23), 7, I0.shape)
     given = mala(model, I0, 7, 0.8, noise=noise, uniforms=uniforms)

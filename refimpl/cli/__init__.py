@@ -6,6 +6,8 @@ One thin module per command, each with ``add_parser(commands)`` and the function
     reconstruct  learn by one-step contrastive divergence and reconstruct the images (exp. 3)
     verify       every theorem and proposition of the paper, checked numerically
     pieces       the piecewise-linear structure of a ConvNet on a bundled image (section 6)
+    golden       golden test vectors (npz + manifest.json) for checking another implementation
+    crosscheck   compare another implementation's results with the golden vectors
 
 Errors a user can fix (a wrong path, a bad option value, a folder in use) are printed as
 one line ``error: ...`` with exit status 2; a command that finds a failing check exits 1.
@@ -17,9 +19,9 @@ import argparse
 import sys
 
 from refimpl.backend import BackendError
-from refimpl.cli import learn, pieces, verify
+from refimpl.cli import crosscheck, golden, learn, pieces, verify
 
-COMMANDS = (learn, verify, pieces)
+COMMANDS = (learn, verify, pieces, golden, crosscheck)
 
 # Exceptions that mean "the user asked for something that cannot be done"; anything else is
 # a bug and keeps its traceback.
