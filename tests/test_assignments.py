@@ -17,7 +17,7 @@ LESSONS = assign.lessons_with_regions()
 
 
 def test_every_planned_lesson_has_an_assignment():
-    assert LESSONS == list(range(1, 13)), f"lessons with solution regions: {LESSONS}"
+    assert LESSONS == list(range(1, 14)), f"lessons with solution regions: {LESSONS}"
 
 
 def test_regions_are_well_formed_and_named():

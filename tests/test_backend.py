@@ -23,6 +23,8 @@ HOST_ONLY = {
     "learning/checkpoint.py": "the checkpoint file format (npz) on the host",
     "learning/runs.py": "run folders: reading images, writing npy/PNG outputs on the host",
     "evaluation.py": "texture statistics of host images (evaluation)",
+    "classify/data.py": "reads the bundled digits and textures into host arrays (split, OOD sets)",
+    "classify/experiment.py": "writes a classifier run's files (JSON, npz) and figures on the host",
 }
 
 

@@ -83,6 +83,8 @@ def mmc_centres(n_classes: int, dim: int, scale: float = 10.0, dtype=None, backe
 
     (``<mu_i, mu_j>`` uses the coordinates of ``mu_i`` filled so far), then
     ``mu_i(i) = sqrt(1 - |mu_i|^2)`` gives it norm 1; finally every centre is scaled by ``S``.
+    For the last centre ``1 - |mu_C|^2`` is 0, and its square root would turn the rounding error
+    of ``|mu_C|^2`` (1e-16) into a coordinate of 1e-8 (3e-4 in float32); it is set to 0.
 
     Args:
         n_classes: ``C >= 2``.
@@ -110,8 +112,10 @@ def mmc_centres(n_classes: int, dim: int, scale: float = 10.0, dtype=None, backe
     for i in range(1, C):
         for j in range(i):
             mu[i, j] = -(1.0 + float(mu[i] @ mu[j]) * (C - 1)) / (float(mu[j, j]) * (C - 1))
-        if i < dim:  # with d = C - 1 the last centre is complete already (|mu|^2 = 1)
-            mu[i, i] = math.sqrt(max(1.0 - float(mu[i] @ mu[i]), 0.0))
+        # the last centre is complete after its first C - 1 coordinates (|mu|^2 = 1 exactly);
+        # Algorithm 2 read literally takes sqrt(1 - |mu|^2) = sqrt(rounding) ~ 1e-8 there
+        if i < C - 1:
+            mu[i, i] = math.sqrt(1.0 - float(mu[i] @ mu[i]))
     return scale * mu
     # END SOLUTION
 

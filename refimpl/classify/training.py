@@ -395,7 +395,7 @@ class ClassifierTrainer:
         record = dict(
             loss=loss,
             accuracy=self._accuracy(S, y),
-            energy_data=-float(S[self.xp.arange(M), y].mean()),
+            energy_data=float(jem_math.energy(S).mean()),  # JEM's E(x) = -logsumexp_y S_y(x)
             energy_samples=None,
         )
         return grads, record, None
