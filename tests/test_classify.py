@@ -417,7 +417,7 @@ def tiny_config(model, training, **over):
         langevin_steps=2,
         sampler_steps=2,
         chains=6,
-        buffer_size=12,
+        buffer_size=18,
         reinit_rate=0.3,
         mmc_scale=2.0,
         sigma=0.8,
@@ -567,6 +567,9 @@ def test_configuration_errors():
     with pytest.raises(ValueError, match="unknown classifier configuration keys: colour"):
         ClassifierConfig.from_dict(dict(tiny_config("gmmc", "joint").to_dict(), colour=1))
     assert default_config("gmmc").training == "generative"
+    with pytest.raises(ValueError, match="buffer_size 12 is too small: 6 chains"):
+        config = tiny_config("softmax", "generative", buffer_size=12)
+        ClassifierTrainer(config, *tiny_data(), N_CLASSES)
 
 
 def test_from_state_refuses_mismatches():

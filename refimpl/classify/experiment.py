@@ -38,7 +38,7 @@ from refimpl.classify.training import ClassifierConfig, ClassifierTrainer, defau
 SCORES = ("log_px", "max_prob", "neg_grad_norm")
 SCORE_LABELS = {
     "log_px": "log p(x) + log Z",
-    "max_prob": "max_y p(y | x)",
+    "max_prob": "log-odds of max_y p(y | x)",
     "neg_grad_norm": "-|d log p(x) / dx|",
 }
 SAMPLE_STREAM = 2**31 - 4
@@ -50,15 +50,17 @@ class Evaluation:
 
     ``n_bins``: ECE bins (GMMC: 20); ``pgd_steps`` (GMMC Table 5: 40) and ``epsilons`` as
     fractions of the intensity range (Table 5's 4, 8, 16, 32 / 255; on the digits' [-1, 1]
-    scale the radius is twice that); ``samples_per_class`` and ``sample_steps`` of the
-    class-node chains, which start from ``U(-1, 1)``.
+    scale the radius is twice that); ``samples_per_class`` chains of ``sample_steps`` steps
+    per class node, started from ``U(-1, 1)``, of which ``samples_shown`` are drawn beside
+    their mean.
     """
 
     n_bins: int = 20
     pgd_steps: int = 40
     epsilons: tuple = metrics.PGD_EPSILONS
-    samples_per_class: int = 8
+    samples_per_class: int = 32
     sample_steps: int = 300
+    samples_shown: int = 8
 
 
 # --- training -----------------------------------------------------------------------------
@@ -229,25 +231,31 @@ def reliability_figure(bins: dict, ece: float, accuracy: float, title: str):
     return fig
 
 
-def samples_figure(samples, sample_labels, title: str):
-    """A row per class: the class mean of the training digits, then the class node's samples."""
+def samples_figure(samples, sample_labels, title: str, shown: int = 8):
+    """A row per class: the training digits' class mean, the samples' mean, ``shown`` samples.
+
+    Images are drawn on the digits' scale (ink = dark, clipped to [-1, 1]); the samples' mean
+    is stretched to its own range, so that a faint template under noise shows.
+    """
     from refimpl import plotting
 
     split = digits_split()
     per_class = int((sample_labels == 0).sum())
+    shown = min(shown, per_class)
     fig, axes = plotting.figure(
-        N_CLASSES,
-        per_class + 1,
-        figsize=(1.0 * (per_class + 1), 1.05 * N_CLASSES),
-        squeeze=False,
+        N_CLASSES, shown + 2, figsize=(1.0 * (shown + 2), 1.05 * N_CLASSES), squeeze=False
     )
     for c in range(N_CLASSES):
-        mean = split.train_images[split.train_labels == c].mean(axis=0)
-        row = [mean] + list(samples[sample_labels == c])
-        for j, image in enumerate(row):
+        mine = samples[sample_labels == c]
+        row = [split.train_images[split.train_labels == c].mean(axis=0), mine.mean(axis=0)]
+        for j, image in enumerate(row + list(mine[:shown])):
+            image = image[0]
+            if j == 1:  # stretch the samples' mean to [-1, 1]
+                lo, hi = image.min(), image.max()
+                image = 2 * (image - lo) / (hi - lo) - 1 if hi > lo else 0 * image
             ax = axes[c, j]
             ax.imshow(
-                to_counts(np.clip(image[0], -1, 1)),
+                to_counts(np.clip(image, -1, 1)),
                 cmap="gray_r",
                 vmin=0,
                 vmax=16,
@@ -256,11 +264,21 @@ def samples_figure(samples, sample_labels, title: str):
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:
-                ax.set_title("class mean" if j == 0 else f"sample {j}", fontsize=7)
+                names = ["data mean", f"mean of {per_class}\n(stretched)"]
+                ax.set_title(names[j] if j < 2 else f"sample {j - 1}", fontsize=7)
         axes[c, 0].set_ylabel(str(c), rotation=0, labelpad=10)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _shown(score: str, values):
+    """What the histogram shows: ``max p`` as its log-odds ``log(p / (1 - p))``, which spreads
+    the confidences piled up near 1 (a monotone map: the AUROC is the same)."""
+    if score != "max_prob":
+        return values
+    p = np.clip(values, 1e-300, 1 - 1e-16)
+    return np.log(p) - np.log1p(-p)
 
 
 def ood_figure(predictions: dict, auroc: dict, title: str):
@@ -274,9 +292,9 @@ def ood_figure(predictions: dict, auroc: dict, title: str):
         squeeze=False,
     )
     for i, s in enumerate(SCORES):
-        inside = predictions[f"score_test_{s}"]
+        inside = _shown(s, predictions[f"score_test_{s}"])
         for j, name in enumerate(OOD_NAMES):
-            outside = predictions[f"score_{name}_{s}"]
+            outside = _shown(s, predictions[f"score_{name}_{s}"])
             both = np.concatenate([inside, outside])
             lo, hi = np.percentile(both, [0.5, 99.5])
             if not hi > lo:
@@ -296,7 +314,9 @@ def ood_figure(predictions: dict, auroc: dict, title: str):
     return fig
 
 
-def write_outputs(out, result: dict, predictions: dict, samples, sample_labels) -> Path:
+def write_outputs(
+    out, result: dict, predictions: dict, samples, sample_labels, shown: int = 8
+) -> Path:
     """``metrics.json``, ``predictions.npz`` and the three figures in ``out``."""
     from refimpl import plotting
 
@@ -381,5 +401,5 @@ def run_experiment(
         version=__version__,
     )
     if out is not None:
-        write_outputs(out, result, predictions, samples, sample_labels)
+        write_outputs(out, result, predictions, samples, sample_labels, evaluation.samples_shown)
     return result
