@@ -10,8 +10,8 @@ import pytest
 LESSONS = sorted(Path(__file__).resolve().parent.parent.glob("lessons/[0-9][0-9]_*.py"))
 
 
-def test_twelve_lessons():
-    assert [p.name[:2] for p in LESSONS] == [f"{n:02d}" for n in range(1, 13)]
+def test_thirteen_lessons():
+    assert [p.name[:2] for p in LESSONS] == [f"{n:02d}" for n in range(1, 14)]
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
