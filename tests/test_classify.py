@@ -16,6 +16,7 @@ The graded functions of lesson 13 (centres, energies, GMMC losses, calibration, 
 sampling) are tested in ``tests/lessons/test_lesson_13.py`` only.
 """
 
+import io
 import json
 import math
 
@@ -654,9 +655,11 @@ def test_run_experiment_writes_recomputable_outputs(tmp_path):
         buffer_size=20,
     )
     evaluation = Evaluation(pgd_steps=2, epsilons=(8 / 255,), samples_per_class=1, sample_steps=2)
+    stream = io.StringIO()
     result = run_experiment(
-        "gmmc", "joint", seed=1, out=tmp_path, progress=False, config=config, evaluation=evaluation
+        "gmmc", "joint", 1, tmp_path, config=config, evaluation=evaluation, stream=stream
     )
+    assert "gmmc/joint: iteration 3/3" in stream.getvalue()  # progress lines off a terminal
     for name in ("metrics.json", "predictions.npz", "reliability.png", "samples.png", "ood.png"):
         assert (tmp_path / name).is_file(), name
     stored = json.loads((tmp_path / "metrics.json").read_text())

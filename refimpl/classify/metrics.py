@@ -111,14 +111,13 @@ def auroc(scores_in, scores_out) -> float:
         check_finite(s, name)
         if s.shape[0] == 0:
             raise ValueError(f"{name} is empty")
-    xp = namespace_of(scores_in, scores_out)
+    namespace_of(scores_in, scores_out)  # one backend
     total, block = 0.0, max(1, 2**22 // scores_out.shape[0])
     for start in range(0, scores_in.shape[0], block):
         rows = scores_in[start : start + block, None]
         total += float((rows > scores_out[None, :]).sum()) + 0.5 * float(
             (rows == scores_out[None, :]).sum()
         )
-    del xp
     return total / (scores_in.shape[0] * scores_out.shape[0])
 
 

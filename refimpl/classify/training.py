@@ -43,6 +43,7 @@ from refimpl.classify.heads import (
     class_scores_backward,
     features,
     fit_biases,
+    one_hot,
     top_gradient,
 )
 from refimpl.classify.sampling import (
@@ -527,8 +528,6 @@ class ClassifierTrainer:
         return grads, record, (draw.indices, samples)
 
     def _one_hot(self, y, like):
-        from refimpl.classify.heads import one_hot
-
         return one_hot(y, self.n_classes, like)
 
     @staticmethod
