@@ -53,7 +53,7 @@ from refimpl.classify.experiment import (
 
 split, ood = digits_split(), ood_sets()
 test_x, test_y = split.test_images, split.test_labels
-ITERATIONS = pick(300, 20)  # the command's defaults use 1000; a lesson has 90 seconds
+ITERATIONS = pick(250, 20)  # the command's defaults use 1000; a lesson has 90 seconds
 
 # %% [markdown]
 # ## The data: digits, and images that are not digits

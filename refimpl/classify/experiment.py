@@ -184,7 +184,8 @@ def evaluate(model, config: ClassifierConfig, settings: Evaluation, seed: int):
 
 
 def reliability_figure(bins: dict, ece: float, accuracy: float, title: str):
-    """Bars of accuracy per confidence bin against the diagonal, counts below (GMMC Fig. 4)."""
+    """Accuracy per confidence bin (bars) against the bins' mean confidence (red) and the
+    diagonal, with the number of test images per bin below (GMMC Fig. 4)."""
     from refimpl import plotting
 
     edges = np.asarray(bins["edges"])
@@ -203,25 +204,17 @@ def reliability_figure(bins: dict, ece: float, accuracy: float, title: str):
         color="C0",
         edgecolor="k",
         lw=0.5,
-        label="accuracy",
+        label="accuracy of the bin",
     )
-    top.bar(
-        edges[:-1][filled],
-        (conf - acc)[filled],
-        bottom=acc[filled],
-        width=width,
-        align="edge",
-        color="C3",
-        alpha=0.35,
-        edgecolor="C3",
-        lw=0.5,
-        label="gap to the mean confidence",
+    centres = edges[:-1][filled] + width / 2
+    top.plot(
+        centres, conf[filled], "_", color="C3", ms=12, mew=2, label="mean confidence of the bin"
     )
     top.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
     top.set(
         ylabel="accuracy",
         xlim=(0, 1),
-        ylim=(0, 1),
+        ylim=(0, 1.02),
         title=f"{title}\naccuracy {accuracy:.3f}, ECE {ece:.4f} (fraction, {len(count)} bins)",
     )
     top.legend(fontsize=8, loc="upper left")
