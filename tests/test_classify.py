@@ -110,6 +110,10 @@ def test_class_scores_backward_matches_finite_differences(seed):
     for array, analytic in ((W, dW), (b, db), (phi, dphi)):
         fd = coordinate_gradient(objective, array, np.arange(array.size))
         assert_gradient(analytic.reshape(-1), fd)
+    # negative control: dl/dW from one example only (the sum over the batch forgotten)
+    fd = coordinate_gradient(objective, W, np.arange(W.size))
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_gradient((G[:1].T @ phi[:1]).reshape(-1), fd)
 
 
 # --- input gradients of the classifiers ------------------------------------------------------
@@ -261,6 +265,18 @@ def test_jem_loss_gradient_and_identity(seed):
         fd = coordinate_gradient(lambda: jem.joint_loss(S, y, S_s)[0], array, np.arange(array.size))
         assert_gradient(analytic.reshape(-1), fd)
     assert_close(jem.energy(S), -logsumexp(S, axis=1), EXACT, "E(x) = -logsumexp")
+
+
+def test_negative_control_jem_gradient_with_the_data_logsumexp_is_caught():
+    """Keeping the data's logsumexp term in the gradient (it cancels in log p(x, y)) is wrong."""
+    rng = np.random.default_rng(0)
+    S, S_s, y = rng.standard_normal((5, 3)) * 3, rng.standard_normal((4, 3)), rng.integers(0, 3, 5)
+    _, dS, _ = jem.joint_loss(S, y, S_s)
+    fd = coordinate_gradient(lambda: jem.joint_loss(S, y, S_s)[0], S, np.arange(S.size))
+    assert_gradient(dS.reshape(-1), fd)
+    p = np.exp(S) / np.exp(S).sum(axis=1, keepdims=True)
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_gradient((dS - p / 5).reshape(-1), fd)
 
 
 # --- samplers ---------------------------------------------------------------------------------
