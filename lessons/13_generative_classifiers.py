@@ -288,12 +288,13 @@ for name, m in models.items():
 
 # %% [markdown]
 # The density of the softmax read through Xie et al.'s white-noise reference ranks the
-# *wrong* way on textures and noise: $\log q(\mathbf{I}) = -\lVert\mathbf{I}\rVert^2/2\sigma^2$
-# is largest for grey images near 0, and a discriminatively trained $f$ does not outweigh
-# it. GMMC's density, which has no such term and whose energy grows with the distance of the
-# features from every centre, separates all four sets; JEM's too, from its $p(\mathbf{x})$
-# training. The confidence $\max_y p(y \mid \mathbf{x})$ is the weakest score for every model:
-# a classifier can be sure about an image that is no digit at all.
+# *wrong* way on textures: $\log q(\mathbf{I}) = -\lVert\mathbf{I}\rVert^2/2\sigma^2$ is largest
+# for grey images near 0, and a discriminatively trained $f$ does not outweigh it. GMMC's
+# density, which has no such term and whose energy grows with the distance of the features
+# from every centre, ranks all four sets well, and so does JEM's, learned from its
+# $p(\mathbf{x})$ term; the midpoints of two digits ("interp") are the hardest for both. The
+# confidence $\max_y p(y \mid \mathbf{x})$ is the softmax's best score and GMMC's worst: GMMC is
+# sure about almost everything, digit or not (the paper's CelebA column shows the same).
 #
 # ## Robustness
 #
