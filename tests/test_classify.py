@@ -610,7 +610,7 @@ def test_from_state_refuses_mismatches():
 
 
 def test_split_is_fixed_stratified_and_disjoint():
-    from refimpl.classify.data import digits_split
+    from refimpl.classify.data import TEST_FRACTION, digits_split, to_model_scale
     from refimpl.data import load_digits
 
     split = digits_split()
@@ -621,8 +621,11 @@ def test_split_is_fixed_stratified_and_disjoint():
     assert np.array_equal(np.union1d(split.train_index, split.test_index), np.arange(len(labels)))
     for c in range(10):
         n_c = int((labels == c).sum())
-        assert int((split.test_labels == c).sum()) == int(np.floor(n_c / 4 + 0.5))  # a quarter
-    assert np.array_equal(split.test_images, counts[split.test_index] / 8 - 1)
+        # the documented fraction of every class, rounded to nearest
+        assert int((split.test_labels == c).sum()) == int(np.floor(TEST_FRACTION * n_c + 0.5))
+    assert TEST_FRACTION == 0.25
+    assert np.array_equal(split.test_images, to_model_scale(counts[split.test_index]))
+    assert np.array_equal(to_model_scale(np.array([0.0, 8.0, 16.0])), [-1.0, 0.0, 1.0])
     assert split.train_images.min() == -1 and split.train_images.max() == 1
     with pytest.raises(ValueError, match="read-only"):
         split.train_images[0, 0, 0, 0] = 0
