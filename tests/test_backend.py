@@ -25,6 +25,8 @@ HOST_ONLY = {
     "texture_stats.py": "texture statistics of host images (SciPy filters and FFTs)",
     "hybrid/": "the exact 2-D toy of hybrid training: thousands of tiny fits (SciPy, plots)",
     "crosscheck/": "golden vectors are host files (npz, JSON); exact references, KS tests (SciPy)",
+    "classify/data.py": "reads the bundled digits and textures into host arrays (split, OOD sets)",
+    "classify/experiment.py": "writes a classifier run's files (JSON, npz) and figures on the host",
 }
 
 

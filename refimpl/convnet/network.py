@@ -29,7 +29,7 @@ from refimpl.backend import (
     resolve_dtype,
 )
 from refimpl.convnet.layer import ConvLayer, LayerSpec
-from refimpl.validation import check_float_array, check_images, shape_str
+from refimpl.validation import check_finite, check_float_array, check_images, shape_str
 
 
 @dataclass
@@ -299,6 +299,44 @@ class ConvNet:
                 grad_x = self.conv.adjoint(geom, grad_z, layer.weight)
         return (grad_x if want_input else None), (param_grads[::-1] if want_params else None)
         # END SOLUTION
+
+    def backward(self, fwd: Forward, top_grad, want_input: bool = True, want_params: bool = True):
+        """Backprop any upstream gradient ``top_grad = d(objective)/dx^(L)``, Eqs. (7.2)-(7.4).
+
+        The chain rule through the cached forward pass ``fwd`` (from :meth:`forward` on this
+        network): a classifier head on the top features hands down ``d(loss)/dx^(L)`` and gets
+        the gradients with respect to the images and to every layer's parameters. With
+        ``top_grad = 1`` this is :meth:`grad_input` / :meth:`grad_params` of ``f`` (Eq. (3.5)).
+
+        Args:
+            fwd: the :class:`Forward` of a batch ``I (M, C, H, W)``.
+            top_grad: ``(M, N_L, H_L, W_L)``, shaped like ``fwd.outputs[-1]``; float, finite,
+                on this network's backend (cast to its dtype).
+            want_input, want_params: which gradients to compute (at least one).
+
+        Returns:
+            ``(d/dI (M, C, H, W) or None, [(dW_1, db_1), ..., (dW_L, db_L)] or None)``; the
+            parameter gradients are summed over the batch.
+        """
+        if not isinstance(fwd, Forward):
+            raise TypeError(f"fwd must be the Forward of this network; got {type(fwd).__name__}")
+        if len(fwd.pre_activations) != self.depth:
+            raise ValueError(
+                f"fwd holds {len(fwd.pre_activations)} layer(s) but this network has {self.depth}"
+            )
+        check_float_array(top_grad, "top_grad")
+        top = fwd.outputs[-1]
+        if tuple(top_grad.shape) != tuple(top.shape):
+            raise ValueError(
+                f"top_grad must have the shape of the top feature map {shape_str(top.shape)}; "
+                f"got {shape_str(top_grad.shape)}"
+            )
+        namespace_of(top_grad, self.layers[0].weight)
+        check_finite(top_grad, "top_grad")
+        if not (want_input or want_params):
+            raise ValueError("backward: ask for want_input, want_params or both")
+        top_grad = top_grad if top_grad.dtype == self.dtype else top_grad.astype(self.dtype)
+        return self._backprop(fwd, top_grad, want_input, want_params)
 
     def _ones_top(self, fwd: Forward):
         top = fwd.outputs[-1]

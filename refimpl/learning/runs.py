@@ -115,12 +115,33 @@ def to_raw(config: LearningConfig, images, mean):
 # --- progress -----------------------------------------------------------------------------
 
 
-class Progress:
-    """A tqdm bar with an ETA on a terminal; plain progress lines otherwise (logs, CI)."""
+def describe_learning(record: dict) -> str:
+    """The progress text of one learning iteration: stage, mismatch per layer, energies."""
+    return (
+        f"stage {record['stage']}, mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
+        f"energy data/samples {record['energy_data']:.3g}/{record['energy_samples']:.3g}"
+    )
 
-    def __init__(self, total: int, start: int, label: str, stream=None, every: int | None = None):
+
+class Progress:
+    """A tqdm bar with an ETA on a terminal; plain progress lines otherwise (logs, CI).
+
+    ``describe(record) -> str`` turns an iteration's record (with an ``"iteration"`` entry)
+    into the text shown beside the bar; the default is the learning runs'.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        start: int,
+        label: str,
+        stream=None,
+        every: int | None = None,
+        describe=describe_learning,
+    ):
         self.stream = stream if stream is not None else sys.stderr
         self.total, self.done, self.label = total, start, label
+        self.describe = describe
         self.every = every or max(1, total // 20)
         self.bar = None
         self.t0 = time.perf_counter()
@@ -131,11 +152,7 @@ class Progress:
 
     def update(self, record: dict):
         self.done = record["iteration"]
-        text = (
-            f"stage {record['stage']}, "
-            f"mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
-            f"energy data/samples {record['energy_data']:.3g}/{record['energy_samples']:.3g}"
-        )
+        text = self.describe(record)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(text, refresh=False)
