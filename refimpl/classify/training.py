@@ -53,7 +53,7 @@ from refimpl.classify.sampling import (
     staged_sampling,
 )
 from refimpl.convnet.layer import LayerSpec
-from refimpl.learning.optimizers import Ascent
+from refimpl.learning import optimizers
 from refimpl.learning.trainer import DivergenceError
 from refimpl.models.discriminative import (
     discriminative_log_likelihood,
@@ -278,7 +278,7 @@ class ClassifierTrainer:
         self.n_classes = n_classes
         self.model = self._build_model()
         self.model.net.geometries((1,) + tuple(self.images.shape[1:]))  # a clear error now
-        self.optimizer = Ascent("adam")
+        self.optimizer_state: dict = {}  # Adam moments per parameter pair
         self.buffer = self._build_buffer() if config.uses_buffer else None
         if self.buffer is not None:
             # Dai, Lu & Wu's chains follow the batch's labels: a batch of one class needs
@@ -367,14 +367,17 @@ class ClassifierTrainer:
             raise DivergenceError(self._hint(f"the sampler blew up: {exc}")) from exc
         grads, record, write = result
         self._check(record, grads)
-        # commit: everything below changes the state, nothing above did
-        if write is not None:
-            self.buffer.write(*write)
-        self.optimizer.step(
+        params, optimizer_state = optimizers.adam_step(  # ascent along minus the loss gradient
             self.model.parameters(),
             [(-gW, -gb) for gW, gb in grads],
             [self.config.learning_rate] * len(grads),
+            self.optimizer_state,
         )
+        # commit: everything below changes the state, nothing above did
+        if write is not None:
+            self.buffer.write(*write)
+        self.model = self.model.with_parameters(params)
+        self.optimizer_state = optimizer_state
         self.iteration += 1
         record = dict(record, iteration=self.iteration, phase=phase)
         for key in HISTORY_KEYS:
@@ -606,7 +609,7 @@ class ClassifierTrainer:
         arrays = {}
         for l, (W, b) in enumerate(self.model.parameters()):
             arrays[f"param_{l}_W"], arrays[f"param_{l}_b"] = W, b
-        arrays.update(self.optimizer.state_arrays())
+        arrays.update(optimizers.state_arrays(self.optimizer_state))
         if self.buffer is not None:
             arrays["buffer"] = self.buffer.images
         meta = dict(
@@ -616,7 +619,7 @@ class ClassifierTrainer:
             n_classes=self.n_classes,
             image_shape=list(self.images.shape[1:]),
             n_train=int(self.images.shape[0]),
-            optimizer=self.optimizer.state_meta(),
+            optimizer=optimizers.state_meta("adam", self.optimizer_state),
             history=self.history,
             seconds=self.seconds,
         )
@@ -663,7 +666,7 @@ class ClassifierTrainer:
             ):
                 raise ValueError("the checkpoint's replay buffer is missing or has the wrong shape")
             trainer.buffer.images = to_device(arrays["buffer"])
-        trainer.optimizer.load(meta["optimizer"], arrays, to_device)
+        trainer.optimizer_state = optimizers.load_state(meta["optimizer"], arrays, to_device)
         trainer.iteration = int(meta["iteration"])
         trainer.history = {k: list(meta["history"][k]) for k in HISTORY_KEYS}
         trainer.seconds = float(meta.get("seconds", 0.0))
