@@ -1,14 +1,18 @@
-"""Command line: ``python -m refimpl <command> [options]`` (also installed as ``refimpl``).
+"""Command line: ``python -m refimpl <command> [options]``, also installed as ``refimpl``.
 
-One thin module per command, each with ``add_parser(commands)`` and the function it runs:
+``pip install -e .`` installs a console script ``refimpl`` that is the same program:
+``refimpl synthesize`` = ``python -m refimpl synthesize``. One thin module per command, each
+with ``add_parser(commands)`` and the function it runs:
 
     synthesize   learn a generative ConvNet from an image and synthesize new ones (Algorithm 1)
     reconstruct  learn by one-step contrastive divergence and reconstruct the images (exp. 3)
     verify       every theorem and proposition of the paper, checked numerically
     pieces       the piecewise-linear structure of a ConvNet on a bundled image (section 6)
 
-Errors a user can fix (a wrong path, a bad option value, a folder in use) are printed as
-one line ``error: ...`` with exit status 2; a command that finds a failing check exits 1.
+Errors a user can fix (a wrong path, a bad option value, a folder in use, a damaged run
+folder, CuPy asked for but missing) are printed as one line ``error: ...`` with exit status
+2; a command that finds a failing check exits 1; Ctrl-C exits 130 (a learning run first
+saves a checkpoint; SIGTERM exits 143 the same way).
 """
 
 from __future__ import annotations
@@ -16,20 +20,30 @@ from __future__ import annotations
 import argparse
 import sys
 
+from refimpl.backend import BackendError
 from refimpl.cli import learn, pieces, verify
+from refimpl.run_folder import RunFolderError
 
 COMMANDS = (learn, verify, pieces)
 
 # Exceptions that mean "the user asked for something that cannot be done"; anything else is
 # a bug and keeps its traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, TypeError)
+USER_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    TypeError,
+    RunFolderError,
+    BackendError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m refimpl",
         description="refimpl: a reference NumPy implementation of the generative ConvNet "
-        "(Xie, Lu, Zhu, Wu). Equation numbers refer to 'A Theory of Generative ConvNet'.",
+        "(Xie, Lu, Zhu, Wu). Equation numbers refer to 'A Theory of Generative ConvNet'. "
+        "Installed, the same program is also the command `refimpl`.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in COMMANDS:
@@ -43,13 +57,17 @@ def main(argv=None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
-    if not getattr(args, "user_errors", True):  # errors there are bugs: show the traceback
-        return args.run(args)
     try:
-        return args.run(args)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        if not getattr(args, "user_errors", True):  # errors there are bugs: show the traceback
+            return args.run(args)
+        try:
+            return args.run(args)
+        except USER_ERRORS as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
