@@ -67,11 +67,12 @@ class LearningConfig:
             norm (0 or a negative bound would stop or reverse learning, so they are refused).
         init_std: standard deviation of the initial weights (biases start at 0): a number,
             ``"he"`` (``sqrt(2 / fan_in)``, which keeps a new layer's responses on the scale of
-            its input), or one entry per layer. Algorithm 1 says ``w = 0``, but at ``w = 0``
-            every ReLU sits on its kink and all gradients vanish, so learning starts from
-            random weights. A layer grown on top of trained ones needs the ``"he"`` scale:
-            with tiny weights under large inputs, its first updates are huge relative to its
-            weights and kill it (all its units off, gradients zero for good).
+            its input), or one entry per layer (entries past the last layer are not used).
+            Algorithm 1 says ``w = 0``, but at ``w = 0`` every ReLU sits on its kink and all
+            gradients vanish, so learning starts from random weights. A layer grown on top
+            of trained ones needs the ``"he"`` scale: with tiny weights under large inputs,
+            its first updates are huge relative to its weights and kill it (all its units
+            off, gradients zero for good).
         seed: a non-negative integer (Langevin noise of iteration ``t`` is seeded by
             ``(seed, t)``, new layers by ``(seed, layer, stage)``); dtype: ``"float64"`` or
             ``"float32"``; backend: ``"numpy"``, ``"cupy"`` or None (``$REFIMPL_BACKEND``).
@@ -173,6 +174,10 @@ class LearningConfig:
                 f"no filter would fit on the image; use size >= {kernel}"
             )
         self.learning_rates()  # type, count and sign of the rates
+        if isinstance(self.init_std, list) and len(self.init_std) < self.n_layers:
+            raise ValueError(
+                f"init_std lists {len(self.init_std)} values for {self.n_layers} layers"
+            )
         for layer in range(self.n_layers):
             std = self.init_std[layer] if isinstance(self.init_std, list) else self.init_std
             if std != "he" and not (_is_real(std) and std >= 0 and math.isfinite(std)):
@@ -180,10 +185,6 @@ class LearningConfig:
                     f"init_std must be 'he', a non-negative number, or one of those per layer; "
                     f"got {self.init_std!r}"
                 )
-        if isinstance(self.init_std, list) and len(self.init_std) != self.n_layers:
-            raise ValueError(
-                f"init_std lists {len(self.init_std)} values for {self.n_layers} layers"
-            )
 
     def _typed(self, name: str, kind):
         value = getattr(self, name)

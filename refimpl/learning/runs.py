@@ -35,6 +35,7 @@ from tqdm import tqdm
 from refimpl import __version__
 from refimpl.backend import to_numpy
 from refimpl.conv import conv_output_size
+from refimpl.convnet import ConvNet
 from refimpl.data import (
     block_average,
     centre,
@@ -153,13 +154,23 @@ def scale_and_centre(config: LearningConfig, raw):
     return data, mean
 
 
+def check_architecture(config: LearningConfig, image_shape):
+    """``ValueError`` naming the layer if the final network does not fit images ``(M, C, H, W)``.
+
+    Checked before learning starts: with growing, a deeper layer is built only at its stage.
+    """
+    ConvNet.random(image_shape[1], config.spec, seed=0).geometries(tuple(image_shape))
+
+
 def prepare(config: LearningConfig):
     """``(centred data, mean, raw)``: the training images on the config's scale, mean removed.
 
-    ``raw`` is in ``[0, 255]``; :func:`to_raw` maps model-scale images back to it.
+    ``raw`` is in ``[0, 255]``; :func:`to_raw` maps model-scale images back to it. The final
+    network must fit the images (:func:`check_architecture`).
     """
     raw = load_training_images(config)
     data, mean = scale_and_centre(config, raw)
+    check_architecture(config, data.shape)
     return data, mean, raw
 
 
