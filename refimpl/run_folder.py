@@ -432,6 +432,9 @@ def read_checkpoint(path) -> tuple[dict, dict]:
         raise
     except Exception as exc:  # zipfile, zlib, NumPy's header parser: many ways to fail
         raise CorruptFile(path, _unreadable(exc, what)) from None
+    for name, value in {**arrays, META: meta_array}.items():
+        if not isinstance(value, np.ndarray):  # a member that is not an .npy array
+            raise CorruptFile(path, f"its entry '{name}' is not an array: not a {what}")
     if meta_array.shape != () or meta_array.dtype.kind != "U":
         raise CorruptFile(path, f"its '{META}' entry is not a JSON text")
     try:

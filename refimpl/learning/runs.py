@@ -3,8 +3,8 @@
 A run lives in a folder managed by :mod:`refimpl.run_folder` (locked while a process works
 in it, every file written atomically). The folder holds:
 
-* ``config.json``: the command, the preset, the :class:`LearningConfig` and refimpl's
-  version, written when the run is created;
+* ``config.json``: the command, the preset, the :class:`LearningConfig`, the SHA-256 of
+  the training images and refimpl's version, written when the run is created;
 * ``train.npy``: the training images ``(M, C, H, W)`` in ``[0, 255]``, written when the run
   is created; a resumed run reads its images from here, never again from the image file;
 * ``checkpoint.npz``: the state at an iteration boundary (:mod:`refimpl.learning.checkpoint`),
@@ -23,6 +23,7 @@ naming the disagreement.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import time
@@ -391,7 +392,13 @@ def start_run(
     check_method(command, config, preset)
     data, mean, raw = prepare(config)
     trainer = Trainer(config, data)
-    record = dict(command=command, preset=preset, config=config.to_dict(), version=__version__)
+    record = dict(
+        command=command,
+        preset=preset,
+        config=config.to_dict(),
+        train=fingerprint(raw),
+        version=__version__,
+    )
     folder = RunFolder.create(out, record, fresh_name=fresh_name)
     try:
         folder.write_npy(TRAIN, raw)
@@ -411,6 +418,8 @@ def _record_config(folder: RunFolder) -> tuple[str, LearningConfig]:
         raise CorruptFile(path, f"'command' must be one of {', '.join(METHODS)}; got {command!r}")
     if not isinstance(record.get("preset"), (str, type(None))):
         raise CorruptFile(path, f"'preset' must be a name or null; got {record['preset']!r}")
+    if not isinstance(record.get("train"), str):
+        raise CorruptFile(path, "'train' must hold the SHA-256 of the training images")
     try:
         config = LearningConfig.from_dict(record.get("config"))
     except (TypeError, ValueError) as exc:
@@ -422,15 +431,39 @@ def _record_config(folder: RunFolder) -> tuple[str, LearningConfig]:
     return command, config
 
 
+def fingerprint(raw) -> str:
+    """SHA-256 of the training images' bytes (``config.json`` keeps it; resume compares it)."""
+    return hashlib.sha256(np.ascontiguousarray(raw, dtype=np.float64).tobytes()).hexdigest()
+
+
 def _training_images(folder: RunFolder, config: LearningConfig):
-    """``raw`` training images from ``train.npy``, checked against the config."""
+    """The run's ``raw`` training images: ``train.npy``, checked against ``config.json``.
+
+    A folder whose creation was stopped before ``train.npy`` was written (and so before any
+    checkpoint) prepares them again from the config, which gives the same images unless
+    the image file changed, and that the fingerprint tells.
+    """
     path = folder.file(TRAIN)
-    raw = folder.read_npy(TRAIN)
-    channels = raw.shape[1] if raw.ndim == 4 else 0
-    shape = (n_images(config), channels, config.size, config.size)
-    check_arrays(path, {"train": raw}, {"train": (shape, "float64")})
-    if channels not in (1, 3) or raw.min() < 0 or raw.max() > 255:
-        raise CorruptFile(path, "training images must be gray or RGB with values in [0, 255]")
+    if folder.has(TRAIN):
+        raw = folder.read_npy(TRAIN)
+        channels = raw.shape[1] if raw.ndim == 4 else 0
+        shape = (n_images(config), channels, config.size, config.size)
+        check_arrays(path, {"train": raw}, {"train": (shape, "float64")})
+    elif folder.has(CHECKPOINT):
+        raise CorruptFile(path, "is missing: the run's training images are gone")
+    else:
+        raw = load_training_images(config)
+    if fingerprint(raw) != folder.record.get("train"):
+        source = f"{config.image!r}" if "texture" in config.dataset else "the bundled digits"
+        raise CorruptFile(
+            path,
+            "the training images differ from those the run was started with (their SHA-256 is "
+            f"in {RECORD}): "
+            + ("the file was changed" if folder.has(TRAIN) else f"{source} changed since")
+            + "; a run continues only on its own images: start a new run",
+        )
+    if not folder.has(TRAIN):
+        folder.write_npy(TRAIN, raw)
     return raw
 
 
@@ -469,13 +502,7 @@ def resume_run(folder_path, command: str | None = None) -> LearningRun:
                 f"{folder.path} holds a {recorded} run; continue it with "
                 f"`python -m refimpl {recorded} --resume {folder.path}`"
             )
-        if folder.has(TRAIN):
-            raw = _training_images(folder, config)
-        elif folder.has(CHECKPOINT):
-            raise CorruptFile(folder.file(TRAIN), "is missing: the run's training images are gone")
-        else:  # created, then stopped before anything was saved: nothing learned yet
-            raw = load_training_images(config)
-            folder.write_npy(TRAIN, raw)
+        raw = _training_images(folder, config)
         data, mean = scale_and_centre(config, raw)
         if folder.has(CHECKPOINT):
             arrays, meta = folder.read_checkpoint()
@@ -573,6 +600,7 @@ def execute(
                         bar.update(record)
                     if trainer.iteration % config.checkpoint_every == 0:
                         run.save(last)
+                stop.stopping = stop.requested  # stopping: no later signal cuts the save short
                 run.save(last)
             except DivergenceError:
                 raise
