@@ -155,13 +155,14 @@ def config_from_args(args):
     return preset_config(args.preset, **overrides)
 
 
-def _warn_cpu_time(config, preset: str):
+def _warn_cpu_time(config, preset: str, channels: int):
     if backend_name(get_namespace(config.backend)) != "numpy":
         return
-    seconds = runs.cpu_seconds(config)
+    seconds = runs.cpu_seconds(config, channels)
     if seconds > WARN_SECONDS:
         print(
-            f"warning: preset {preset} is {runs.run_flops(config) / 1e15:.2g} PFLOP of learning: "
+            f"warning: preset {preset} is {runs.run_flops(config, channels) / 1e15:.2g} PFLOP "
+            "of learning: "
             f"roughly {seconds / 3600:.0f} hours with NumPy on a 2-core CPU. It is sized for a "
             "GPU (--backend cupy); Ctrl-C stops it with a checkpoint and --resume continues it",
             file=sys.stderr,
@@ -214,7 +215,7 @@ def run(args) -> int:
     else:
         args.preset = args.preset or args.default_preset
         config = config_from_args(args)
-        _warn_cpu_time(config, args.preset)
+        get_namespace(config.backend)  # CuPy asked for but missing: say so before any work
         out = args.out or f"runs/{args.command}-{args.preset}"
         learning = runs.start_run(
             config, out, preset=args.preset, command=args.command, fresh_name=args.out is None
@@ -223,6 +224,7 @@ def run(args) -> int:
             f"{args.command}: preset {args.preset}, {config.total_iterations} iterations, "
             f"images {tuple(learning.trainer.data.shape)}, run folder {learning.out}"
         )
+        _warn_cpu_time(learning.config, args.preset, learning.trainer.data.shape[1])
     with learning:
         try:
             summary = runs.execute(learning, progress=not args.no_progress)
