@@ -548,7 +548,9 @@ def extend(run: LearningRun, iterations_per_layer: int):
     run.folder.update_record(dict(run.folder.record, config=new.to_dict()))
 
 
-def _say_stopped(run: LearningRun, exc: KeyboardInterrupt, iteration: int, stream):
+def _say_stopped(run: LearningRun, exc: KeyboardInterrupt, iteration: int, stream, bar):
+    if bar is not None:  # the bar first, so that the message is not drawn over
+        bar.close()
     name = exc.signal_name if isinstance(exc, Interrupted) else "interrupted"
     print(
         f"\n{name}: stopped; checkpoint of iteration {iteration} saved in {run.out}. "
@@ -607,14 +609,14 @@ def execute(
             except KeyboardInterrupt as exc:  # a second signal (Interrupted), or a plain Ctrl-C
                 stop.stopping = True
                 run.save(last)
-                _say_stopped(run, exc, last[1]["iteration"], stream)
+                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
                 raise
             except Exception:
                 run.save(last)
                 raise
             if stop.requested:
                 exc = stop.interrupted()
-                _say_stopped(run, exc, last[1]["iteration"], stream)
+                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
                 raise exc
     finally:
         if bar is not None:
@@ -632,7 +634,9 @@ def write_outputs(run: LearningRun) -> dict:
     ``summary.json`` is written last and only with finite numbers
     (:class:`~refimpl.run_folder.NonFiniteValue` otherwise).
     """
-    from refimpl import plotting  # matplotlib only when there is something to draw
+    # lazy: importing matplotlib costs about half a second of start-up, which only a run that
+    # has something to draw should pay (e.g. not `--help`, not a refused resume)
+    from refimpl import plotting
 
     trainer, folder, config, raw = run.trainer, run.folder, run.config, run.raw
     samples = to_raw(config, trainer.chains, run.mean)
