@@ -220,19 +220,36 @@ class StopRequests:
         if self.stopping:
             return
         name = signal.Signals(signum).name
-        stream = self.stream or sys.stderr
         if self.signum is None:
             self.signum = signum
-            print(
+            self._say(
                 f"\n{name}: stopping after the current iteration, with a checkpoint "
-                "(send it again to stop at once)",
-                file=stream,
-                flush=True,
+                "(send it again to stop at once)\n"
             )
             return
         self.stopping = True
-        print(f"\n{name}: abandoning the current iteration", file=stream, flush=True)
+        self._say(f"\n{name}: abandoning the current iteration\n")
         raise Interrupted(self.signum)
+
+    def _say(self, text: str):
+        """Write from the handler: straight to the file descriptor where there is one.
+
+        The handler may run while the loop is inside a buffered write to the same stream
+        (a progress line), and re-entering that write raises ``RuntimeError``.
+        """
+        stream = self.stream or sys.stderr
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # StringIO, pytest's capture
+            fd = None
+        try:
+            if fd is not None:
+                os.write(fd, text.encode())
+            else:
+                stream.write(text)
+                stream.flush()
+        except (OSError, RuntimeError, ValueError):
+            pass  # a message lost is better than a run stopped by its own message
 
 
 # --- atomic files -----------------------------------------------------------------------------

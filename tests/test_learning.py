@@ -413,8 +413,12 @@ def test_cpu_time_estimate_flags_the_paper_presets():
 
 
 def test_digits_not_available_in_that_number():
-    with pytest.raises(ValueError, match=r"UCI digits of class 3: only 183 available, 500"):
+    # the UCI set has 183 threes and 174 zeros (its rarest class); before, [:500] gave 183
+    with pytest.raises(ValueError, match=r"more UCI digits of class 3 than there are \(183\)"):
         runs.prepare(preset_config("object", images=500))
+    with pytest.raises(ValueError, match="more than the 1740 UCI digits .* rarest class has 174"):
+        runs.prepare(preset_config("reconstruct", images=1741))
+    assert runs.prepare(preset_config("object", images=183, size=8))[0].shape == (183, 1, 8, 8)
 
 
 def test_config_validation():

@@ -60,7 +60,7 @@ from refimpl.run_folder import (
     check_arrays,
 )
 
-CONFIG = RECORD
+CONFIG = RECORD  # the name benchmarks/quality.py and older callers use
 TRAIN = "train.npy"
 # the learning commands and the method each one runs
 METHODS = {"synthesize": "ml", "reconstruct": "cd"}
@@ -79,14 +79,6 @@ def _resize(images, size: int):
     if (h, w) == (size, size):
         return images
     return zoom(images, (1, 1, size / h, size / w), order=1)
-
-
-def _need(available: int, requested: int, config: LearningConfig, what: str):
-    if available < requested:
-        raise ValueError(
-            f"{what}: only {available} available, {requested} requested (images = "
-            f"{config.images}); ask for fewer images"
-        )
 
 
 def load_training_images(config: LearningConfig):
@@ -113,12 +105,20 @@ def load_training_images(config: LearningConfig):
     images, labels = load_digits()
     if config.dataset == "digits":
         pool = images[labels == config.digit]
-        _need(len(pool), config.images, config, f"UCI digits of class {config.digit}")
+        if config.images > len(pool):
+            raise ValueError(
+                f"images = {config.images} asks for more UCI digits of class {config.digit} "
+                f"than there are ({len(pool)})"
+            )
         chosen = pool[: config.images]
     else:  # digit-classes: one of each class in turn
         pools = [images[labels == d] for d in range(10)]
-        per_class = -(-config.images // 10)
-        _need(10 * min(len(p) for p in pools), 10 * per_class, config, "UCI digits per class x 10")
+        fewest = min(len(p) for p in pools)
+        if config.images > 10 * fewest:
+            raise ValueError(
+                f"images = {config.images} asks for more than the {10 * fewest} UCI digits "
+                f"that one of each class in turn gives (the rarest class has {fewest})"
+            )
         chosen = np.stack([pools[i % 10][i // 10] for i in range(config.images)])
     return np.clip(_resize(chosen * (255.0 / 16.0), config.size), 0.0, 255.0)
 
