@@ -670,10 +670,10 @@ def test_extending_a_run_that_does_not_grow_is_exact(tmp_path):
     """A finished 5-iteration run continued to 10 equals a 10-iteration run."""
     short = dict(grow=False, spec=[(4, 3, 1, 0)], learning_rate=1e-3, init_std=0.01)
     with start(tmp_path / "run", iterations_per_layer=5, **short) as run:
-        runs.execute(run, progress=False)
+        run.save(boundary_state(run.trainer.run(), 0.0))  # finished (outputs are not needed)
     with runs.resume_run(run.out) as resumed:
         runs.extend(resumed, 10)
-        runs.execute(resumed, progress=False)
+        resumed.trainer.run()
     assert json.loads((run.out / "config.json").read_text())["config"]["iterations_per_layer"] == 10
     assert same_run(resumed.trainer, uninterrupted(**dict(SMALL, iterations_per_layer=10, **short)))
     assert not same_run(
@@ -756,7 +756,9 @@ def test_read_only_parent_folder(tmp_path):
         parent.chmod(0o755)
 
 
-@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+@pytest.mark.parametrize(
+    "umask, mode", [(0o022, 0o644), pytest.param(0o027, 0o640, marks=pytest.mark.slow)]
+)
 def test_every_file_has_the_same_permissions(tmp_path, umask, mode):
     old = os.umask(umask)
     try:
@@ -778,14 +780,15 @@ def test_json_files_hold_only_finite_numbers(tmp_path):
 
 
 def test_a_run_without_a_finite_summary_fails_with_a_message(tmp_path):
-    with start(tmp_path / "run", iterations_per_layer=2) as run:
-        runs.execute(run, progress=False, stop_after=1)
+    with start(tmp_path / "run") as run:
+        run.trainer.step()
         run.trainer.history["mismatch"][-1] = [float("inf")]  # as if H_obs had vanished
         with pytest.raises(
             NonFiniteValue, match=r"summary.json would hold .* inf at final_mismatch\[0\]"
         ):
             runs.write_outputs(run)
-    assert "Infinity" not in (run.out / "summary.json").read_text()  # the earlier one stays
+    written = {p.name for p in run.out.iterdir()}
+    assert written == {".lock", "config.json", "train.npy", "checkpoint.npz"}  # no outputs
 
 
 def test_writes_outside_the_main_thread_still_work(tmp_path):

@@ -58,10 +58,12 @@ from refimpl.run_folder import (
     RunFolderError,
     StopRequests,
     check_arrays,
+    to_json,
 )
 
 CONFIG = RECORD  # the name benchmarks/quality.py and older callers use
 TRAIN = "train.npy"
+SUMMARY = "summary.json"
 # the learning commands and the method each one runs
 METHODS = {"synthesize": "ml", "reconstruct": "cd"}
 METHOD_NAMES = {"ml": "maximum likelihood (Algorithm 1)", "cd": "contrastive divergence"}
@@ -631,14 +633,32 @@ def execute(
 def write_outputs(run: LearningRun) -> dict:
     """Samples, reconstructions, figures and ``summary.json`` of the run as it is now.
 
-    ``summary.json`` is written last and only with finite numbers
-    (:class:`~refimpl.run_folder.NonFiniteValue` otherwise).
+    The summary is checked first: if it would hold a non-finite number, nothing is written
+    and :class:`~refimpl.run_folder.NonFiniteValue` names the entry.
     """
     # lazy: importing matplotlib costs about half a second of start-up, which only a run that
     # has something to draw should pay (e.g. not `--help`, not a refused resume)
     from refimpl import plotting
 
     trainer, folder, config, raw = run.trainer, run.folder, run.config, run.raw
+    history = trainer.history
+
+    def last(key):
+        return history[key][-1] if history[key] else None
+
+    summary = dict(
+        command=run.command,
+        iterations=trainer.iteration,
+        stages=trainer.stage,
+        seconds=run.seconds,
+        final_mismatch=last("mismatch"),
+        final_energy_data=last("energy_data"),
+        final_energy_samples=last("energy_samples"),
+        final_reconstruction_error=last("reconstruction_error"),
+        architecture=[list(s) for s in trainer.net.spec()],
+        version=__version__,
+    )
+    to_json(summary, str(folder.file(SUMMARY)))  # refuses NaN and infinity before any write
     samples = to_raw(config, trainer.chains, run.mean)
     recon = to_raw(config, trainer.model().piece_mean(trainer.data), run.mean)
     folder.write_npy("samples.npy", samples)
@@ -660,24 +680,7 @@ def write_outputs(run: LearningRun) -> dict:
         columns = 4
     folder.write_figure("samples.png", plotting.image_grid(images, titles, columns=columns))
     folder.write_figure("curves.png", curves_figure(trainer.history, plotting))
-    history = trainer.history
-
-    def last(key):
-        return history[key][-1] if history[key] else None
-
-    summary = dict(
-        command=run.command,
-        iterations=trainer.iteration,
-        stages=trainer.stage,
-        seconds=run.seconds,
-        final_mismatch=last("mismatch"),
-        final_energy_data=last("energy_data"),
-        final_energy_samples=last("energy_samples"),
-        final_reconstruction_error=last("reconstruction_error"),
-        architecture=[list(s) for s in trainer.net.spec()],
-        version=__version__,
-    )
-    folder.write_json("summary.json", summary)
+    folder.write_json(SUMMARY, summary)
     return summary
 
 
