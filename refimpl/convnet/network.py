@@ -29,7 +29,13 @@ from refimpl.backend import (
     resolve_dtype,
 )
 from refimpl.convnet.layer import ConvLayer, LayerSpec
-from refimpl.validation import check_finite, check_float_array, check_images, shape_str
+from refimpl.validation import (
+    check_finite,
+    check_float_array,
+    check_images,
+    check_positive_int,
+    shape_str,
+)
 
 
 @dataclass
@@ -111,6 +117,7 @@ class ConvNet:
                 (He initialisation, which keeps activations O(1) through ReLU layers).
             bias_std: standard deviation of the biases (mean 0).
         """
+        in_channels = check_positive_int(in_channels, "in_channels")
         specs = [LayerSpec.coerce(s) for s in spec]
         if not specs:
             raise ValueError("spec must list at least one layer")
@@ -384,7 +391,10 @@ class ConvNet:
         Only ``delta`` and ``w`` enter, no image: every image of the piece shares them.
 
         Args:
-            pattern: ``[(M, N_l, H_l, W_l), ...]`` as returned by :meth:`activation_pattern`.
+            pattern: ``[(M, N_l, H_l, W_l), ...]`` as returned by :meth:`activation_pattern`:
+                binary (bool, or 0/1 numbers) for ReLU and linear layers, ``h'(z)`` in
+                ``[0, 1]`` for softplus; anything else is refused (``ValueError``), since
+                it is no activation pattern and its "piece" would be meaningless.
             image_shape: ``(C, H, W)`` of the images (the first layer's adjoint needs it).
 
         Returns:
@@ -404,6 +414,7 @@ class ConvNet:
                     f"pattern[{l - 1}] must have shape {shape_str(geom.output_shape)} (layer {l}); "
                     f"got {shape_str(delta.shape)}"
                 )
+            self._check_pattern_values(delta, l)
         # BEGIN SOLUTION lesson 2
         xp = self.xp
         coeff = xp.ones(geoms[-1].output_shape, dtype=self.dtype)  # B^(L)
@@ -415,6 +426,28 @@ class ConvNet:
             coeff = self.conv.adjoint(geoms[l], gated, layer.weight)  # B^(l-1), Eq. (6.7)
         return alpha, coeff
         # END SOLUTION
+
+    def _check_pattern_values(self, delta, l: int):
+        """Layer ``l``'s pattern must be one its activation can produce (see piece_from_pattern)."""
+        if delta.dtype == bool:
+            return
+        kind = self.layers[l - 1].activation
+        if delta.dtype.kind not in "uif":
+            raise TypeError(
+                f"pattern[{l - 1}] must be boolean or real; got dtype {delta.dtype} (layer {l})"
+            )
+        xp = self.xp
+        if kind.piecewise_linear:
+            bad = ~((delta == 0) | (delta == 1))
+            allowed = "0 or 1 (a ReLU or linear unit is off or on)"
+        else:
+            bad = ~((delta >= 0) & (delta <= 1))  # also catches NaN
+            allowed = f"in [0, 1] (h' of {kind.name})"
+        if bool(xp.any(bad)):
+            raise ValueError(
+                f"pattern[{l - 1}] (layer {l}, {kind.name}) must hold values {allowed}; "
+                f"{int(bad.sum())} of its values are not"
+            )
 
     def linear_piece(self, I):
         """``(alpha (M,), B (M, C, H, W))`` of the piece containing each image, Eq. (6.8).
