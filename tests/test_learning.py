@@ -446,7 +446,7 @@ def test_config_validation():
         (dict(sigma="1"), TypeError, "sigma must be a number"),
         (dict(learning_rate=float("nan")), ValueError, "finite"),
         (dict(init_std=[0.01]), ValueError, "init_std lists 1 values for 2 layers"),
-        (dict(backend="gpu"), ValueError, "backend must be numpy, cupy or None"),
+        (dict(backend="gpu"), ValueError, "backend must be one of numpy, cupy"),
         (dict(dtype="float16"), ValueError, "dtype must be one of float64, float32"),
     ],
 )

@@ -12,6 +12,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
+from refimpl.backend import available_backends
 from refimpl.convnet.layer import LayerSpec
 from refimpl.sampling import check_step_size
 
@@ -20,7 +21,6 @@ OPTIMIZERS = ("sgd", "adam")
 DATASETS = ("texture", "texture-crops", "digits", "digit-classes")
 SCALES = ("0-255", "unit")
 DTYPES = ("float64", "float32")
-BACKENDS = ("numpy", "cupy")
 # fields by kind, for the type checks (JSON gives ints for whole floats; bools are not ints)
 INTEGER_FIELDS = (
     "iterations_per_layer",
@@ -75,7 +75,8 @@ class LearningConfig:
             off, gradients zero for good).
         seed: a non-negative integer (Langevin noise of iteration ``t`` is seeded by
             ``(seed, t)``, new layers by ``(seed, layer, stage)``); dtype: ``"float64"`` or
-            ``"float32"``; backend: ``"numpy"``, ``"cupy"`` or None (``$REFIMPL_BACKEND``).
+            ``"float32"``; backend: a registered backend (``"numpy"``, ``"cupy"``, see
+            :func:`refimpl.backend.available_backends`) or None (``$REFIMPL_BACKEND``).
 
     Data (how the training images are prepared; see :mod:`refimpl.learning.runs`):
         dataset: ``"texture"`` (one image: ``image`` block-averaged by ``factor``, centre crop
@@ -146,8 +147,11 @@ class LearningConfig:
             value = self._typed(name, str)
             if value not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-        if self.backend is not None and self._typed("backend", str) not in BACKENDS:
-            raise ValueError(f"backend must be numpy, cupy or None; got {self.backend!r}")
+        if self.backend is not None and self._typed("backend", str) not in available_backends():
+            raise ValueError(
+                f"backend must be one of {', '.join(available_backends())} or None; "
+                f"got {self.backend!r}"
+            )
         self._typed("image", str)
         if not (self.sigma > 0 and 0 < self.sigma**2 < math.inf):
             raise ValueError(
