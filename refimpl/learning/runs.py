@@ -56,8 +56,8 @@ from refimpl.run_folder import (
     Interrupted,
     RunFolder,
     RunFolderError,
-    StopRequests,
     check_arrays,
+    run_loop,
     to_json,
 )
 
@@ -610,33 +610,25 @@ def execute(
     def state():
         return boundary_state(trainer, run.seconds + time.perf_counter() - start)
 
+    def step():
+        record = trainer.step()
+        if bar is not None:
+            bar.update(record)
+
+    def stopped(exc, meta):
+        _say_stopped(run, exc, meta["iteration"], stream, bar)
+
     try:
-        with StopRequests(stream) as stop:
-            last = state()
-            try:
-                while trainer.iteration < target and not stop.requested:
-                    record = trainer.step()
-                    last = state()
-                    if bar is not None:
-                        bar.update(record)
-                    if trainer.iteration % config.checkpoint_every == 0:
-                        run.save(last)
-                stop.stopping = stop.requested  # stopping: no later signal cuts the save short
-                run.save(last)
-            except DivergenceError:
-                raise
-            except KeyboardInterrupt as exc:  # a second signal (Interrupted), or a plain Ctrl-C
-                stop.stopping = True
-                run.save(last)
-                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
-                raise
-            except Exception:
-                run.save(last)
-                raise
-            if stop.requested:
-                exc = stop.interrupted()
-                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
-                raise exc
+        last = run_loop(
+            lambda arrays, meta: run.save((arrays, meta)),
+            step,
+            state,
+            done=lambda: trainer.iteration >= target,
+            due=lambda: trainer.iteration % config.checkpoint_every == 0,
+            stream=stream,
+            on_stop=stopped,
+            unsaved=(DivergenceError,),
+        )
     finally:
         if bar is not None:
             bar.close()
