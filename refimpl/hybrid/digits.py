@@ -98,10 +98,10 @@ class DigitsSettings:
 
     labelled_per_class: int = 5
     seeds: tuple = (0, 1, 2)
-    lambdas: tuple = (1.0, 0.75, 0.5, 0.25, 0.0)
+    lambdas: tuple = (1.0, 0.5, 0.1, 0.03, 0.01, 0.003, 0.001, 0.0)
     sample_lambdas: tuple = (1.0, 0.5, 0.0)
     iterations: int = 300
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4
     spec: tuple = ((16, 3, 1, 1), (32, 3, 2, 1), (64, 4, 1, 0))
     sigma: float = 1.0
     langevin_steps: int = 20
@@ -425,10 +425,14 @@ def write_figures(out: Path, sweep: DigitsSweep) -> list:
     """``error_vs_lambda.png`` and ``samples_lambda_<lambda>.png``; returns their paths."""
     s = sweep.settings
     x = np.array(s.lambdas)
-    axis = "$\\lambda$ (1 generative $l_G$, 0 discriminative $l_D$)"
+    # the blend moves only for small lambda (README): a log axis down to the smallest
+    # positive lambda, linear from there to 0
+    smallest = min((v for v in s.lambdas if v > 0), default=1.0)
+    axis = f"$\\lambda$ (1 generative $l_G$, 0 discriminative $l_D$; log above {smallest:g})"
+    scale = dict(xscale="symlog", linthresh=smallest, reverse=True, draws="seeds")
     curves = [
-        Curve(x, 1.0 - _table(sweep, "accuracy"), "test error", axis, reverse=True),
-        Curve(x, _table(sweep, "ece"), "ECE", axis, reverse=True, ylabel="ECE (fraction)"),
+        Curve(x, 1.0 - _table(sweep, "accuracy"), "test error", axis, **scale),
+        Curve(x, _table(sweep, "ece"), "ECE", axis, ylabel="ECE (fraction)", **scale),
     ]
     title = (
         f"digits, {s.labelled_per_class} labels per class, {len(s.seeds)} seeds "

@@ -132,6 +132,7 @@ class Curve:
     linthresh: float = 1e-3
     reverse: bool = False  # draw the axis right to left (to put the generative end on the left)
     ylabel: str = "test error"
+    draws: str = "draws"  # what a row of ``errors`` is (training sets, seeds)
 
 
 def _set_scale(ax, curve: Curve):
@@ -178,7 +179,7 @@ def plot_sweep(path, curves, references=None, title: str = ""):
         ax.set_xlabel(curve.xlabel)
         ax.set_ylabel(curve.ylabel)
         ax.legend(fontsize=8)
-        ax.set_title(f"{curve.label}: {len(curve.errors)} draws, bars 1 SE", fontsize=10)
+        ax.set_title(f"{curve.label}: {len(curve.errors)} {curve.draws}, bars 1 SE", fontsize=10)
         d = paired_difference(curve.errors, _best_end(curve.errors))
         ax = axes[1, col]
         ax.errorbar(curve.x, d["mean"], yerr=2 * d["se"], fmt="s-", ms=4, capsize=2, color="C1")
