@@ -310,13 +310,14 @@ class ClassifierConfig:
         return cls(**data)
 
 
-# Defaults measured on the digits (docs/classify.md records what was tried): every mode gets the
-# same 1000 updates of Adam on batches of 64 (about 48 epochs; joint: 500 + 500), which keeps
+# Defaults measured on the digits (the README's "Generative classifiers" records what was
+# tried): every mode gets the same 1000 updates of Adam on batches of 64 (about 48 epochs;
+# joint: 500 + 500), which keeps
 # the slowest default run near 70 s of training on 2 cores. The paper's values where it gives
 # them: beta 0.5, tau 20, rho 2.5% (GMMC Table 8), S = 10; the GMMC authors' sampler settings
 # (step 1 on the batch-mean energy of 64 chains, i.e. 1/64 per chain; target spread 0.001); JEM's
 # SGLD (step 1, noise 0.01, rho 5%). Dai, Lu & Wu's generative gradient uses the batch estimate
-# of the supplementary by default (Langevin expectations: see docs/classify.md).
+# of the supplementary by default (Langevin expectations: see the README).
 GMMC_SAMPLER = dict(sampler_step_size=1 / 64, sampler_gamma=0.001, reinit_rate=0.025)
 JEM_SAMPLER = dict(sampler_step_size=1.0, sgld_noise=0.01, reinit_rate=0.05)
 DEFAULTS = {
