@@ -552,6 +552,39 @@ def check_arrays(path, arrays: dict, expected: dict):
             raise CorruptFile(path, f"array '{name}' holds NaN or infinite values")
 
 
+def check_meta_keys(path, meta: dict, keys):
+    """:class:`CorruptFile` unless the checkpoint's ``meta`` holds exactly ``keys``."""
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise CorruptFile(path, f"meta is missing {', '.join(missing)}")
+    extra = sorted(set(meta) - set(keys))
+    if extra:
+        raise CorruptFile(path, f"meta has unexpected entries {', '.join(extra)}")
+
+
+def check_seconds(path, seconds) -> float:
+    """A checkpoint's training time: a non-negative finite number, else :class:`CorruptFile`."""
+    if isinstance(seconds, bool) or not (
+        isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0
+    ):
+        raise CorruptFile(path, f"meta 'seconds' must be a non-negative number; got {seconds!r}")
+    return float(seconds)
+
+
+def check_history(path, history, keys, iteration: int):
+    """:class:`CorruptFile` unless a checkpoint's ``history`` holds exactly ``keys``, each a list
+    of one entry per iteration done, and its ``"iteration"`` entry counts them: 1, 2, ..."""
+    if not isinstance(history, dict) or set(history) != set(keys):
+        raise CorruptFile(path, f"meta 'history' must hold exactly {', '.join(keys)}")
+    for key in keys:
+        if not isinstance(history[key], list) or len(history[key]) != iteration:
+            raise CorruptFile(
+                path, f"history '{key}' must list one entry per iteration ({iteration})"
+            )
+    if history["iteration"] != list(range(1, iteration + 1)):
+        raise CorruptFile(path, "history's iteration entries do not count the iterations done")
+
+
 # --- the lock -----------------------------------------------------------------------------------
 
 
@@ -759,3 +792,26 @@ class RunFolder:
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
+
+
+class FolderRun:
+    """A run of some command in its :class:`RunFolder`, which this process holds locked until
+    :meth:`close` (a context manager). Each command's run (learning, classifier, sweep) adds
+    what it trains."""
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+
+    @property
+    def out(self) -> Path:
+        return self.folder.path
+
+    def close(self):
+        self.folder.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import fail_on_call, signal_on_call
 
 from refimpl.classify import runs as classify_runs
 from refimpl.classify import training as training_module
@@ -140,19 +141,6 @@ def test_rerunning_gives_a_fresh_folder_and_a_held_folder_is_refused(tmp_path, m
 # --- stops and exact resume ---------------------------------------------------------------------
 
 
-def fail_on_call(monkeypatch, owner, name: str, call: int, exception=KeyboardInterrupt):
-    real = getattr(owner, name)
-    calls = []
-
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == call:
-            raise exception()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, wrapper)
-
-
 def saved_iteration(out: Path) -> int:
     return read_checkpoint(out / "checkpoint.npz")[1]["iteration"]
 
@@ -190,21 +178,12 @@ def test_negative_control_another_seed_is_another_run(reference, tmp_path):
 
 
 def test_a_signal_finishes_the_update_then_saves(reference, tmp_path, monkeypatch, capsys):
-    real = ClassifierTrainer.step
-    calls = []
-
-    def step(self):
-        calls.append(1)
-        if len(calls) == 4:
-            os.kill(os.getpid(), signal.SIGTERM)  # arrives inside update 4
-        return real(self)
-
-    monkeypatch.setattr(ClassifierTrainer, "step", step)
     out = tmp_path / "run"
-    assert run_cli(*RUN, "--out", str(out)) == 143
+    with monkeypatch.context() as patch:
+        signal_on_call(patch, ClassifierTrainer, "step", 4, signal.SIGTERM)  # in update 4
+        assert run_cli(*RUN, "--out", str(out)) == 143
     assert saved_iteration(out) == 4  # the update in progress was finished, then saved
     assert "SIGTERM: stopping after the current iteration" in capsys.readouterr().err
-    monkeypatch.setattr(ClassifierTrainer, "step", real)
     assert run_cli("classify", "--resume", str(out)) == 0
     same_outcome(out, reference)
 
@@ -212,15 +191,9 @@ def test_a_signal_finishes_the_update_then_saves(reference, tmp_path, monkeypatc
 def test_a_signal_while_evaluating_keeps_the_trained_model(reference, tmp_path, monkeypatch):
     from refimpl.classify import experiment
 
-    real = experiment.evaluate
-
-    def evaluate(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)
-        return real(*args, **kwargs)
-
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(experiment, "evaluate", evaluate)
+        signal_on_call(patch, experiment, "evaluate", 1, signal.SIGINT)
         assert run_cli(*RUN, "--out", str(out)) == 130
     assert saved_iteration(out) == 8 and not (out / "metrics.json").exists()
     assert run_cli("classify", "--resume", str(out)) == 0  # evaluates the saved model

@@ -18,13 +18,13 @@ each test takes a few seconds.
 from __future__ import annotations
 
 import json
-import os
 import signal
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import fail_on_call, signal_on_call
 
 from refimpl.classify import training as training_module
 from refimpl.classify.data import digits_split
@@ -211,19 +211,6 @@ def test_the_sweep_writes_its_figures_and_summarised_metrics(reference):
     assert all(0 <= r["ece"] <= 1 and 0 <= r["accuracy"] <= 1 for r in runs)
 
 
-def fail_on_call(monkeypatch, owner, name: str, call: int):
-    real = getattr(owner, name)
-    calls = []
-
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, wrapper)
-
-
 @pytest.mark.parametrize(
     "owner, name, call",
     [
@@ -253,18 +240,9 @@ def test_negative_control_another_first_seed_is_another_sweep(reference, tmp_pat
 
 
 def test_a_signal_stops_the_sweep_after_the_step_in_progress(reference, tmp_path, monkeypatch):
-    real = ClassifierTrainer.step
-    calls = []
-
-    def step(self):
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-        return real(self)
-
     out = tmp_path / "run"
     with monkeypatch.context() as patch:
-        patch.setattr(ClassifierTrainer, "step", step)
+        signal_on_call(patch, ClassifierTrainer, "step", 2, signal.SIGINT)
         assert run_cli(*DIGITS, "--out", str(out)) == 130
     meta = read_checkpoint(out / "checkpoint.npz")[1]
     assert meta["results"] == [] and meta["current"]["iteration"] == 2
@@ -375,15 +353,9 @@ def test_the_toy_writes_its_folder_and_is_run_again_on_resume(tmp_path, capsys):
 
 
 def test_a_stopped_toy_says_it_keeps_no_checkpoint(tmp_path, monkeypatch, capsys):
-    real = experiment.toy_draw
-
-    def draw(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
-
     out = tmp_path / "toy"
     with monkeypatch.context() as patch:
-        patch.setattr(experiment, "toy_draw", draw)
+        signal_on_call(patch, experiment, "toy_draw", 1, signal.SIGTERM)
         assert run_cli("--toy", "--draws", "2", "--out", str(out)) == 143
     err = capsys.readouterr().err
     assert "SIGTERM: stopped; the toy sweep keeps no checkpoint" in err

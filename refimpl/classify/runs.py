@@ -24,7 +24,6 @@ finished run that is resumed is evaluated again and its outputs rewritten.
 from __future__ import annotations
 
 import hashlib
-import math
 import sys
 import time
 from dataclasses import asdict
@@ -46,10 +45,14 @@ from refimpl.run_folder import (
     CHECKPOINT,
     RECORD,
     CorruptFile,
+    FolderRun,
     Interrupted,
     RunFolder,
     RunFolderError,
     check_arrays,
+    check_history,
+    check_meta_keys,
+    check_seconds,
     run_loop,
     signals_raise,
 )
@@ -78,7 +81,7 @@ def split_fingerprint() -> str:
     return digest.hexdigest()
 
 
-class ClassifierRun:
+class ClassifierRun(FolderRun):
     """A classifier run in its run folder, which this process holds locked until :meth:`close`.
 
     Attributes: trainer (:class:`ClassifierTrainer`), folder
@@ -87,26 +90,13 @@ class ClassifierRun:
     """
 
     def __init__(self, trainer, folder: RunFolder, evaluation, checkpoint_every: int):
-        self.trainer, self.folder = trainer, folder
+        super().__init__(folder)
+        self.trainer = trainer
         self.evaluation, self.checkpoint_every = evaluation, checkpoint_every
-
-    @property
-    def out(self) -> Path:
-        return self.folder.path
 
     @property
     def config(self) -> ClassifierConfig:
         return self.trainer.config
-
-    def close(self):
-        self.folder.close()
-
-    def __enter__(self) -> ClassifierRun:
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
 
 
 def start_run(
@@ -183,12 +173,7 @@ def check_checkpoint(path, arrays: dict, meta: dict, config: ClassifierConfig, i
     that does not count the iterations done, or arrays of the wrong names, shapes or dtypes,
     or not finite.
     """
-    missing = [k for k in META_KEYS if k not in meta]
-    if missing:
-        _fail(path, f"meta is missing {', '.join(missing)}")
-    extra = sorted(set(meta) - set(META_KEYS))
-    if extra:
-        _fail(path, f"meta has unexpected entries {', '.join(extra)}")
+    check_meta_keys(path, meta, META_KEYS)
     if meta["kind"] != "classifier":
         _fail(path, f"is not a classifier run's checkpoint (kind {meta['kind']!r})")
     saved = meta["config"]
@@ -217,9 +202,7 @@ def check_checkpoint(path, arrays: dict, meta: dict, config: ClassifierConfig, i
             f"{meta['n_classes']!r} classes; the run has {n_train} of shape {shape} in "
             f"{N_CLASSES}",
         )
-    seconds = meta["seconds"]
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
-        _fail(path, f"meta 'seconds' must be a non-negative number; got {seconds!r}")
+    check_seconds(path, meta["seconds"])
     fresh = ClassifierTrainer(config, images, labels, N_CLASSES)
     layers = len(fresh.model.parameters())
     # every update is one Adam step of every parameter pair
@@ -230,14 +213,7 @@ def check_checkpoint(path, arrays: dict, meta: dict, config: ClassifierConfig, i
             f"meta 'optimizer' is {meta['optimizer']!r}; after {iteration} updates it must be "
             f"Adam with {iteration} steps of each of the {layers} parameter pairs",
         )
-    history = meta["history"]
-    if not isinstance(history, dict) or set(history) != set(HISTORY_KEYS):
-        _fail(path, f"meta 'history' must hold exactly {', '.join(HISTORY_KEYS)}")
-    for key in HISTORY_KEYS:
-        if not isinstance(history[key], list) or len(history[key]) != iteration:
-            _fail(path, f"history '{key}' must list one entry per iteration ({iteration})")
-    if history["iteration"] != list(range(1, iteration + 1)):
-        _fail(path, "history's iteration entries do not count the iterations done")
+    check_history(path, meta["history"], HISTORY_KEYS, iteration)
     expected_arrays, _ = fresh.state()
     params = fresh.model.parameters()
     moments = {l: optimizers.AdamMoments(1, W, W, b, b) for l, (W, b) in enumerate(params)}

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from refimpl.classify import runs
 from refimpl.classify.training import (
     DEFAULT_TRAINING,
     MODES,
-    DivergenceError,
     check_mode,
     default_config,
 )
-from refimpl.cli.options import folder, non_negative_int, positive_int
-from refimpl.run_folder import Interrupted
+from refimpl.cli.options import folder, non_negative_int, positive_int, run_to_end
 
 TRAININGS = ("discriminative", "generative", "joint")  # the blend is `hybrid --digits`'s
 DESCRIPTION = (
@@ -135,16 +132,9 @@ def run(args) -> int:
             f"classify: {cfg.model}/{cfg.training}, seed {cfg.seed}, {cfg.iterations} updates, "
             f"run folder {classifier.out}"
         )
-    with classifier:
-        try:
-            result = runs.execute(classifier, progress=not args.no_progress)
-        except DivergenceError as exc:
-            print(f"error: training diverged: {exc}", file=sys.stderr)
-            return 3
-        except Interrupted as exc:
-            return exc.exit_status
-        except KeyboardInterrupt:
-            return 130
+    status, result = run_to_end(classifier, runs.execute, "training", not args.no_progress)
+    if status:
+        return status
     print(
         f"done: accuracy {result['accuracy']:.4f}, ECE {result['ece']:.4f} (fractions); "
         f"{result['train_seconds']:.0f} s of training, {result['eval_seconds']:.0f} s of "

@@ -22,8 +22,7 @@ import sys
 from pathlib import Path
 
 from refimpl import __version__
-from refimpl.classify.training import DivergenceError
-from refimpl.cli.options import folder, non_negative_int, positive_int
+from refimpl.cli.options import folder, non_negative_int, positive_int, run_to_end
 from refimpl.hybrid import digits
 from refimpl.hybrid.experiment import run_toy
 from refimpl.run_folder import (
@@ -158,16 +157,9 @@ def _toy(args, folder: RunFolder) -> int:
 
 
 def _digits(args, run: digits.SweepRun) -> int:
-    with run:
-        try:
-            metrics = digits.execute(run, progress=not args.no_progress)
-        except DivergenceError as exc:
-            print(f"error: training diverged: {exc}", file=sys.stderr)
-            return 3
-        except Interrupted as exc:
-            return exc.exit_status
-        except KeyboardInterrupt:
-            return 130
+    status, metrics = run_to_end(run, digits.execute, "training", not args.no_progress)
+    if status:
+        return status
     error = metrics["error"]
     pairs = ", ".join(
         f"{lam:g}: {e:.3f}" for lam, e in zip(error["lambda"], error["error_mean"], strict=True)

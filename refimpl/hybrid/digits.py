@@ -39,7 +39,6 @@ Host-only (NumPy for the results, matplotlib for the figures), like the rest of
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -60,10 +59,13 @@ from refimpl.run_folder import (
     CHECKPOINT,
     RECORD,
     CorruptFile,
+    FolderRun,
     Interrupted,
     RunFolder,
     RunFolderError,
     check_arrays,
+    check_meta_keys,
+    check_seconds,
     run_loop,
 )
 
@@ -326,9 +328,7 @@ class DigitsSweep:
     def from_state(cls, path, arrays: dict, meta: dict, settings: DigitsSettings) -> DigitsSweep:
         """The sweep of a checkpoint, checked (:class:`~refimpl.run_folder.CorruptFile` naming
         ``path`` and the problem, or a named disagreement with ``settings``)."""
-        expected_keys = {"kind", "settings", "results", "current", "seconds"}
-        if set(meta) != expected_keys:
-            raise CorruptFile(path, f"meta must hold exactly {', '.join(sorted(expected_keys))}")
+        check_meta_keys(path, meta, ("kind", "settings", "results", "current", "seconds"))
         if meta["kind"] != "hybrid-digits":
             raise CorruptFile(path, f"is not a digits sweep's checkpoint (kind {meta['kind']!r})")
         if meta["settings"] != settings.to_dict():
@@ -354,11 +354,7 @@ class DigitsSweep:
                 lam,
             ):
                 raise CorruptFile(path, f"result {job} is not that of seed {seed}, lambda {lam:g}")
-        seconds = meta["seconds"]
-        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
-            raise CorruptFile(
-                path, f"meta 'seconds' must be a non-negative number; got {seconds!r}"
-            )
+        seconds = check_seconds(path, meta["seconds"])
         shape = (N_CLASSES * settings.samples_per_class, 1, 8, 8)
         wanted = {
             f"samples_{job}": (shape, "float64")
@@ -451,25 +447,12 @@ def write_figures(out: Path, sweep: DigitsSweep) -> list:
 # --- the run folder ------------------------------------------------------------------------------
 
 
-class SweepRun:
+class SweepRun(FolderRun):
     """A digits sweep in its run folder, locked by this process until :meth:`close`."""
 
     def __init__(self, sweep: DigitsSweep, folder: RunFolder):
-        self.sweep, self.folder = sweep, folder
-
-    @property
-    def out(self) -> Path:
-        return self.folder.path
-
-    def close(self):
-        self.folder.close()
-
-    def __enter__(self) -> SweepRun:
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
+        super().__init__(folder)
+        self.sweep = sweep
 
 
 def start_sweep(settings: DigitsSettings, out, fresh_name: bool = False, extra: dict | None = None):

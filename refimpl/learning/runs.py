@@ -27,7 +27,6 @@ import hashlib
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import zoom
@@ -53,6 +52,7 @@ from refimpl.run_folder import (
     CHECKPOINT,
     RECORD,
     CorruptFile,
+    FolderRun,
     Interrupted,
     RunFolder,
     RunFolderError,
@@ -344,7 +344,7 @@ class Progress:
 # --- the run ----------------------------------------------------------------------------------
 
 
-class LearningRun:
+class LearningRun(FolderRun):
     """A learning run in its run folder, which this process holds locked until :meth:`close`.
 
     Attributes:
@@ -355,12 +355,9 @@ class LearningRun:
     """
 
     def __init__(self, trainer: Trainer, mean, raw, folder: RunFolder, command: str, seconds=0.0):
+        super().__init__(folder)
         self.trainer, self.mean, self.raw = trainer, mean, raw
-        self.folder, self.command, self.seconds = folder, command, float(seconds)
-
-    @property
-    def out(self) -> Path:
-        return self.folder.path
+        self.command, self.seconds = command, float(seconds)
 
     @property
     def config(self) -> LearningConfig:
@@ -369,16 +366,6 @@ class LearningRun:
     def save(self, state: tuple[dict, dict]):
         """Write a checkpoint of ``state``, an ``(arrays, meta)`` from :func:`boundary_state`."""
         self.folder.save_checkpoint(*state)
-
-    def close(self):
-        self.folder.close()
-
-    def __enter__(self) -> LearningRun:
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
 
 
 def check_method(command: str, config: LearningConfig, preset: str | None = None):
