@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -255,33 +254,28 @@ def resume_run(path) -> ClassifierRun:
 
 
 def _say_stopped(run: ClassifierRun, exc: KeyboardInterrupt, what: str, stream):
+    """``SIGNAL: stopped WHAT saved in FOLDER``, and the command that continues."""
     name = exc.signal_name if isinstance(exc, Interrupted) else "interrupted"
     print(
-        f"\n{name}: stopped; {what} saved in {run.out}. Continue with:\n"
+        f"\n{name}: stopped{what} saved in {run.out}. Continue with:\n"
         f"  python -m refimpl {COMMAND} --resume {run.out}",
         file=stream,
         flush=True,
     )
 
 
-def execute(run: ClassifierRun, progress: bool = True, stream=None, stop_after=None) -> dict:
+def execute(run: ClassifierRun, progress: bool = True, stream=None) -> dict:
     """Train to the end with checkpoints, progress and clean stops; then evaluate and write.
 
     Stops as :func:`refimpl.run_folder.run_loop` does (SIGINT and SIGTERM: exit status 130 and
     143 with the last iteration boundary saved). :class:`DivergenceError` writes nothing: the
     last good checkpoint stays. A signal during the evaluation stops it at once; the trained
-    classifier is already saved, and ``--resume`` evaluates it. ``stop_after`` stops after
-    that many more updates (with a checkpoint and no outputs), e.g. to test resuming.
+    classifier is already saved, and ``--resume`` evaluates it.
 
     Returns the metrics (what ``metrics.json`` holds).
     """
     trainer, cfg = run.trainer, run.config
     stream = stream if stream is not None else sys.stderr
-    target = (
-        cfg.iterations
-        if stop_after is None
-        else min(cfg.iterations, trainer.iteration + stop_after)
-    )
     bar = (
         Progress(
             cfg.iterations,
@@ -302,14 +296,14 @@ def execute(run: ClassifierRun, progress: bool = True, stream=None, stop_after=N
     def stopped(exc, meta):
         if bar is not None:
             bar.close()
-        _say_stopped(run, exc, f"checkpoint of iteration {meta['iteration']}", stream)
+        _say_stopped(run, exc, f"; checkpoint of iteration {meta['iteration']}", stream)
 
     try:
         run_loop(
             run.folder.save_checkpoint,
             step,
             trainer.state,
-            done=lambda: trainer.iteration >= target,
+            done=lambda: trainer.finished,
             due=lambda: trainer.iteration % run.checkpoint_every == 0,
             stream=stream,
             on_stop=stopped,
@@ -318,9 +312,6 @@ def execute(run: ClassifierRun, progress: bool = True, stream=None, stop_after=N
     finally:
         if bar is not None:
             bar.close()
-    if not trainer.finished:
-        return {}
-    start = time.perf_counter()
     try:
         with signals_raise():
             if progress:
@@ -328,11 +319,10 @@ def execute(run: ClassifierRun, progress: bool = True, stream=None, stop_after=N
                     "evaluating (accuracy, ECE, OOD scores, PGD, class-node samples)", file=stream
                 )
             result, predictions, samples, labels = experiment.finish(trainer, run.evaluation)
-            result["wall_seconds"] = trainer.seconds + time.perf_counter() - start
             experiment.write_outputs(
                 run.out, result, predictions, samples, labels, run.evaluation.samples_shown
             )
     except KeyboardInterrupt as exc:
-        _say_stopped(run, exc, "while evaluating; the trained classifier is", stream)
+        _say_stopped(run, exc, " while evaluating; the trained classifier is", stream)
         raise
     return result

@@ -121,10 +121,10 @@ def _check_resume(args, recorded: dict, given: dict):
     if args.out is not None and os.path.realpath(args.out) != os.path.realpath(args.resume):
         raise ValueError(f"--out does not apply with --resume: the run folder is {args.resume}")
     for option, value in given.items():
-        if value is not None and value != recorded[option]:
+        if value is not None and value != recorded.get(option):
             raise ValueError(
                 f"--{option} {value} conflicts with the run in {args.resume} ({option} = "
-                f"{recorded[option]!r}); a resumed run continues with the settings it was "
+                f"{recorded.get(option)!r}); a resumed run continues with the settings it was "
                 "started with: resume without it, or start a new run"
             )
 
