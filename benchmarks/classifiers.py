@@ -62,7 +62,11 @@ from refimpl.classify.experiment import (  # noqa: E402
     make_trainer,
     run_experiment,
 )
-from refimpl.classify.training import DivergenceError, default_config  # noqa: E402
+from refimpl.classify.training import (  # noqa: E402
+    DivergenceError,
+    default_config,
+    excursion_start,
+)
 
 # name: (model, training, overrides of the default configuration, label)
 ROWS = {
@@ -138,14 +142,15 @@ def energy_excursion(history: dict, config) -> float | None:
     ``max_t max(|E_data(t)|, |E_samples(t)|) / median_t |E_data(t)|`` over the generative phase:
     from the switch on for a joint run (the explosion GMMC's Table 10 shows for JEM happens
     right there), from 10% of the iterations on otherwise (after the transient from the
-    random start). About 1-3 for a run whose energies stay put; the JEM explosions of the
-    paper are 1e5 and more. None for runs without samples.
+    random start; :func:`refimpl.classify.training.excursion_start`, where the relative
+    divergence check's band starts too). About 1-3 for a run whose energies stay put; the JEM
+    explosions of the paper are 1e5 and more. None for runs without samples.
     """
     if config.training == "discriminative" or (
         config.model == "softmax" and config.expectation == "batch"
     ):
         return None
-    start = config.pretrain_iterations if config.training == "joint" else config.iterations // 10
+    start = excursion_start(config)
     data = [abs(v) for v in history["energy_data"][start:]]
     both = data + [abs(v) for v in history["energy_samples"][start:] if v is not None]
     if not data:

@@ -325,8 +325,9 @@ for name, m in models.items():
 #   (Algorithm 1, Eq. (8)), or both in turn; $\gamma$ is estimated afterwards, Eq. (11).
 # * ECE (Eq. (12)), AUROC of $\log p(\mathbf{x})$, $\max_y p(y\mid\mathbf{x})$ and
 #   $-\lVert\nabla\log p(\mathbf{x})\rVert$, and PGD accuracy are what GMMC's claims are about;
-#   `benchmarks/classifiers.py` measures them over seeds, and `docs/classify.md` says which
-#   claims hold on the digits.
+#   `benchmarks/classifiers.py` measures them over seeds, and the README's section "Generative
+#   classifiers" says which claims hold on the digits; `python -m refimpl classify` trains
+#   and measures one model with checkpoints and exact resume.
 #
 # ## Exercises
 #

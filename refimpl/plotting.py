@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from refimpl.backend import to_numpy  # noqa: E402
+from refimpl.run_folder import atomic_write  # noqa: E402
 
 
 def as_display(image) -> np.ndarray:
@@ -54,12 +55,18 @@ def image_grid(images, titles=None, columns: int = 4, signed: bool = False, scal
     return fig
 
 
-def save(fig, path) -> Path:
-    """Write ``fig`` as PNG to ``path`` (creating folders) and close it."""
+def save(fig, path, dpi: int = 110) -> Path:
+    """Write ``fig`` as PNG to ``path`` (creating folders), atomically, and close it.
+
+    Atomically (:func:`refimpl.run_folder.atomic_write`): a run stopped while a figure is
+    being written leaves the previous figure or none, never half a PNG.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        atomic_write(path, lambda stream: fig.savefig(stream, format="png", dpi=dpi))
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -31,27 +31,20 @@ tested in ``tests/test_run_folder.py``):
   raising :class:`Interrupted`. Either way the caller saves the state of the last
   boundary and exits with status 130 (SIGINT) or 143 (SIGTERM).
 
-How a new command uses the run folder (``refimpl.learning.runs.execute`` is the full
-example)::
+How a command uses the run folder (``refimpl.learning.runs``, ``refimpl.classify.runs`` and
+``refimpl.hybrid.digits`` are the full examples)::
 
     record = dict(command="classify", config=config.to_dict(), version=__version__)
     with RunFolder.create(out, record) as folder:       # RunFolder.open(out) to resume
-        folder.save_checkpoint(arrays, meta)            # iteration 0: resumable at once
-        with StopRequests() as stop:
-            last = state()                              # (arrays, meta) of a boundary
-            try:
-                while not done and not stop.requested:
-                    step()                              # compute everything, then commit
-                    last = state()
-                    if periodic:
-                        folder.save_checkpoint(*last)
-            except Interrupted:                         # second signal: step abandoned
-                folder.save_checkpoint(*last)
-                raise
-            if stop.requested:                          # first signal: at a boundary
-                folder.save_checkpoint(*last)
-                raise stop.interrupted()
+        folder.save_checkpoint(*state())                # iteration 0: resumable at once
+        run_loop(folder.save_checkpoint, step, state, done, due, stream, on_stop)
         folder.write_json("summary.json", summary)
+
+:func:`run_loop` is the loop every command shares: ``step()`` one iteration (compute
+everything, then commit), ``state()`` the ``(arrays, meta)`` of the boundary just reached,
+``done()`` and ``due()`` (a periodic checkpoint now?). It saves the last boundary at the
+end, on the first signal (after the iteration in progress), on a second signal or any
+other exception (the iteration in progress abandoned), and says how to continue.
 
 The state must only be committed by plain assignments after the whole step is computed
 (as :meth:`refimpl.learning.Trainer.step` does), and ``state()`` must copy whatever the
@@ -250,6 +243,77 @@ class StopRequests:
                 stream.flush()
         except (OSError, RuntimeError, ValueError):
             pass  # a message lost is better than a run stopped by its own message
+
+
+@contextmanager
+def signals_raise():
+    """Inside the block, SIGINT and SIGTERM raise :class:`Interrupted` at once (main thread only).
+
+    For work with no iteration boundary to wait for (evaluating a trained model, a sweep
+    that is quicker to redo than to resume): the caller catches the exception, says what is
+    saved, and exits with its status (130 or 143). Writes in the block stay atomic
+    (:func:`signals_deferred` holds the signal until the rename is done).
+    """
+    if not _main_thread():
+        yield
+        return
+
+    def handle(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handle) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def run_loop(save, step, state, done, due, stream=None, on_stop=None, unsaved=()):
+    """Step until ``done()``, with checkpoints, and stop cleanly on SIGINT and SIGTERM.
+
+    Args:
+        save: ``save(arrays, meta)`` writes a checkpoint (e.g. ``RunFolder.save_checkpoint``).
+        step: one iteration; it commits its state only once everything is computed.
+        state: ``() -> (arrays, meta)``, the state of the boundary just reached.
+        done: ``() -> bool``, the loop's end; due: ``() -> bool``, a periodic checkpoint now?
+        stream: where :class:`StopRequests` says what happens (default ``sys.stderr``).
+        on_stop: ``on_stop(exc, meta)`` after the emergency save (tell the user how to resume).
+        unsaved: exception types that propagate without a save, e.g. divergence, so that the
+            last good checkpoint stays rather than the state that led to it.
+
+    Returns:
+        The ``(arrays, meta)`` of the last boundary, saved. Raises :class:`Interrupted` (exit
+        status 128 + signal) after the first signal, once the iteration in progress is done
+        and saved; a second signal abandons it and saves the boundary before it.
+    """
+    with StopRequests(stream) as stop:
+        last = state()
+        try:
+            while not done() and not stop.requested:
+                step()
+                last = state()
+                if due():
+                    save(*last)
+            stop.stopping = stop.requested  # stopping: no later signal cuts the save short
+            save(*last)
+        except unsaved:
+            raise
+        except KeyboardInterrupt as exc:  # a second signal (Interrupted), or a plain Ctrl-C
+            stop.stopping = True
+            save(*last)
+            if on_stop is not None:
+                on_stop(exc, last[1])
+            raise
+        except Exception:
+            save(*last)
+            raise
+        if stop.requested:
+            exc = stop.interrupted()
+            if on_stop is not None:
+                on_stop(exc, last[1])
+            raise exc
+    return last
 
 
 # --- atomic files -----------------------------------------------------------------------------
@@ -488,6 +552,39 @@ def check_arrays(path, arrays: dict, expected: dict):
             raise CorruptFile(path, f"array '{name}' holds NaN or infinite values")
 
 
+def check_meta_keys(path, meta: dict, keys):
+    """:class:`CorruptFile` unless the checkpoint's ``meta`` holds exactly ``keys``."""
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise CorruptFile(path, f"meta is missing {', '.join(missing)}")
+    extra = sorted(set(meta) - set(keys))
+    if extra:
+        raise CorruptFile(path, f"meta has unexpected entries {', '.join(extra)}")
+
+
+def check_seconds(path, seconds) -> float:
+    """A checkpoint's training time: a non-negative finite number, else :class:`CorruptFile`."""
+    if isinstance(seconds, bool) or not (
+        isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0
+    ):
+        raise CorruptFile(path, f"meta 'seconds' must be a non-negative number; got {seconds!r}")
+    return float(seconds)
+
+
+def check_history(path, history, keys, iteration: int):
+    """:class:`CorruptFile` unless a checkpoint's ``history`` holds exactly ``keys``, each a list
+    of one entry per iteration done, and its ``"iteration"`` entry counts them: 1, 2, ..."""
+    if not isinstance(history, dict) or set(history) != set(keys):
+        raise CorruptFile(path, f"meta 'history' must hold exactly {', '.join(keys)}")
+    for key in keys:
+        if not isinstance(history[key], list) or len(history[key]) != iteration:
+            raise CorruptFile(
+                path, f"history '{key}' must list one entry per iteration ({iteration})"
+            )
+    if history["iteration"] != list(range(1, iteration + 1)):
+        raise CorruptFile(path, "history's iteration entries do not count the iterations done")
+
+
 # --- the lock -----------------------------------------------------------------------------------
 
 
@@ -665,11 +762,9 @@ class RunFolder:
 
     def write_figure(self, name: str, fig, dpi: int = 110) -> Path:
         """Save a matplotlib figure as PNG, atomically, and close it."""
-        path = atomic_write(self.file(name), lambda s: fig.savefig(s, format="png", dpi=dpi))
-        import matplotlib.pyplot as plt  # only commands that draw pay for pyplot
+        from refimpl import plotting  # only commands that draw pay for matplotlib
 
-        plt.close(fig)
-        return path
+        return plotting.save(fig, self.file(name), dpi)
 
     def save_checkpoint(self, arrays: dict, meta: dict, name: str = CHECKPOINT) -> Path:
         return write_checkpoint(self.file(name), arrays, meta)
@@ -697,3 +792,26 @@ class RunFolder:
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
+
+
+class FolderRun:
+    """A run of some command in its :class:`RunFolder`, which this process holds locked until
+    :meth:`close` (a context manager). Each command's run (learning, classifier, sweep) adds
+    what it trains."""
+
+    def __init__(self, folder: RunFolder):
+        self.folder = folder
+
+    @property
+    def out(self) -> Path:
+        return self.folder.path
+
+    def close(self):
+        self.folder.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False

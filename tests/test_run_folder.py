@@ -29,8 +29,10 @@ import time
 import zipfile
 from pathlib import Path
 
+import faults
 import numpy as np
 import pytest
+from faults import fail_on_call
 from test_learning import same_run, tiny_texture, uninterrupted
 
 from refimpl.cli import main
@@ -85,20 +87,6 @@ def saved_iteration(path) -> int:
 # --- interruptions at controlled points, in-process -----------------------------------------------
 
 
-def fail_on_call(monkeypatch, owner, name: str, call: int, exception=KeyboardInterrupt):
-    """Make ``owner.name`` raise ``exception`` on its ``call``-th call (1-based)."""
-    real = getattr(owner, name)
-    calls = []
-
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == call:
-            raise exception()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, wrapper)
-
-
 # (owner, attribute, failing call, last boundary): Langevin and the ascent step are computed
 # before anything of the run changes; ConvNet.with_parameters opens the commit; growing the
 # network (Trainer.enter_stage, at iteration 6) closes it, after the iteration count and the
@@ -140,17 +128,7 @@ def test_negative_control_a_half_committed_state_is_not_a_checkpoint(tmp_path, m
 
 def signal_on_call(monkeypatch, call: int, *signums):
     """Send ``signums`` to this process during the ``call``-th Langevin synthesis."""
-    real = algorithm.synthesize
-    calls = []
-
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == call:
-            for signum in signums:
-                os.kill(os.getpid(), signum)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(algorithm, "synthesize", wrapper)
+    faults.signal_on_call(monkeypatch, algorithm, "synthesize", call, *signums)
 
 
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

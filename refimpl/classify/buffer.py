@@ -180,7 +180,11 @@ class ReplayBuffer:
         return Draw(indices, images, indices // self.per_class, reinit)
 
     def write(self, indices, images):
-        """Store the chains' new states ``images (K, C, H, W)`` in their slots ``indices (K,)``."""
+        """Store the chains' new states ``images (K, C, H, W)`` in their slots ``indices (K,)``.
+
+        Copy on write: :attr:`images` becomes a new array and the old one is left as it was,
+        so that a state taken before (a checkpoint's arrays) stays the state of its boundary.
+        """
         check_float_array(images, "images")
         check_finite(images, "images")
         if tuple(images.shape) != (indices.shape[0],) + tuple(self.images.shape[1:]):
@@ -188,4 +192,6 @@ class ReplayBuffer:
             raise ValueError(
                 f"images must have shape {shape_str(expected)}; got {shape_str(images.shape)}"
             )
-        self.images[indices] = images
+        updated = self.images.copy()
+        updated[indices] = images
+        self.images = updated

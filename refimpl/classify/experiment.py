@@ -1,8 +1,9 @@
 """A whole classifier run on the digits: train, evaluate everything, write the files and figures.
 
-:func:`run_experiment` is what ``python -m refimpl classify`` runs: it trains one model in one
-training mode on the fixed split (:mod:`refimpl.classify.data`), then measures it the way
-Yang et al. (GMMC) section 4 does, and writes into ``out``:
+:func:`run_experiment` trains one model in one training mode on the fixed split
+(:mod:`refimpl.classify.data`), then measures it the way Yang et al. (GMMC) section 4 does
+(:func:`finish`), and writes into ``out`` (``python -m refimpl classify`` does the same in a
+run folder, with checkpoints: :mod:`refimpl.classify.runs`):
 
 * ``metrics.json``: ``accuracy`` and ``ece`` (fractions, ECE with 20 bins, GMMC Eq. (12)) at the
   top, then AUROC per OOD set and score function (section 4.3), PGD accuracy per epsilon
@@ -15,12 +16,14 @@ Yang et al. (GMMC) section 4 does, and writes into ``out``:
   of the training digits (Dai, Lu & Wu, supplementary section B);
 * ``ood.png``: histograms of the three scores, test digits against each OOD set.
 
+Every file is written atomically (:mod:`refimpl.run_folder`), and ``metrics.json`` only if all
+its numbers are finite (checked before anything is written).
+
 Host-only (files, figures): it imports NumPy and matplotlib.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -34,6 +37,7 @@ from refimpl.classify import metrics
 from refimpl.classify.data import N_CLASSES, OOD_NAMES, digits_split, ood_sets, to_counts
 from refimpl.classify.sampling import class_node_langevin, sgld, staged_sampling
 from refimpl.classify.training import ClassifierConfig, ClassifierTrainer, default_config
+from refimpl.run_folder import atomic_write, to_json, write_json
 
 SCORES = ("log_px", "max_prob", "neg_grad_norm")
 SCORE_LABELS = {
@@ -42,6 +46,8 @@ SCORE_LABELS = {
     "neg_grad_norm": "-|d log p(x) / dx|",
 }
 SAMPLE_STREAM = 2**31 - 4
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.npz"
 
 
 @dataclass(frozen=True)
@@ -310,22 +316,28 @@ def ood_figure(predictions: dict, auroc: dict, title: str):
 def write_outputs(
     out, result: dict, predictions: dict, samples, sample_labels, shown: int = 8
 ) -> Path:
-    """``metrics.json``, ``predictions.npz`` and the three figures in ``out``."""
+    """``metrics.json``, ``predictions.npz`` and the three figures in ``out``, each atomically.
+
+    ``metrics.json`` is checked first: if it would hold NaN or infinity, nothing is written
+    and :class:`~refimpl.run_folder.NonFiniteValue` names the entry.
+    """
     from refimpl import plotting
 
     out = Path(out)
+    to_json(result, str(out / METRICS))  # refuses NaN and infinity before any write
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    np.savez(out / "predictions.npz", **predictions)
+    atomic_write(out / PREDICTIONS, lambda stream: np.savez(stream, **predictions))
     name = f"{result['model']}/{result['training']}, seed {result['seed']}"
     plotting.save(
         reliability_figure(result["reliability"], result["ece"], result["accuracy"], name),
         out / "reliability.png",
     )
     plotting.save(
-        samples_figure(samples, sample_labels, f"class-node samples: {name}"), out / "samples.png"
+        samples_figure(samples, sample_labels, f"class-node samples: {name}", shown),
+        out / "samples.png",
     )
     plotting.save(ood_figure(predictions, result["auroc"], f"OOD scores: {name}"), out / "ood.png")
+    write_json(out / METRICS, result)  # last: a folder with metrics.json has every output
     return out
 
 
@@ -338,6 +350,34 @@ def make_trainer(model: str, training: str | None = None, seed: int = 0, config=
         config = default_config(model, training, seed, **(config or {}))
     split = digits_split()
     return ClassifierTrainer(config, split.train_images, split.train_labels, N_CLASSES)
+
+
+def finish(trainer: ClassifierTrainer, evaluation: Evaluation):
+    """Evaluate a trained classifier: ``(metrics, predictions, samples, sample labels)``.
+
+    The metrics (what ``metrics.json`` holds) begin with ``accuracy`` and ``ece``, then the
+    model, training mode and seed, the measurements of :func:`evaluate`, the training's
+    iterations and seconds, the evaluation's seconds and settings, the configuration.
+    """
+    cfg = trainer.config
+    eval_start = time.perf_counter()
+    final = trainer.final_model()
+    result, predictions, samples, sample_labels = evaluate(final, cfg, evaluation, cfg.seed)
+    head = dict(accuracy=result.pop("accuracy"), ece=result.pop("ece"))
+    result = dict(
+        head,
+        model=cfg.model,
+        training=cfg.training,
+        seed=cfg.seed,
+        **result,
+        iterations=trainer.iteration,
+        train_seconds=trainer.seconds,
+        eval_seconds=time.perf_counter() - eval_start,
+        evaluation=asdict(evaluation),
+        config=cfg.to_dict(),
+        version=__version__,
+    )
+    return result, predictions, samples, sample_labels
 
 
 def run_experiment(
@@ -372,27 +412,10 @@ def run_experiment(
     evaluation = evaluation or Evaluation()
     if trainer is None:
         trainer = make_trainer(model, training, seed, config)
-    cfg = trainer.config
     start = time.perf_counter()
     train(trainer, progress, stream or sys.stderr, on_step)
-    eval_start = time.perf_counter()
-    final = trainer.final_model()
-    result, predictions, samples, sample_labels = evaluate(final, cfg, evaluation, cfg.seed)
-    head = dict(accuracy=result.pop("accuracy"), ece=result.pop("ece"))
-    result = dict(
-        head,
-        model=cfg.model,
-        training=cfg.training,
-        seed=cfg.seed,
-        **result,
-        iterations=trainer.iteration,
-        train_seconds=trainer.seconds,
-        eval_seconds=time.perf_counter() - eval_start,
-        wall_seconds=time.perf_counter() - start,
-        evaluation=asdict(evaluation),
-        config=cfg.to_dict(),
-        version=__version__,
-    )
+    result, predictions, samples, sample_labels = finish(trainer, evaluation)
+    result["wall_seconds"] = time.perf_counter() - start
     if out is not None:
         write_outputs(out, result, predictions, samples, sample_labels, evaluation.samples_shown)
     return result

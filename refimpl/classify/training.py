@@ -14,9 +14,17 @@ Models and the training modes that apply (:data:`MODES`):
   (:func:`~refimpl.classify.heads.fit_biases`).
 * ``gmmc``: Yang et al.'s GMMC; ``discriminative`` (Eq. (5)), ``generative`` (Eq. (7),
   Algorithm 1), ``joint`` (Eq. (5) for ``pretrain_iterations``, then Eq. (7)).
+  ``blend``: the lecture slides' blend ``lambda l_G + (1 - lambda) l_D`` on the same
+  parameters (``blend_lambda``; 1 is ``generative``, 0 ``discriminative``), the question of
+  :mod:`refimpl.hybrid.digits`.
 * ``jem``: the softmax classifier as JEM's ``p(x, y) ~ exp(f_y(x) + b_y)``; ``generative``
   (JEM's objective ``log p(y | x) + log p(x)`` from the start) or ``joint`` (cross-entropy for
   ``pretrain_iterations``, then JEM: the switch GMMC's appendix E reports as unstable).
+
+Divergence: a step whose loss, energies or gradients are not finite, whose mean energies
+exceed ``energy_limit`` in absolute value, or whose energies leave the band that the run's
+own energies have kept so far (:func:`energy_band`, ``excursion_limit``) raises
+:class:`DivergenceError` naming the likely causes, and changes nothing.
 
 Determinism and resume: mini-batches come from a permutation of the training set per epoch,
 seeded by ``(seed, epoch)``; all other randomness of iteration ``t`` (replay-buffer draws,
@@ -72,7 +80,7 @@ __all__ = [
 ]
 
 MODES = {
-    "softmax": ("discriminative", "generative"),
+    "softmax": ("discriminative", "generative", "blend"),
     "gmmc": ("discriminative", "generative", "joint"),
     "jem": ("generative", "joint"),
 }
@@ -86,18 +94,73 @@ EPOCH_STREAM = 2**31 - 3
 
 HISTORY_KEYS = ("iteration", "phase", "loss", "accuracy", "energy_data", "energy_samples")
 
+# The relative divergence check (energy_band, excursion), measured on the digits' default runs
+# (README): JEM's seed-0 run, whose samples ran away in its last 40 updates (energies from -4
+# to +167, accuracy 0.64), ended 287 band widths out of its band and crossed 10 widths at
+# update 984 of 1000; six healthy runs with samples (JEM seeds 1 and 2, JEM joint, GMMC
+# generative and joint, the softmax with Langevin chains) stayed within 2.3 widths of theirs.
+EXCURSION_LIMIT = 10.0
+REFERENCE_ITERATIONS = 20  # iterations with samples before the band is trusted
 
-def check_mode(model: str, training: str | None) -> str:
-    """The training mode (default for ``None``), or a ``ValueError`` naming what applies."""
+
+def excursion_start(config) -> int:
+    """The first iteration (0-based) whose energies make the band: after the transient.
+
+    A joint run's generative phase starts at the switch (where GMMC's Table 10 shows JEM's
+    explosions); any other run's band starts after the first 10% of its iterations.
+    """
+    return config.pretrain_iterations if config.training == "joint" else config.iterations // 10
+
+
+def _quantile(ordered: list, q: float) -> float:
+    """The ``q`` quantile of sorted values, linear between order statistics (NumPy's default)."""
+    position = q * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def energy_band(history: dict, start: int = 0) -> tuple[float, float] | None:
+    """The band a run's energies have kept: the quartiles ``(q1, q3)`` of the mean energies of
+    the data and of the samples over the iterations from ``start`` on that have samples.
+
+    ``None`` until there are :data:`REFERENCE_ITERATIONS` such iterations. Quartiles, not the
+    running minimum and maximum: a range widens with every new extreme and would follow a
+    run-away all the way, where the quartiles of hundreds of iterations hardly move.
+    """
+    pairs = zip(history["energy_data"][start:], history["energy_samples"][start:])
+    values = sorted(v for data, samples in pairs if samples is not None for v in (data, samples))
+    if len(values) < 2 * REFERENCE_ITERATIONS:
+        return None
+    return _quantile(values, 0.25), _quantile(values, 0.75)
+
+
+def excursion(energies, band: tuple[float, float]) -> float:
+    """How far the farthest of ``energies`` lies outside ``band = (q1, q3)``, in band widths.
+
+    0 inside the band. The width is at least ``1e-3`` of the energies' magnitude (and
+    ``1e-12``), so that a run whose energies stood still is not stopped by rounding.
+    """
+    low, high = band
+    width = max(high - low, 1e-3 * max(abs(low), abs(high)), 1e-12)
+    return max(max(low - e, e - high, 0.0) / width for e in energies)
+
+
+def check_mode(model: str, training: str | None, offered=None) -> str:
+    """The training mode (default for ``None``), or a ``ValueError`` naming what applies.
+
+    ``offered``: the modes the caller offers (a command may offer fewer than :data:`MODES`).
+    """
     if model not in MODES:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODES)}")
     if training is None:
         return DEFAULT_TRAINING[model]
-    if training not in MODES[model]:
+    modes = [m for m in MODES[model] if offered is None or m in offered]
+    if training not in modes:
         hint = " (JEM's discriminative part alone is --model softmax)" if model == "jem" else ""
         raise ValueError(
             f"training {training!r} does not apply to model {model!r}; it takes "
-            f"{', '.join(MODES[model])}{hint}"
+            f"{', '.join(modes)}{hint}"
         )
     return training
 
@@ -115,7 +178,8 @@ class ClassifierConfig:
 
     Softmax: ``sigma`` of the reference ``q`` (generative reading, Eq. (3.1));
     ``expectation`` (``"langevin"`` or ``"batch"``) for Dai, Lu & Wu's generative gradient;
-    ``langevin_steps`` and ``langevin_step_size`` of its chains (Eq. (6.10)).
+    ``langevin_steps`` and ``langevin_step_size`` of its chains (Eq. (6.10)); ``blend_lambda``,
+    the weight ``lambda`` of ``l_G`` in the ``blend`` training mode.
 
     GMMC: ``mmc_scale`` (``S`` of Algorithm 2, the paper's 10), ``beta`` (Eq. (7), 0.5),
     ``sampler`` (``"staged"``, Eq. (8), or ``"noise"``, Eq. (10)), ``sampler_gamma`` (the
@@ -127,7 +191,9 @@ class ClassifierConfig:
     Replay buffer (GMMC, JEM, softmax with Langevin): ``buffer_size``, ``reinit_rate``
     (``rho``), ``chains`` per iteration (GMMC, JEM; the softmax uses one per example).
 
-    ``energy_limit``: stop with :class:`DivergenceError` when a mean energy exceeds it.
+    Divergence (:class:`DivergenceError`): ``energy_limit``, the largest mean energy allowed in
+    absolute value; ``excursion_limit``, how many widths of the band its energies have kept so
+    far an energy may move out of it (:func:`energy_band`; None turns the check off).
     """
 
     model: str = "gmmc"
@@ -142,6 +208,7 @@ class ClassifierConfig:
     expectation: str = "langevin"
     langevin_steps: int = 20
     langevin_step_size: float = 0.1
+    blend_lambda: float = 0.5
     mmc_scale: float = 10.0
     beta: float = 0.5
     sampler: str = "staged"
@@ -153,6 +220,7 @@ class ClassifierConfig:
     reinit_rate: float = 0.025
     chains: int = 64
     energy_limit: float = 1e6
+    excursion_limit: float | None = EXCURSION_LIMIT
     dtype: str = "float64"
     backend: str | None = None
 
@@ -195,6 +263,15 @@ class ClassifierConfig:
             raise ValueError(f"sampler must be 'staged' or 'noise'; got {self.sampler!r}")
         if not (0.0 <= self.reinit_rate <= 1.0):
             raise ValueError(f"reinit_rate must lie in [0, 1]; got {self.reinit_rate!r}")
+        if not (0.0 <= float(self.blend_lambda) <= 1.0):
+            raise ValueError(f"blend_lambda must lie in [0, 1]; got {self.blend_lambda!r}")
+        if self.excursion_limit is not None and not (
+            float(self.excursion_limit) > 0 and math.isfinite(self.excursion_limit)
+        ):
+            raise ValueError(
+                f"excursion_limit must be a positive finite number, or None for no relative "
+                f"check; got {self.excursion_limit!r}"
+            )
 
     @property
     def layer_specs(self) -> list:
@@ -207,8 +284,18 @@ class ClassifierConfig:
     @property
     def uses_buffer(self) -> bool:
         if self.model == "softmax":
-            return self.training == "generative" and self.expectation == "langevin"
+            generative = self.training == "generative" or (
+                self.training == "blend" and self.blend_lambda > 0
+            )
+            return generative and self.expectation == "langevin"
         return self.training != "discriminative"
+
+    @property
+    def fits_biases(self) -> bool:
+        """Whether training leaves the softmax's biases to be fitted afterwards (``l_G`` in it)."""
+        return self.model == "softmax" and (
+            self.training == "generative" or (self.training == "blend" and self.blend_lambda > 0)
+        )
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -223,13 +310,14 @@ class ClassifierConfig:
         return cls(**data)
 
 
-# Defaults measured on the digits (docs/classify.md records what was tried): every mode gets the
-# same 1000 updates of Adam on batches of 64 (about 48 epochs; joint: 500 + 500), which keeps
+# Defaults measured on the digits (the README's "Generative classifiers" records what was
+# tried): every mode gets the same 1000 updates of Adam on batches of 64 (about 48 epochs;
+# joint: 500 + 500), which keeps
 # the slowest default run near 70 s of training on 2 cores. The paper's values where it gives
 # them: beta 0.5, tau 20, rho 2.5% (GMMC Table 8), S = 10; the GMMC authors' sampler settings
 # (step 1 on the batch-mean energy of 64 chains, i.e. 1/64 per chain; target spread 0.001); JEM's
 # SGLD (step 1, noise 0.01, rho 5%). Dai, Lu & Wu's generative gradient uses the batch estimate
-# of the supplementary by default (Langevin expectations: see docs/classify.md).
+# of the supplementary by default (Langevin expectations: see the README).
 GMMC_SAMPLER = dict(sampler_step_size=1 / 64, sampler_gamma=0.001, reinit_rate=0.025)
 JEM_SAMPLER = dict(sampler_step_size=1.0, sgld_noise=0.01, reinit_rate=0.05)
 DEFAULTS = {
@@ -344,10 +432,10 @@ class ClassifierTrainer:
         return make_rng(derived_seed(self.config.seed, t), self.xp)
 
     def phase(self, t: int) -> str:
-        """``"discriminative"`` or ``"generative"``: which objective iteration ``t`` follows."""
+        """The objective of iteration ``t``: discriminative, generative, or blend."""
         cfg = self.config
-        if cfg.training == "discriminative":
-            return "discriminative"
+        if cfg.training in ("discriminative", "blend"):
+            return cfg.training
         if cfg.training == "joint" and t < cfg.pretrain_iterations:
             return "discriminative"
         return "generative"
@@ -394,6 +482,8 @@ class ClassifierTrainer:
             return self._jem(x, y, rng)
         if model == "softmax" and cfg.training == "generative":
             return self._dai_lu_wu(x, y, rng)
+        if model == "softmax" and cfg.training == "blend":
+            return self._blend(x, y, rng)
         return self._cross_entropy(x, y)
 
     def _net_grads(self, fwd, dphi):
@@ -457,6 +547,28 @@ class ClassifierTrainer:
             energy_samples=energy_samples,
         )
         return grads, record, (draw.indices, chains)
+
+    def _blend(self, x, y, rng):
+        """``lambda l_G + (1 - lambda) l_D`` on the same parameters (the lecture slides' blend).
+
+        Both parts are means over the batch, ``-l_G / M`` by Dai, Lu & Wu's gradient
+        (:meth:`_dai_lu_wu`) and ``-l_D / M`` (:meth:`_cross_entropy`), so the loss and its
+        gradient are the same blend of theirs. At ``lambda`` = 1 or 0 only one part is
+        computed (no chains at 0). The record's energies are the generative part's.
+        """
+        lam = float(self.config.blend_lambda)
+        if lam == 1.0:
+            return self._dai_lu_wu(x, y, rng)
+        if lam == 0.0:
+            return self._cross_entropy(x, y)
+        grads_G, record_G, write = self._dai_lu_wu(x, y, rng)
+        grads_D, record_D, _ = self._cross_entropy(x, y)
+        grads = [
+            (lam * gW + (1 - lam) * dW, lam * gb + (1 - lam) * db)
+            for (gW, gb), (dW, db) in zip(grads_G, grads_D, strict=True)
+        ]
+        loss = lam * record_G["loss"] + (1 - lam) * record_D["loss"]
+        return grads, dict(record_G, loss=loss), write
 
     def _gmmc(self, x, y, phase: str, rng):
         """GMMC Eq. (5) (discriminative phase) or Eq. (7) with Algorithm 1's samples."""
@@ -562,12 +674,27 @@ class ClassifierTrainer:
             bool(xp.isfinite(gW).all() and xp.isfinite(gb).all()) for gW, gb in grads
         ):
             raise DivergenceError(self._hint("the loss, an energy or a gradient became NaN or inf"))
+        energies = f"data {record['energy_data']:.3g}"
+        if record["energy_samples"] is not None:
+            energies += f", samples {record['energy_samples']:.3g}"
         worst = max(abs(v) for v in numbers)
         if worst > cfg.energy_limit:
             raise DivergenceError(
+                self._hint(f"the energies exploded ({energies}; limit {cfg.energy_limit:g})")
+            )
+        if record["energy_samples"] is None or cfg.excursion_limit is None:
+            return
+        start = excursion_start(cfg)
+        band = energy_band(self.history, start) if self.iteration >= start else None
+        if band is None:
+            return
+        moved = excursion(numbers[1:], band)
+        if moved > cfg.excursion_limit:
+            raise DivergenceError(
                 self._hint(
-                    f"the energies exploded (data {record['energy_data']:.3g}, samples "
-                    f"{record['energy_samples']:.3g}; limit {cfg.energy_limit:g})"
+                    f"the energies ran away ({energies}): {moved:.1f} widths outside the "
+                    f"band [{band[0]:.3g}, {band[1]:.3g}] that they kept since iteration "
+                    f"{start + 1} (its quartiles; limit {cfg.excursion_limit:g} widths)"
                 )
             )
 
@@ -576,8 +703,10 @@ class ClassifierTrainer:
     def final_model(self):
         """The classifier to evaluate, with what training leaves to be estimated afterwards.
 
-        GMMC: ``gamma`` from the training set (section 3.4). Softmax trained generatively: the
-        biases fitted to ``l_D`` (Dai, Lu & Wu, supplementary A). Otherwise the model itself.
+        GMMC: ``gamma`` from the training set (section 3.4). Softmax trained generatively, or
+        by a blend with ``lambda > 0``: the biases fitted to ``l_D`` (Dai, Lu & Wu,
+        supplementary A; ``l_G`` cannot see them, and the blend's ``l_D`` part would bring them
+        to the same condition). Otherwise the model itself.
         The trainer's state is not changed.
         """
         cfg = self.config
@@ -586,7 +715,7 @@ class ClassifierTrainer:
             return self.model.with_gamma(
                 gmmc_math.estimate_gamma(phi, self.model.centres, self.labels)
             )
-        if cfg.model == "softmax" and cfg.training == "generative":
+        if cfg.fits_biases:
             phi = self.train_features()
             scores = phi @ self.model.weights.T
             return self.model.with_biases(fit_biases(scores, self.labels))
@@ -605,7 +734,11 @@ class ClassifierTrainer:
     # --- state for checkpoints -----------------------------------------------------------
 
     def state(self) -> tuple[dict, dict]:
-        """``(arrays, meta)`` describing the run exactly (no generator state is needed)."""
+        """``(arrays, meta)`` describing the run exactly (no generator state is needed).
+
+        Taken between steps it stays the state of that boundary: a step replaces the arrays
+        (the buffer is copied on write) and never changes them, and the history is copied.
+        """
         arrays = {}
         for l, (W, b) in enumerate(self.model.parameters()):
             arrays[f"param_{l}_W"], arrays[f"param_{l}_b"] = W, b
@@ -620,7 +753,7 @@ class ClassifierTrainer:
             image_shape=list(self.images.shape[1:]),
             n_train=int(self.images.shape[0]),
             optimizer=optimizers.state_meta("adam", self.optimizer_state),
-            history=self.history,
+            history={k: list(v) for k, v in self.history.items()},
             seconds=self.seconds,
         )
         return arrays, meta

@@ -8,13 +8,15 @@ with ``add_parser(commands)`` and the function it runs:
     reconstruct  learn by one-step contrastive divergence and reconstruct the images (exp. 3)
     verify       every theorem and proposition of the paper, checked numerically
     pieces       the piecewise-linear structure of a ConvNet on a bundled image (section 6)
+    classify     train a generative classifier on the digits; accuracy, ECE, OOD, PGD, samples
+    hybrid       hybrid generative-discriminative training: the 2-D toy, or the digits sweep
     golden       golden test vectors (npz + manifest.json) for checking another implementation
     crosscheck   compare another implementation's results with the golden vectors
 
 Errors a user can fix (a wrong path, a bad option value, a folder in use, a damaged run
 folder, CuPy asked for but missing) are printed as one line ``error: ...`` with exit status
-2; a command that finds a failing check exits 1; Ctrl-C exits 130 (a learning run first
-saves a checkpoint; SIGTERM exits 143 the same way).
+2; a command that finds a failing check exits 1; a run whose training diverges exits 3;
+Ctrl-C exits 130 (a run with checkpoints first saves one; SIGTERM exits 143 the same way).
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ import argparse
 import sys
 
 from refimpl.backend import BackendError
-from refimpl.cli import crosscheck, golden, learn, pieces, verify
+from refimpl.cli import classify, crosscheck, golden, hybrid, learn, pieces, verify
 from refimpl.run_folder import RunFolderError
 
-COMMANDS = (learn, verify, pieces, golden, crosscheck)
+COMMANDS = (learn, verify, pieces, classify, hybrid, golden, crosscheck)
 
 # Exceptions that mean "the user asked for something that cannot be done"; anything else is
 # a bug and keeps its traceback.

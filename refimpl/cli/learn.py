@@ -14,12 +14,10 @@ import os
 import sys
 
 from refimpl.backend import ENV_BACKEND, available_backends, backend_name, get_namespace
-from refimpl.cli.options import folder, non_negative_int, positive_int
+from refimpl.cli.options import folder, non_negative_int, positive_int, run_to_end
 from refimpl.data import TEXTURES, default_factor, load_image, resolve_image
 from refimpl.learning import runs
 from refimpl.learning.presets import PRESETS, preset_config
-from refimpl.learning.trainer import DivergenceError
-from refimpl.run_folder import Interrupted
 
 SYNTHESIZE = (
     "synthesize",
@@ -225,16 +223,9 @@ def run(args) -> int:
             f"images {tuple(learning.trainer.data.shape)}, run folder {learning.out}"
         )
         _warn_cpu_time(learning.config, args.preset, learning.trainer.data.shape[1])
-    with learning:
-        try:
-            summary = runs.execute(learning, progress=not args.no_progress)
-        except DivergenceError as exc:
-            print(f"error: learning diverged: {exc}", file=sys.stderr)
-            return 3
-        except Interrupted as exc:
-            return exc.exit_status
-        except KeyboardInterrupt:
-            return 130
+    status, summary = run_to_end(learning, runs.execute, "learning", not args.no_progress)
+    if status:
+        return status
     print(
         f"done in {summary['seconds']:.0f} s of learning: final moment mismatch per layer "
         f"{[round(m, 3) for m in summary['final_mismatch']]}, reconstruction error "

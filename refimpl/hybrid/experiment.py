@@ -37,11 +37,13 @@ from refimpl.validation import check_positive_int
 __all__ = [
     "Curve",
     "ToySettings",
+    "jsonable",
     "paired_difference",
     "plot_boundaries",
     "plot_sweep",
     "run_toy",
     "summarize",
+    "summarize_family",
     "sweep",
     "toy_draw",
 ]
@@ -129,6 +131,8 @@ class Curve:
     xscale: str = "linear"
     linthresh: float = 1e-3
     reverse: bool = False  # draw the axis right to left (to put the generative end on the left)
+    ylabel: str = "test error"
+    draws: str = "draws"  # what a row of ``errors`` is (training sets, seeds)
 
 
 def _set_scale(ax, curve: Curve):
@@ -152,7 +156,7 @@ def plot_sweep(path, curves, references=None, title: str = ""):
     """Save the sweep figure: for each curve, its errors (mean +- 1 SE, and the median), and
     below, every setting's paired difference from the better end (mean +- 2 SE; below 0 =
     better than both ends). ``references`` maps a label to a horizontal line (e.g. the Bayes
-    error)."""
+    error). A curve may measure something else where lower is better (its ``ylabel``)."""
     from refimpl import plotting
 
     fig, axes = plotting.figure(2, len(curves), figsize=(5.5 * len(curves), 7), squeeze=False)
@@ -173,16 +177,16 @@ def plot_sweep(path, curves, references=None, title: str = ""):
             ax.axhline(value, color=f"C{i + 2}", ls="--", lw=1, label=name)
         _set_scale(ax, curve)
         ax.set_xlabel(curve.xlabel)
-        ax.set_ylabel("test error")
+        ax.set_ylabel(curve.ylabel)
         ax.legend(fontsize=8)
-        ax.set_title(f"{curve.label}: {len(curve.errors)} draws, bars 1 SE", fontsize=10)
+        ax.set_title(f"{curve.label}: {len(curve.errors)} {curve.draws}, bars 1 SE", fontsize=10)
         d = paired_difference(curve.errors, _best_end(curve.errors))
         ax = axes[1, col]
         ax.errorbar(curve.x, d["mean"], yerr=2 * d["se"], fmt="s-", ms=4, capsize=2, color="C1")
         ax.axhline(0, color="k", lw=0.8)
         _set_scale(ax, curve)
         ax.set_xlabel(curve.xlabel)
-        ax.set_ylabel("error - error of the better end")
+        ax.set_ylabel(f"{curve.ylabel} - that of the better end")
         ax.set_title("paired difference from the better end, bars 2 SE", fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
@@ -292,22 +296,25 @@ def _limit_error(problem: toy.ToyProblem, x_test, y_test) -> float:
         return toy.error_rate(w, x_test, y_test)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """``value`` with NumPy arrays and scalars as lists and numbers; infinities as strings."""
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+        return jsonable(value.tolist())
     if isinstance(value, (np.floating, np.integer)):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)  # "inf" or "nan": strict JSON has no infinities
     return value
 
 
-def _family(name: str, key: str, values, errors) -> dict:
-    """Means, standard errors, the paired differences from both ends, and the best setting."""
+def summarize_family(name: str, key: str, values, errors) -> dict:
+    """One swept family, ``errors (draws, n)`` over the settings ``values`` (generative end
+    first, discriminative last): means, standard errors, medians, 90th percentiles, the paired
+    differences from both ends, and the best setting in between (:func:`_best_inner`)."""
     s = summarize(errors)
     vs_first, vs_last = (paired_difference(errors, errors[:, i]) for i in (0, -1))
     best = None
@@ -446,12 +453,14 @@ def run_toy(
             0.25 / (settings.test_per_class * problem.n_classes)
         ),
         "hybrid": {
-            **_family("Bishop & Lasserre hybrid", "alpha", settings.alphas, results["hybrid"]),
+            **summarize_family(
+                "Bishop & Lasserre hybrid", "alpha", settings.alphas, results["hybrid"]
+            ),
             "sigma": [sigma_of_alpha(a) for a in settings.alphas],
         },
-        "blend": _family("lambda blend", "lambda", settings.lambdas, results["blend"]),
+        "blend": summarize_family("lambda blend", "lambda", settings.lambdas, results["blend"]),
         "nonconverged_fits": int(results["nonconverged"].sum()),
         "fits": draws * (1 + len(settings.alphas) + len(settings.lambdas)),
         "seconds": time.perf_counter() - t0,
     }
-    return _jsonable(metrics)
+    return jsonable(metrics)

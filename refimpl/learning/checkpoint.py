@@ -22,13 +22,20 @@ arrays), naming the file and the problem, before :func:`restore` builds a traine
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from refimpl.learning import optimizers
 from refimpl.learning.config import LearningConfig
 from refimpl.learning.trainer import HISTORY_KEYS, Trainer
-from refimpl.run_folder import CorruptFile, check_arrays, read_checkpoint, write_checkpoint
+from refimpl.run_folder import (
+    CorruptFile,
+    check_arrays,
+    check_history,
+    check_meta_keys,
+    check_seconds,
+    read_checkpoint,
+    write_checkpoint,
+)
 
 META_KEYS = ("config", "iteration", "stage", "layers", "optimizer", "history", "seconds")
 
@@ -100,12 +107,7 @@ def check_checkpoint(path, arrays: dict, meta: dict, data) -> LearningConfig:
     and layers follow from them. Raises :class:`~refimpl.run_folder.CorruptFile` naming
     ``path`` and the first problem found.
     """
-    missing = [k for k in META_KEYS if k not in meta]
-    if missing:
-        _fail(path, f"meta is missing {', '.join(missing)}")
-    extra = sorted(set(meta) - set(META_KEYS))
-    if extra:
-        _fail(path, f"meta has unexpected entries {', '.join(extra)}")
+    check_meta_keys(path, meta, META_KEYS)
     try:
         config = LearningConfig.from_dict(meta["config"])
     except (TypeError, ValueError) as exc:
@@ -119,9 +121,7 @@ def check_checkpoint(path, arrays: dict, meta: dict, data) -> LearningConfig:
             f"(a run with {config.iterations_per_layer} iterations per layer is then in stage "
             f"{config.stage_after(iteration)})",
         )
-    seconds = meta["seconds"]
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
-        _fail(path, f"meta 'seconds' must be a non-negative number; got {seconds!r}")
+    check_seconds(path, meta["seconds"])
     trainer = fresh_trainer(config, data, stage)
     _integer(path, meta, "layers", trainer.net.depth, trainer.net.depth)
     optimizer = meta["optimizer"]
@@ -142,15 +142,9 @@ def check_checkpoint(path, arrays: dict, meta: dict, data) -> LearningConfig:
             _fail(path, f"optimizer step count {count!r} of layer {key} is not in 1..{iteration}")
         layers[int(key)] = count
     history = meta["history"]
-    if not isinstance(history, dict) or set(history) != set(HISTORY_KEYS):
-        _fail(path, f"meta 'history' must hold exactly {', '.join(HISTORY_KEYS)}")
-    for key in HISTORY_KEYS:
-        if not isinstance(history[key], list) or len(history[key]) != iteration:
-            _fail(path, f"history '{key}' must list one entry per iteration ({iteration})")
-    if history["iteration"] != list(range(1, iteration + 1)) or history["stage"] != [
-        config.stage_after(t) for t in range(iteration)
-    ]:
-        _fail(path, "history's iteration and stage entries do not count the iterations done")
+    check_history(path, history, HISTORY_KEYS, iteration)
+    if history["stage"] != [config.stage_after(t) for t in range(iteration)]:
+        _fail(path, "history's stage entries do not follow the growing schedule")
     check_arrays(path, arrays, expected_arrays(trainer, layers))
     return config
 

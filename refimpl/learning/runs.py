@@ -27,7 +27,6 @@ import hashlib
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import zoom
@@ -53,11 +52,12 @@ from refimpl.run_folder import (
     CHECKPOINT,
     RECORD,
     CorruptFile,
+    FolderRun,
     Interrupted,
     RunFolder,
     RunFolderError,
-    StopRequests,
     check_arrays,
+    run_loop,
     to_json,
 )
 
@@ -344,7 +344,7 @@ class Progress:
 # --- the run ----------------------------------------------------------------------------------
 
 
-class LearningRun:
+class LearningRun(FolderRun):
     """A learning run in its run folder, which this process holds locked until :meth:`close`.
 
     Attributes:
@@ -355,12 +355,9 @@ class LearningRun:
     """
 
     def __init__(self, trainer: Trainer, mean, raw, folder: RunFolder, command: str, seconds=0.0):
+        super().__init__(folder)
         self.trainer, self.mean, self.raw = trainer, mean, raw
-        self.folder, self.command, self.seconds = folder, command, float(seconds)
-
-    @property
-    def out(self) -> Path:
-        return self.folder.path
+        self.command, self.seconds = command, float(seconds)
 
     @property
     def config(self) -> LearningConfig:
@@ -369,16 +366,6 @@ class LearningRun:
     def save(self, state: tuple[dict, dict]):
         """Write a checkpoint of ``state``, an ``(arrays, meta)`` from :func:`boundary_state`."""
         self.folder.save_checkpoint(*state)
-
-    def close(self):
-        self.folder.close()
-
-    def __enter__(self) -> LearningRun:
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
 
 
 def check_method(command: str, config: LearningConfig, preset: str | None = None):
@@ -610,33 +597,25 @@ def execute(
     def state():
         return boundary_state(trainer, run.seconds + time.perf_counter() - start)
 
+    def step():
+        record = trainer.step()
+        if bar is not None:
+            bar.update(record)
+
+    def stopped(exc, meta):
+        _say_stopped(run, exc, meta["iteration"], stream, bar)
+
     try:
-        with StopRequests(stream) as stop:
-            last = state()
-            try:
-                while trainer.iteration < target and not stop.requested:
-                    record = trainer.step()
-                    last = state()
-                    if bar is not None:
-                        bar.update(record)
-                    if trainer.iteration % config.checkpoint_every == 0:
-                        run.save(last)
-                stop.stopping = stop.requested  # stopping: no later signal cuts the save short
-                run.save(last)
-            except DivergenceError:
-                raise
-            except KeyboardInterrupt as exc:  # a second signal (Interrupted), or a plain Ctrl-C
-                stop.stopping = True
-                run.save(last)
-                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
-                raise
-            except Exception:
-                run.save(last)
-                raise
-            if stop.requested:
-                exc = stop.interrupted()
-                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
-                raise exc
+        last = run_loop(
+            lambda arrays, meta: run.save((arrays, meta)),
+            step,
+            state,
+            done=lambda: trainer.iteration >= target,
+            due=lambda: trainer.iteration % config.checkpoint_every == 0,
+            stream=stream,
+            on_stop=stopped,
+            unsaved=(DivergenceError,),
+        )
     finally:
         if bar is not None:
             bar.close()
