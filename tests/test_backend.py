@@ -23,6 +23,7 @@ HOST_ONLY = {
     "learning/checkpoint.py": "the checkpoint file format (npz) on the host",
     "learning/runs.py": "run folders: reading images, writing npy/PNG outputs on the host",
     "texture_stats.py": "texture statistics of host images (SciPy filters and FFTs)",
+    "hybrid/": "the exact 2-D toy of hybrid training: thousands of tiny fits (SciPy, plots)",
 }
 
 
@@ -121,6 +122,6 @@ def test_same_seed_same_network_and_host_draws():
     a = ConvNet.random(2, [(3, 3), (2, 3)], seed=7)
     b = ConvNet.random(2, [(3, 3), (2, 3)], seed=7)
     c = ConvNet.random(2, [(3, 3), (2, 3)], seed=8)
-    for (wa, ba), (wb, bb) in zip(a.parameters(), b.parameters()):
+    for (wa, ba), (wb, bb) in zip(a.parameters(), b.parameters(), strict=True):
         assert np.array_equal(wa, wb) and np.array_equal(ba, bb)
     assert not np.array_equal(a.layers[0].weight, c.layers[0].weight)

@@ -10,8 +10,11 @@ import pytest
 LESSONS = sorted(Path(__file__).resolve().parent.parent.glob("lessons/[0-9][0-9]_*.py"))
 
 
-def test_twelve_lessons():
-    assert [p.name[:2] for p in LESSONS] == [f"{n:02d}" for n in range(1, 13)]
+def test_the_lessons_are_numbered():
+    # lessons 1-12 and 14; lesson 13 (generative classifiers) is written separately
+    numbers = [int(p.name[:2]) for p in LESSONS]
+    assert len(numbers) == len(set(numbers))
+    assert set(range(1, 13)) | {14} <= set(numbers) <= set(range(1, 15)), numbers
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=lambda p: p.stem)
@@ -73,14 +76,17 @@ def test_notebook_code_runs_without_a_script_file(tmp_path):
         REFIMPL_LESSON_OUT=str(tmp_path / "out"),
         MPLBACKEND="Agg",
     )
-    run = lambda source: subprocess.run(
-        [sys.executable, "-c", source],
-        cwd=tmp_path / "nb",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def run(source):
+        return subprocess.run(
+            [sys.executable, "-c", source],
+            cwd=tmp_path / "nb",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
     result = run(code)  # python -c: no __file__, as in a kernel
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "out" / paths[0].stem).glob("*.png"))
