@@ -31,6 +31,10 @@ PLANS = ("im2col", "rows")
 # enough that memory stays bounded (the paper's first layer needs < 0.3 GB in float64).
 CHUNK_ELEMENTS = {"numpy": 2**21, "cupy": 2**27}
 
+# Batches at least this large are split into this many chunks or more, for the worker
+# threads of refimpl.threads (two cores get two chunks each: uneven timing still balances).
+MIN_CHUNKS = 4
+
 # "rows" is only considered when its extra work (output rows computed and dropped,
 # zero-padded kernel rows) costs at most this factor over the true flop count.
 ROWS_MAX_OVERHEAD = 1.25
@@ -147,11 +151,18 @@ def make_plan(geom: ConvGeometry, name: str | None = None) -> Plan:
 
 
 @lru_cache(maxsize=256)
-def batch_chunks(plan: Plan, xp):
-    """Batch ranges ``(n0, n1)`` whose work buffers stay under ``CHUNK_ELEMENTS``."""
+def batch_chunks(plan: Plan, xp) -> list:
+    """Batch ranges ``(n0, n1)``: each chunk's work buffers stay under ``CHUNK_ELEMENTS``, and
+    a batch of ``MIN_CHUNKS`` or more is split into at least that many chunks, so that
+    worker threads (:mod:`refimpl.threads`) have work to share.
+
+    The split does not depend on how many threads run it, so neither does any result: the
+    weight gradient, a sum over the batch, adds its per-chunk sums in chunk order.
+    """
     g = plan.geom
     per_sample = plan.gather_length * (
         g.in_channels * len(plan.taps) + g.out_channels * len(plan.out_shifts)
     )
     size = max(1, min(g.batch, CHUNK_ELEMENTS[backend_name(xp)] // per_sample))
-    return [(n0, min(n0 + size, g.batch)) for n0 in range(0, g.batch, size)], size
+    size = min(size, max(1, g.batch // MIN_CHUNKS))
+    return [(n0, min(n0 + size, g.batch)) for n0 in range(0, g.batch, size)]
