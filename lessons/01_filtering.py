@@ -173,6 +173,6 @@ print(
 #    never look at? (Hint: $H_{out} = 70$.)
 # 3. Show that the gradient of $\langle \mathrm{conv}(x, w), y\rangle$ with respect to $w$ is
 #    `conv2d_weight_grad(x, y, k)`, and check it with finite differences.
-# 4. **Assignment:** `python -m lessons.assign 1 --out lesson1` — write
+# 4. **Assignment:** `python -m lessons.assign 1 --out assignment1` — write
 #    `refimpl.conv.naive.forward`, `adjoint` and `weight_grad` from their docstrings, then run
 #    `python grade.py` in that folder.

@@ -281,6 +281,6 @@ save(fig, __file__, "line_through_pieces")
 #    image pixels does the top-down $\mathbf{B}$ now never touch, and why?
 # 4. Flip a single *top-layer* unit of the pattern: how does $\mathbf{B}$ change? Compare with
 #    flipping a first-layer unit.
-# 5. **Assignment:** `python -m lessons.assign 2 --out lesson2` — write `ConvNet.forward`,
+# 5. **Assignment:** `python -m lessons.assign 2 --out assignment2` — write `ConvNet.forward`,
 #    `ConvNet.activation_pattern` and `ConvNet.piece_from_pattern` from their docstrings, then
 #    run `python grade.py` in that folder.

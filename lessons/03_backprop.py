@@ -44,6 +44,12 @@ from _lesson import pick, save
 from refimpl import ConvLayer, ConvNet, plotting
 from refimpl.conv import conv2d_bias_grad, conv2d_weight_grad
 from refimpl.data import centre, load_texture
+from refimpl.numerics import (
+    FINITE_DIFFERENCE,
+    FINITE_DIFFERENCE_STEP,
+    UNIT_ROUNDOFF,
+    relative_error,
+)
 
 # %% [markdown]
 # ## Gradients of a small network
@@ -85,10 +91,6 @@ def central_differences(score, I, h):
     return ((values[:D] - values[D:]) / (2 * h)).reshape(I.shape)
 
 
-def relative_error(a, b):
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
 small = image[:, :, 8:24, 8:24]
 smooth = ConvNet(
     [ConvLayer(l.weight, l.bias, l.stride, l.pad, activation="softplus") for l in net.layers]
@@ -100,7 +102,15 @@ errors = {
 }
 for h, e_relu, e_soft in zip(hs, errors["ReLU"], errors["softplus"]):
     print(f"h = {h:7.0e}: relative error ReLU {e_relu:8.1e}, softplus {e_soft:8.1e}")
-jump = next((i for i, e in enumerate(errors["ReLU"]) if e > 1e-6 and hs[i] > 1e-6), None)
+# the project's gradient-check tolerance and step (refimpl.numerics says why these values)
+jump = next(
+    (
+        i
+        for i, e in enumerate(errors["ReLU"])
+        if e > FINITE_DIFFERENCE and hs[i] > FINITE_DIFFERENCE_STEP
+    ),
+    None,
+)
 if jump:
     print(
         f"ReLU: the probes first leave the piece between h = {hs[jump - 1]:.0e} and {hs[jump]:.0e}"
@@ -112,7 +122,10 @@ ax.loglog(hs, errors["ReLU"], "o-", label="ReLU: f piecewise linear (6.8)")
 ax.loglog(hs, errors["softplus"], "s-", label="softplus: f smooth (section 9)")
 ax.loglog(
     hs,
-    1e-16 * abs(float(net.score(small)[0])) / hs / np.abs(net.grad_input(small)).mean(),
+    UNIT_ROUNDOFF["float64"]
+    * abs(float(net.score(small)[0]))
+    / hs
+    / np.abs(net.grad_input(small)).mean(),
     ":",
     color="gray",
     label="rounding ~ eps |f| / (h |df/dI|)",
@@ -143,7 +156,7 @@ save(fig, __file__, "finite_difference_error")
 
 # %%
 rng = np.random.default_rng(0)
-h = 1e-6
+h = FINITE_DIFFERENCE_STEP
 for l, (layer, (dW, _)) in enumerate(zip(net.layers, grads), start=1):
     flat = layer.weight.reshape(-1)  # a view: perturbing it perturbs the network
     worst = 0.0
@@ -155,7 +168,8 @@ for l, (layer, (dW, _)) in enumerate(zip(net.layers, grads), start=1):
         down = float(net.score(image)[0])
         flat[p] = saved
         worst = max(
-            worst, abs((up - down) / (2 * h) - dW.reshape(-1)[p]) / (abs(dW.reshape(-1)[p]) + 1e-12)
+            worst,  # (+ 1e-12: a weight whose gradient is exactly 0 reports its absolute error)
+            abs((up - down) / (2 * h) - dW.reshape(-1)[p]) / (abs(dW.reshape(-1)[p]) + 1e-12),
         )
     print(
         f"layer {l}: 5 weights, largest relative error of df/dw vs finite differences {worst:.1e}"
@@ -191,10 +205,12 @@ print(
 
 # %%
 _, B = net.linear_piece(image)  # top-down deconvolution, Eq. (6.7)
-print(f"ReLU:     |df/dI (backprop) - B (deconvolution)| / |B| = {relative_error(grad_I, B):.1e}")
+print(
+    f"ReLU:     relative error of df/dI (backprop) vs B (deconvolution): {relative_error(grad_I, B):.1e}"
+)
 alpha_s, B_s = smooth.linear_piece(image)
 print(
-    f"softplus: |df/dI - B| / |B| = {relative_error(smooth.grad_input(image), B_s):.1e}, "
+    f"softplus: relative error of df/dI vs B: {relative_error(smooth.grad_input(image), B_s):.1e}, "
     f"but f - (alpha + <I, B>) = {float(smooth.score(image)[0] - alpha_s[0] - (image * B_s).sum()):.2f}"
 )
 
@@ -232,7 +248,7 @@ repeats = pick(20, 3)
 t_f = seconds(lambda: net.score(image), repeats)
 t_b = seconds(lambda: net.score_and_grad_input(image), repeats)
 t_p = seconds(lambda: net.score_and_grad_params(image), repeats)
-t_fd = seconds(lambda: central_differences(net.score, image, 1e-6), 1)
+t_fd = seconds(lambda: central_differences(net.score, image, FINITE_DIFFERENCE_STEP), 1)
 print(
     f"forward {t_f * 1e3:.2f} ms | forward + df/dI {t_b * 1e3:.2f} ms | forward + df/dw {t_p * 1e3:.2f} ms | "
     f"finite differences for df/dI ({2 * image.size} forwards, batched) {t_fd * 1e3:.0f} ms"
@@ -263,5 +279,5 @@ print(
 #    How does it relate to the smallest $|z^{(l)}_{k,x}|$ divided by the size of the basis image?
 # 4. Show that `grad_params` of a batch is the sum of the per-image gradients, and explain
 #    why that makes $H^{\rm obs}$ in Algorithm 1 one backward pass.
-# 5. **Assignment:** `python -m lessons.assign 3 --out lesson3` — write `ConvNet._backprop`
+# 5. **Assignment:** `python -m lessons.assign 3 --out assignment3` — write `ConvNet._backprop`
 #    from its docstring, then run `python grade.py` in that folder.

@@ -368,6 +368,6 @@ save(fig, __file__, "bias_fit")
 #    for it to estimate $n\, Z_{y_i}$? (Hint: the base category.)
 # 4. Replace the prototype classes by `ConvNet.random` networks on 1 x 1 two-channel images
 #    (event shape `(2, 1, 1)` in `exact_distribution`) and repeat the check of part (a).
-# 5. **Assignment:** `python -m lessons.assign 4 --out lesson4` — write `log_softmax`,
+# 5. **Assignment:** `python -m lessons.assign 4 --out assignment4` — write `log_softmax`,
 #    `softmax_posterior`, the two log-likelihoods and their score gradients in
 #    `refimpl.models.discriminative` from their docstrings, then run `python grade.py` in that folder.

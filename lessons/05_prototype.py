@@ -350,6 +350,6 @@ print(
 # 4. Replace `activation="relu"` by `"softplus"` (section 9): is
 #    $\log p + \|\mathbf{I} - \sigma^2 \mathbf{B}\|^2 / 2\sigma^2$ still constant on a piece?
 #    (`structure.check_theorem1_piece_constant`.)
-# 5. **Assignment:** `python -m lessons.assign 5 --out lesson5` — write
+# 5. **Assignment:** `python -m lessons.assign 5 --out assignment5` — write
 #    `PrototypeModel.score`, `activation_pattern`, `piece_from_pattern` and `grad_params`
 #    in `refimpl/models/prototype.py`, then run `python grade.py` in that folder.

@@ -303,7 +303,7 @@ for r in results:
 # 4. Why does the Hastings ratio need $k(\mathbf{I}\mid\mathbf{J})$ at all? Run MALA with the
 #    ratio $p(\mathbf{J})/p(\mathbf{I})$ only (plain Metropolis on a non-symmetric proposal) and
 #    measure its bias.
-# 5. **Assignment:** `python -m lessons.assign 6 --out lesson6` — write the loops of
+# 5. **Assignment:** `python -m lessons.assign 6 --out assignment6` — write the loops of
 #    `refimpl.sampling.samplers.langevin` and `mala` (each step: update every chain, call
 #    `_record`; Langevin also checks the chains with `_check_finite_chains`, so that a
 #    diverging chain raises `FloatingPointError`; MALA rejects proposals that are not finite),

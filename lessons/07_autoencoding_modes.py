@@ -47,6 +47,7 @@ from refimpl import ConvLayer, ConvNet, plotting
 from refimpl.data import load_digits
 from refimpl.exact import exact_distribution
 from refimpl.models import GenerativeModel, PrototypeModel
+from refimpl.numerics import EXACT, relative_error
 from refimpl.sampling import fixed_point, grade
 from refimpl.theorems import instances, structure
 
@@ -235,7 +236,7 @@ print(
 )
 print(
     "every memory is its own piece's mean:",
-    bool(np.allclose(memory.piece_mean(X), X, rtol=0, atol=1e-12)),
+    relative_error(memory.piece_mean(X), X) <= EXACT,  # equal up to rounding (refimpl.numerics)
 )
 
 # %% [markdown]
@@ -408,7 +409,7 @@ print(f"convex 3-layer ConvNet: {check.claim}: residual {check.residual:.1e}")
 #    which spurious modes appear? Try larger and smaller $c$.
 # 4. In the concave-kink example, compute $\lambda$ and check
 #    $\hat I = \sigma^2(\lambda B_{\text{left}} + (1-\lambda)B_{\text{right}})$ for another $\sigma$.
-# 5. **Assignment:** `python -m lessons.assign 7 --out lesson7` — write the loops of
+# 5. **Assignment:** `python -m lessons.assign 7 --out assignment7` — write the loops of
 #    `refimpl.sampling.samplers.grade` (per-chain stopping, `converged`, `chain_steps`,
 #    `_record`, and a `FloatingPointError` via `_check_finite_chains` if a chain diverges) and
 #    `fixed_point` (jump, count the jumps, stop each chain when its pattern repeats), then run

@@ -305,6 +305,6 @@ save(fig, __file__, "learning_curves")
 #    work). How do the mismatch curves of the lower layers change?
 # 4. Why does the first layer not need the He scale? (Hint: what are its input and its
 #    learning rate, and what happens at its first updates?)
-# 5. **Assignment:** `python -m lessons.assign 9 --out lesson9`: write
+# 5. **Assignment:** `python -m lessons.assign 9 --out assignment9`: write
 #    `refimpl.learning.algorithm.grow` from its docstring and this lesson,
 #    then run `python grade.py` in that folder.

@@ -396,6 +396,6 @@ for stage in (1, 2, 3):
 #    `preset_config("object", learning_rate=[1e-3, 1e-4, 1e-4, 1e-4])`, and plot stage 1's
 #    mismatch. Why does the product $\langle w^{\rm top}, h(w^{(1)} * \mathbf{I})\rangle$ start
 #    so slowly from small weights, and why does a larger rate for either factor cure it?
-# 6. **Assignment:** `python -m lessons.assign 10 --out lesson10`: write
+# 6. **Assignment:** `python -m lessons.assign 10 --out assignment10`: write
 #    `refimpl.learning.algorithm.top_filter` from its docstring and this lesson, then
 #    run `python grade.py` in that folder.

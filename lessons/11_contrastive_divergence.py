@@ -162,7 +162,9 @@ axes[0].set_title("Proposition 3's condition: the mean-noise step keeps $\\delta
 axes[1].loglog(
     rows[:, 3] / sigma, rows[:, 4], "o", label="relative residual (images that keep $\\delta$)"
 )
-axes[1].axhline(1e-6, color="r", ls="--", lw=0.8, label="tolerance $10^{-6}$")
+axes[1].axhline(
+    r.tolerance, color="r", ls="--", lw=0.8, label=f"the check's tolerance {r.tolerance:.0e}"
+)
 axes[1].set_ylim(1e-12, 1)
 axes[1].set_xlabel("$\\epsilon / \\sigma$ used")
 axes[1].legend(fontsize=8)
@@ -419,7 +421,7 @@ print(
 # 4. Proposition 3 suggests learning the weights by minimising $R$ directly. Write the
 #    gradient of `reconstruction_loss` at fixed patterns with the help of Eq. (7.5), and
 #    compare one such descent step with one CD step on the same weights.
-# 5. **Assignment:** `python -m lessons.assign 11 --out lesson11`: write
+# 5. **Assignment:** `python -m lessons.assign 11 --out assignment11`: write
 #    `refimpl.learning.algorithm.mean_langevin_step`, `reconstruction_loss` and
 #    `synthesize` (CD from the data, persistent chains otherwise), then run
 #    `python grade.py` in that folder.

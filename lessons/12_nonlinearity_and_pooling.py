@@ -46,6 +46,7 @@ from refimpl.conv import conv2d, conv2d_adjoint, max_pool2d, max_pool2d_adjoint
 from refimpl.convnet.pieces import line_through_pieces
 from refimpl.data import load_texture
 from refimpl.models import GenerativeModel
+from refimpl.numerics import EXACT, FINITE_DIFFERENCE_STEP
 from refimpl.theorems import instances, smooth
 
 # %% [markdown]
@@ -187,7 +188,8 @@ print(
     f"{second['ReLU'][~inside_relu].max():.1e}"
 )
 print(
-    f"softplus: second differences below 1e-12 at {np.mean(second['softplus'] < 1e-12):.1%} "
+    f"softplus: second differences below EXACT = {EXACT:.0e} at "
+    f"{np.mean(second['softplus'] < EXACT):.1%} "
     f"of the points; median {np.median(second['softplus']):.1e} ~ f'' dt^2 with dt = {dt:.4f}"
 )
 steps = np.abs(np.diff(constant["ReLU"]))[~walk.kinks[1:]]
@@ -271,7 +273,7 @@ for size, stride in ((2, 2), (3, 2), (3, 1)):
         float((other * max_pool2d_adjoint(dy, argmax, x.shape)).sum()),
     )
     # the gradient of <max_pool(x), dy> is the adjoint at x's own switches (no ties here):
-    v, h = rng.standard_normal(x.shape), 1e-6
+    v, h = rng.standard_normal(x.shape), FINITE_DIFFERENCE_STEP
     numeric = (
         (max_pool2d(x + h * v, size, stride)[0] - max_pool2d(x - h * v, size, stride)[0]) * dy
     ).sum() / (2 * h)
@@ -379,7 +381,7 @@ f0, _ = pool_net(I0)
 alpha, B = pool_net_piece(I0)
 print(f"f(I) = {float(f0[0]):.10f}\nalpha + <I, B> = {float(alpha[0] + (I0 * B).sum()):.10f}")
 v = rng.standard_normal(I0.shape)
-h = 1e-6
+h = FINITE_DIFFERENCE_STEP
 numeric = float((pool_net(I0 + h * v)[0] - pool_net(I0 - h * v)[0])[0] / (2 * h))
 print(
     f"directional derivative {numeric:.8f} vs <B, v> = {float((B * v).sum()):.8f}: B = df/dI, Eq. (9.2)"
@@ -481,7 +483,7 @@ save(fig, __file__, "slices")
 #    pooling is piecewise linear with fewer switches than with max pooling.
 # 4. With overlapping windows (size 3, stride 1) one pixel can win several windows. Find
 #    such a pixel in the brick responses and check that $P_a^\top$ adds up its coefficients.
-# 5. **Assignment:** `python -m lessons.assign 12 --out lesson12` — write the softplus
+# 5. **Assignment:** `python -m lessons.assign 12 --out assignment12` — write the softplus
 #    `refimpl.activations.softplus` and its derivative `sigmoid` (stable for every finite
 #    $r$), and `refimpl.conv.pool.max_pool2d` and `max_pool2d_adjoint`, then run
 #    `python grade.py` in that folder.

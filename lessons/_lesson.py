@@ -23,9 +23,13 @@ def figure_folder(lesson_file: str) -> Path:
     """``<project>/runs/lessons/<lesson name>/`` (created), or under ``$REFIMPL_LESSON_OUT``.
 
     Anchored at the project root, not the working directory, so that ``python
-    lessons/05_prototype.py`` and ``cd lessons && python 05_prototype.py`` agree.
+    lessons/05_prototype.py`` and ``cd lessons && python 05_prototype.py`` agree. The
+    project root is the folder above this file's, or this file's own where ``refimpl/`` sits
+    beside it (an assignment folder, which carries its chapter at the top).
     """
-    default = Path(__file__).resolve().parent.parent / "runs" / "lessons"
+    here = Path(__file__).resolve().parent
+    root = here if (here / "refimpl").is_dir() else here.parent
+    default = root / "runs" / "lessons"
     folder = Path(os.environ.get("REFIMPL_LESSON_OUT", default)) / Path(lesson_file).stem
     folder.mkdir(parents=True, exist_ok=True)
     return folder

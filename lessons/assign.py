@@ -168,28 +168,67 @@ def make_assignment(lesson: int, out, solution: bool = False) -> Path:
         shutil.copy(ROOT / "tests" / name, out / "tests" / name)
     shutil.copy(test_file, out / "tests" / test_file.name)
     shutil.copy(Path(__file__).with_name("grade.py"), out / "grade.py")
+    chapter = chapter_of(lesson)
+    shutil.copy(chapter, out / chapter.name)
+    shutil.copy(Path(__file__).with_name("_lesson.py"), out / "_lesson.py")
     functions = sorted({r.key for r in lesson_regions})
-    (out / "README.md").write_text(_readme(lesson, functions, solution))
+    (out / "README.md").write_text(_readme(lesson, chapter.name, functions, solution))
     return out
 
 
-def _readme(lesson: int, functions, solution: bool) -> str:
-    listed = "\n".join(f"* `refimpl.{f}`" for f in functions)
-    state = "the complete solution (instructor copy)" if solution else "your assignment"
-    return f"""# Lesson {lesson}: {state}
+def chapter_of(lesson: int) -> Path:
+    """The lesson's chapter, ``lessons/NN_topic.py``: it travels with the assignment."""
+    (chapter,) = sorted(Path(__file__).resolve().parent.glob(f"{lesson:02d}_*.py"))
+    return chapter
 
-Functions to write (each raises `NotImplementedError` until you do; the docstrings say what
-they compute and which equation of the paper they implement):
+
+def _readme(lesson: int, chapter: str, functions, solution: bool) -> str:
+    by_file = {}
+    for key in functions:
+        module, _, name = key.rpartition(".")
+        if module.split(".")[-1][:1].isupper():  # a method: Class.method
+            module, _, owner = module.rpartition(".")
+            name = f"{owner}.{name}"
+        by_file.setdefault(f"refimpl/{module.replace('.', '/')}.py", []).append(f"`{name}`")
+    listed = "\n".join(f"   * `{path}`: {', '.join(names)}" for path, names in by_file.items())
+    common = f"""
+## Grading
+
+You need Python with NumPy, SciPy, Matplotlib and tqdm (what refimpl runs on), and the test
+tools: `pip install numpy scipy matplotlib tqdm pytest hypothesis`. From this folder:
+
+    python grade.py       # why each failing test fails, then a score per function
+    python grade.py -v    # the same after pytest's full output
+
+The tests are `tests/test_lesson_{lesson:02d}.py`; each says what it checks and against which
+independent reference. "Exact" identities are checked to the float64 tolerances of
+`refimpl/numerics.py`, which also gives the rounding argument behind each.
+"""
+    if solution:
+        return f"""# Lesson {lesson}: the complete copy (for instructors)
+
+Every function is implemented here, including the ones students write:
 
 {listed}
 
-Read `lessons/{lesson:02d}_*.py` in the refimpl repository first. Then, from this folder:
+`python grade.py` scores 100% on this copy; the student copy (written without `--solution`)
+raises `NotImplementedError` in the marked part of each of these functions.
+{common}"""
+    return f"""# Lesson {lesson}: your assignment
 
-    python grade.py  # runs tests/test_lesson_{lesson:02d}.py and prints a score per function
+1. Read the chapter, `{chapter}` (a Python script in jupytext "percent" format: prose in
+   comments, code in `# %%` cells).
+2. Write the marked part of each of these functions; until you do, each raises
+   `NotImplementedError`. Its docstring says what it computes, with shapes and the equation
+   of Xie et al. (*A Theory of Generative ConvNet*) it implements:
 
-Only the marked parts of these functions are missing; everything else in `refimpl/` is complete.
-The tests use the float64 reference tolerances of the project (1e-10 to 1e-12 on exact identities).
-"""
+{listed}
+
+   Everything else in `refimpl/` is complete: call it as you like.
+3. Grade your work (below) until every function scores 100%.
+4. Then run the chapter on your own code: `python {chapter} --quick` (figures go to
+   `runs/lessons/`).
+{common}"""
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,11 @@ on the CPU) and on CuPy (on an NVIDIA GPU) when asked:
 * by argument, e.g. ``ConvNet.random(..., backend="cupy")``;
 * or for the whole process with the environment variable ``REFIMPL_BACKEND=cupy``.
 
+Backends are registered by name (:func:`register_backend`): NumPy and CuPy are, and so can
+be another NumPy-like namespace (the test suite registers a strict CuPy look-alike that
+runs on the CPU and refuses every implicit host/device conversion, see
+``tests/strict_backend.py``).
+
 Functions that receive arrays infer the namespace from them (:func:`namespace_of`), so a
 network whose weights live on the GPU computes on the GPU without further ceremony.
 
@@ -20,17 +25,87 @@ then moved, so one seed gives the same network on every backend.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy
 
-BACKENDS = ("numpy", "cupy")
+BACKENDS = ("numpy", "cupy")  # built in; available_backends() lists all registered ones
 DTYPES = ("float64", "float32")
 ENV_BACKEND = "REFIMPL_BACKEND"
 
 
 class BackendError(RuntimeError):
     """Raised when the requested backend cannot be used (e.g. CuPy without a GPU)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered array backend: a NumPy-like namespace and how to recognise its arrays.
+
+    ``load()`` returns the namespace (called on first use, so CuPy is only imported when
+    asked for); ``is_array(a)`` says whether ``a`` is one of its arrays, and must not import
+    anything; ``to_host(a)`` copies such an array into a NumPy array (the one explicit
+    device-to-host transfer); ``device`` is False only for NumPy itself.
+    """
+
+    name: str
+    load: Callable[[], ModuleType]
+    is_array: Callable[[object], bool]
+    to_host: Callable[[object], numpy.ndarray]
+    device: bool = True
+
+
+_REGISTRY: dict[str, Backend] = {}
+_LOADED: dict[str, ModuleType] = {}
+
+
+def register_backend(name: str, namespace, is_array, to_host, device: bool = True) -> Backend:
+    """Make ``name`` usable wherever a backend is named (``backend=...``, ``$REFIMPL_BACKEND``).
+
+    Args:
+        name: the backend's name, e.g. ``"cupy"``.
+        namespace: its array namespace (a module with ``zeros``, ``matmul``, ``random``, ...),
+            or a function of no arguments that returns it (imported on first use).
+        is_array: ``is_array(a) -> bool``, True for the backend's arrays; cheap, no imports.
+        to_host: ``to_host(a) -> numpy.ndarray``, the explicit device-to-host copy.
+        device: False for a backend whose arrays are NumPy arrays (only NumPy itself).
+
+    Re-registering a name replaces it. CuPy is registered through this function too.
+    """
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"backend name must be a non-empty string; got {name!r}")
+    load = namespace if callable(namespace) and not isinstance(namespace, ModuleType) else None
+    if load is None:
+        if not isinstance(namespace, ModuleType):
+            raise TypeError(
+                f"namespace must be a module (or a function returning one); got "
+                f"{type(namespace).__name__}"
+            )
+        module = namespace
+
+        def load():
+            return module
+
+    backend = Backend(name.lower(), load, is_array, to_host, device)
+    _REGISTRY[backend.name] = backend
+    _LOADED.pop(backend.name, None)
+    return backend
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend registered with :func:`register_backend` (NumPy cannot be removed)."""
+    name = name.lower()
+    if name == "numpy":
+        raise ValueError("the numpy backend cannot be unregistered")
+    _REGISTRY.pop(name, None)
+    _LOADED.pop(name, None)
+
+
+def available_backends() -> tuple:
+    """Names of the registered backends (``("numpy", "cupy")`` unless more were registered)."""
+    return tuple(_REGISTRY)
 
 
 def _import_cupy() -> ModuleType:
@@ -54,54 +129,85 @@ def _import_cupy() -> ModuleType:
     return cupy
 
 
+def _is_cupy_array(a) -> bool:
+    return type(a).__module__.startswith("cupy")
+
+
+def _cupy_to_host(a) -> numpy.ndarray:
+    return a.get()
+
+
+register_backend("numpy", numpy, lambda a: isinstance(a, numpy.ndarray), numpy.asarray, False)
+register_backend("cupy", _import_cupy, _is_cupy_array, _cupy_to_host)
+
+
+def _load(backend: Backend) -> ModuleType:
+    if backend.name not in _LOADED:
+        _LOADED[backend.name] = backend.load()
+    return _LOADED[backend.name]
+
+
 def get_namespace(name: str | None = None) -> ModuleType:
     """Return the array namespace ``xp`` for backend ``name``.
 
-    ``name`` is ``"numpy"``, ``"cupy"`` or None; None means ``$REFIMPL_BACKEND`` if set,
-    else NumPy. Raises ``ValueError`` for an unknown name and :class:`BackendError` when
-    CuPy is asked for but unavailable.
+    ``name`` is ``"numpy"``, ``"cupy"`` (or another registered backend) or None; None means
+    ``$REFIMPL_BACKEND`` if set, else NumPy. Raises ``ValueError`` for an unknown name and
+    :class:`BackendError` when CuPy is asked for but unavailable.
     """
     if name is None:
         name = os.environ.get(ENV_BACKEND, "numpy") or "numpy"
-    if not isinstance(name, str) or name.lower() not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}; got {name!r}")
-    return numpy if name.lower() == "numpy" else _import_cupy()
+    if not isinstance(name, str) or name.lower() not in _REGISTRY:
+        raise ValueError(f"backend must be one of {available_backends()}; got {name!r}")
+    return _load(_REGISTRY[name.lower()])
+
+
+def _backend_of_namespace(xp) -> Backend:
+    for name, module in _LOADED.items():
+        if module is xp:
+            return _REGISTRY[name]
+    raise ValueError(f"{xp!r} is not the namespace of a registered backend")
 
 
 def backend_name(xp: ModuleType) -> str:
-    """``"numpy"`` or ``"cupy"`` for a namespace returned by :func:`get_namespace`."""
-    return "numpy" if xp is numpy else "cupy"
+    """The registered name (``"numpy"``, ``"cupy"``, ...) of a namespace ``xp``."""
+    return "numpy" if xp is numpy else _backend_of_namespace(xp).name
+
+
+def is_device(xp: ModuleType) -> bool:
+    """True when ``xp``'s arrays live on an accelerator (every backend but NumPy)."""
+    return xp is not numpy and _backend_of_namespace(xp).device
+
+
+def _backend_of_array(a) -> Backend | None:
+    if isinstance(a, numpy.ndarray):
+        return _REGISTRY["numpy"]
+    for backend in _REGISTRY.values():
+        if backend.device and backend.is_array(a):
+            return backend
+    return None
 
 
 def namespace_of(*arrays) -> ModuleType:
-    """The namespace the given arrays live in (NumPy or CuPy); all must agree.
+    """The namespace the given arrays live in (NumPy, CuPy, ...); all must agree.
 
     Non-array arguments (None, Python scalars) are ignored. Raises ``TypeError`` when
-    NumPy and CuPy arrays are mixed, which would otherwise fail deep inside a kernel.
+    arrays of different backends are mixed, which would otherwise fail deep inside a kernel.
     """
     found = None
     for a in arrays:
         if a is None or isinstance(a, (int, float, bool)):
             continue
-        xp = numpy if isinstance(a, numpy.ndarray) else _cupy_module_of(a)
-        if xp is None:
+        backend = _backend_of_array(a)
+        if backend is None:
             continue
-        if found is not None and xp is not found:
+        if found is not None and backend is not found:
             raise TypeError(
-                "arrays from different backends were mixed (numpy and cupy); move them to "
-                "one backend first, e.g. with refimpl.backend.to_backend(a, 'cupy')"
+                f"arrays from different backends were mixed ({found.name} and {backend.name}); "
+                f"move them to one backend first, e.g. with "
+                f"refimpl.backend.to_backend(a, {backend.name!r})"
             )
-        found = xp
-    return numpy if found is None else found
-
-
-def _cupy_module_of(a):
-    module = type(a).__module__
-    if module.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return None
+        found = backend
+    return numpy if found is None else _load(found)
 
 
 def resolve_dtype(dtype=None):
@@ -133,12 +239,16 @@ def to_backend(a, backend: str | ModuleType | None = None, dtype=None):
 
 
 def to_numpy(a):
-    """A NumPy array holding the values of ``a`` (a NumPy or CuPy array, or array-like)."""
+    """A NumPy array holding the values of ``a`` (an array of any backend, or array-like).
+
+    The explicit device-to-host transfer: host-only code (SciPy, plotting, files) calls this
+    on everything that may come from a device.
+    """
     if isinstance(a, numpy.ndarray):
         return a
-    get = getattr(a, "get", None)
-    if callable(get) and type(a).__module__.startswith("cupy"):
-        return get()
+    backend = _backend_of_array(a)
+    if backend is not None:
+        return backend.to_host(a)
     return numpy.asarray(a)
 
 

@@ -106,3 +106,65 @@ def piece_residual(f, alpha, B, I) -> float:
     scale = xp.abs(f) + xp.abs(alpha) + xp.abs(terms).sum(axis=1)
     ratio = xp.where(scale > 0, gap / xp.where(scale > 0, scale, 1), 0.0)
     return float(ratio.max())
+
+
+# --- crosscheck: another implementation against the golden vectors -------------------------
+#
+# ``python -m refimpl crosscheck`` compares a user's array ``a`` with the golden ``b``
+# elementwise: it passes when ``|a - b| <= atol + rtol |b|`` everywhere, with
+# ``atol = rtol * scale`` and ``scale`` the magnitude of the terms that make up ``b`` (by
+# default ``max |b|``; for a difference of larger terms, such as ``H_obs - H_syn``, the size of
+# those terms), recorded per array in the manifest. The golden instances are small (at most 3
+# layers, at most 36 products per output and layer, at most 8 Langevin steps) and drawn away
+# from every discrete decision (next block), so the comparison only has to absorb rounding.
+
+CROSSCHECK_FLOAT32 = 1e-4
+"""``rtol`` for a float32 implementation against the float64 golden vectors.
+
+A float32 implementation rounds its inputs (``u = 6.0e-8`` relative) and every operation.
+One layer's output carries at most ``gamma_n = n u`` of its terms' absolute sum, ``n <= 36``
+products (``2.2e-6``); three layers forward and three back, and up to 8 Langevin steps each
+adding one such error (the Gaussian part of the update contracts, so they do not grow), give
+a worst case of about ``2 * 3 * 8 * 2.2e-6 = 1e-4`` of the terms' size. Random signs make the
+typical error ``sqrt(n)`` times smaller, which is what is seen: refimpl's own float32 run of
+every case stays within ``CROSSCHECK_FLOAT32 / CROSSCHECK_HEADROOM`` (the golden writer
+refuses an instance where it does not; measured: at most 1.1e-7), and the PyTorch and JAX
+examples in float32 within 1.8e-7 and 1.6e-7. A real mistake
+(the Langevin drift ``eps^2`` instead of ``eps^2 / 2``, a flipped kernel, a missing ReLU
+mask) changes the results by 1e-2 or more."""
+
+CROSSCHECK_FLOAT64 = 1e-10
+"""``rtol`` for a float64 implementation against the float64 golden vectors.
+
+The same analysis with ``u = 1.1e-16`` gives a worst case of ``2 * 3 * 8 * 36 * 1.1e-16 =
+1.9e-13`` of the terms' size; scaling refimpl's measured float32 deviation (at most
+``1e-5``, enforced) by ``2^-53 / 2^-24 = 1.9e-9`` gives ``2e-14``. ``1e-10`` leaves a factor of
+500 or more for summation orders, FFT or Winograd convolutions and BLAS differences, and
+is a hundred million times below the smallest mistake the kit looks for (measured: the
+PyTorch and JAX examples in float64 are within 3.8e-16)."""
+
+CROSSCHECK_HEADROOM = 10
+"""The golden writer recomputes every case in float32 with refimpl itself and keeps an
+instance only if that run is within ``CROSSCHECK_FLOAT32 / CROSSCHECK_HEADROOM`` and makes
+every discrete decision the same (activation patterns, accept/reject, stopping steps): a
+float32 implementation whose rounding is ten times worse than refimpl's still passes."""
+
+KINK_MARGIN = 1e-4
+"""Smallest ``|z| / max |z|`` (per layer) a golden instance allows for any pre-activation
+``z`` it evaluates (data, chains at every recorded step). float32 rounding moves ``z`` by
+``gamma_n = 36 u = 2.2e-6`` of its terms at worst per layer, so no correct float32
+implementation can flip a ReLU ``1(z > 0)`` that refimpl's float64 run sets."""
+
+DECISION_MARGIN = 1e-2
+"""Smallest margin of a golden instance's other discrete decisions. MALA: ``|log U - log r|``
+(``r`` the Hastings ratio, a difference of energies ``|I|^2 / (2 sigma^2) < 10^2`` that float32
+gets right to ``10^2 * 6e-8 = 6e-6``). GRADE: the stopping test ``|u| <= tol (|I| + sigma)``
+holds or fails alike with ``tol`` moved by 1%; near a mode ``u = (eps^2 / 2)(B - I / sigma^2)``
+is a difference of nearly equal terms, off in float32 by about
+``(eps^2 / (2 sigma^2)) u |I| = 0.63 * 6e-8 |I|``, i.e. ``4e-4`` of the threshold at
+``tol = 1e-4``: 25 times below."""
+
+CROSSCHECK_KS_ALPHA = 1e-3
+"""Significance of the statistical sampler check: a sampler that draws from ``p`` exactly
+fails it with probability ``1e-3`` (the KS critical value is the ``1 - 1e-3`` quantile of
+the exact Kolmogorov distribution for ``n`` samples)."""

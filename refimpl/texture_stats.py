@@ -23,8 +23,9 @@ that a number can be read against a floor and a ceiling.
 
 Conventions, shared by all functions:
 
-* an image is a host array ``(H, W)`` (gray) or ``(C, H, W)``, intensities in ``[0, 255]``
-  (nothing is clipped: a sample outside the range is measured as it is);
+* an image is an array ``(H, W)`` (gray) or ``(C, H, W)``, intensities in ``[0, 255]``
+  (nothing is clipped: a sample outside the range is measured as it is); arrays of a
+  device backend (CuPy) are copied to the host first;
 * colour (``C > 1``): every statistic is computed **per channel** and the distances are
   averaged over channels; both images must have the same number of channels, while their
   heights and widths may differ (all statistics are normalised per pixel);
@@ -40,6 +41,8 @@ import numpy as np
 from scipy.signal import fftconvolve
 from scipy.stats import wasserstein_distance
 
+from refimpl.backend import to_numpy
+
 GABOR_SIGMAS = (1.0, 2.0, 4.0)
 """Envelope widths (pixels) of the filter bank: three scales an octave apart."""
 
@@ -54,7 +57,7 @@ EPS = 1e-12
 
 def as_channels(image) -> np.ndarray:
     """``(H, W)`` or ``(C, H, W)`` -> float64 ``(C, H, W)``; a clear error for anything else."""
-    array = np.asarray(image, dtype=np.float64)
+    array = np.asarray(to_numpy(image), dtype=np.float64)
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
@@ -72,6 +75,8 @@ def as_image_list(images) -> list:
     Accepts a 4-D array ``(M, C, H, W)``, a 3-D array read as ``M`` gray images ``(H, W)``,
     or a list of images ``(H, W)`` / ``(C, H, W)``.
     """
+    if not isinstance(images, (list, tuple)):
+        images = to_numpy(images)  # one transfer for a device batch, not one per image
     if isinstance(images, np.ndarray):
         if images.ndim not in (3, 4):
             raise ValueError(f"expected images (M, C, H, W) or (M, H, W); got shape {images.shape}")

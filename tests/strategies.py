@@ -253,3 +253,20 @@ def pool_problems(draw, max_image: int = 12, ties: bool = True):
         x = np.round(x)  # a few distinct values: many ties
     dy = rng.standard_normal((n, c, (h - size) // stride + 1, (w - size) // stride + 1))
     return x, size, stride, dy
+
+
+def tiny_learning_config(**values):
+    """A ``LearningConfig`` for the smallest runs that still go through Algorithm 1 (2
+    iterations per layer, 2 chains, one Langevin step); ``values`` set or override fields."""
+    from refimpl.learning import LearningConfig
+
+    defaults = dict(
+        iterations_per_layer=2,
+        chains=2,
+        langevin_steps=1,
+        step_size=0.3,
+        sigma=1.0,
+        learning_rate=1e-3,
+        init_std=0.1,
+    )
+    return LearningConfig(**{**defaults, **values})

@@ -1,4 +1,9 @@
-"""The public API documented in the README: construction, specs, copies, parameter access."""
+"""The public API documented in the README: construction, specs, copies, parameter access.
+
+Where a check compares two things, a negative control shows it can tell different things
+apart (a different spec, the mean instead of the sum, other images, a wrong shape); checks
+of names, shapes and the repr have no meaningful wrong variant to run.
+"""
 
 import numpy as np
 import pytest
@@ -33,6 +38,8 @@ def test_spec_formats_are_equivalent():
     nets = [ConvNet.random(1, s, seed=0) for s in specs]
     assert all(n.spec() == nets[0].spec() for n in nets)
     assert not nets[0].layers[1].relu and nets[0].layers[0].relu
+    # negative control: another stride is another spec
+    assert ConvNet.random(1, [(4, 3, 1, 1), (2, 3, 1, 0, False)], seed=0).spec() != nets[0].spec()
 
 
 def test_spec_round_trip_keeps_every_activation():
@@ -82,6 +89,9 @@ def test_grad_params_is_gradient_of_the_sum_over_images():
     for l, (dw, db) in enumerate(total):
         assert_close(dw, sum(p[l][0] for p in parts), EXACT, "sum of per-image dW")
         assert_close(db, sum(p[l][1] for p in parts), EXACT, "sum of per-image db")
+    # negative control: the mean over the images (a factor 4) is not what grad_params returns
+    with pytest.raises(AssertionError, match="sum of per-image dW"):
+        assert_close(total[0][0], sum(p[0][0] for p in parts) / 4, EXACT, "sum of per-image dW")
 
 
 def test_parameters_are_live_and_copy_is_deep():
@@ -99,6 +109,9 @@ def test_with_parameters_checks_shapes():
     net = ConvNet.random(1, [(2, 3)], seed=0)
     with pytest.raises(ValueError, match=r"layer 1: weight must have shape \(2, 1, 3, 3\)"):
         net.with_parameters([(np.zeros((2, 1, 5, 5)), np.zeros(2))])
+    # negative control: the right shapes are taken, and the copy holds them
+    other = net.with_parameters([(np.zeros((2, 1, 3, 3)), np.ones(2))])
+    assert np.array_equal(other.layers[0].bias, np.ones(2))
 
 
 def test_repr_names_the_architecture():
@@ -114,3 +127,6 @@ def test_score_and_grad_params_equal_the_separate_calls():
     for (a, b), (c, d) in zip(grads, net.grad_params(I)):
         assert_close(a, c, EXACT, "dW")
         assert_close(b, d, EXACT, "db")
+    # negative control: the gradients of other images differ
+    with pytest.raises(AssertionError, match="dW"):
+        assert_close(grads[0][0], net.grad_params(I[::-1] * 2)[0][0], EXACT, "dW")

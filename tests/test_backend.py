@@ -24,6 +24,7 @@ HOST_ONLY = {
     "learning/runs.py": "run folders: reading images, writing npy/PNG outputs on the host",
     "texture_stats.py": "texture statistics of host images (SciPy filters and FFTs)",
     "hybrid/": "the exact 2-D toy of hybrid training: thousands of tiny fits (SciPy, plots)",
+    "crosscheck/": "golden vectors are host files (npz, JSON); exact references, KS tests (SciPy)",
 }
 
 

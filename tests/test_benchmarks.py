@@ -1,11 +1,15 @@
-"""Smoke tests of the benchmark scripts ``benchmarks/conv.py`` and ``benchmarks/quality.py``:
-they run and write their results."""
+"""Smoke tests of the benchmark scripts ``benchmarks/conv.py``, ``benchmarks/quality.py`` and
+``benchmarks/gpu.py``: they run and write their results (the GPU check on the strict CPU
+stand-in of CuPy)."""
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "conv.py"
 QUALITY = Path(__file__).resolve().parent.parent / "benchmarks" / "quality.py"
@@ -82,3 +86,126 @@ def test_quality_benchmark_quick(tmp_path):
     )
     assert again.returncode == 0, again.stderr
     assert json.loads(raw.read_text(encoding="utf-8"))["textures"]["brick"]["status"] == "reused"
+
+
+# --- benchmarks/gpu.py: the device check, its host-only parts and the strict-backend path ------
+
+GPU = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu.py"
+
+
+def load_gpu_script():
+    import importlib.util
+
+    if "gpu_check" not in sys.modules:  # dataclasses need the module registered
+        spec = importlib.util.spec_from_file_location("gpu_check", GPU)
+        sys.modules["gpu_check"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["gpu_check"])
+    return sys.modules["gpu_check"]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed here")
+def test_gpu_check_without_cupy_says_what_to_do_and_writes_nothing(tmp_path):
+    command = [sys.executable, str(GPU), "--out", str(tmp_path), "--run-dir", str(tmp_path / "r")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert "CuPy is not installed" in done.stderr and "pip install" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gpu_check_arguments_are_checked():
+    gpu = load_gpu_script()
+    with pytest.raises(SystemExit):
+        gpu.parse_args(["--skip", "warp-drive"])
+    with pytest.raises(SystemExit):
+        gpu.parse_args(["--iterations", "0"])
+    assert gpu.parse_args(["--skip", "verify,preset"]).skip == ["verify", "preset"]
+
+
+def test_gpu_check_counts_flops_as_documented():
+    """Stage 1 of the texture preset, counted by hand: one layer, 32 filters 7x7 stride 2 pad 3
+    on 64x64 gray images -> 32x32 outputs, f = 2 * 32 * 1 * 49 * 32 * 32 flops per image and
+    kernel. L = 10 Langevin steps of df/dI on 16 chains (forward + adjoint: 10 * 2 * 16 f),
+    df/dw of the one data image and the 16 chains (forward + weight gradient: 2 * 17 f),
+    the data's reconstruction (forward + adjoint: 2 f): 356 f in all."""
+    from refimpl.learning.presets import preset_config
+
+    gpu = load_gpu_script()
+    f = 2 * 32 * 1 * 49 * 32 * 32
+    assert gpu.iteration_flops(preset_config("texture"), 1, (1, 1, 64, 64), 1) == 356 * f
+    # negative control: the count grows with the stage's layers
+    assert gpu.iteration_flops(preset_config("texture"), 2, (1, 1, 64, 64), 1) > 356 * f
+
+
+def test_gpu_report_marks_failures_errors_and_skips():
+    gpu = load_gpu_script()
+    payload = dict(
+        environment=dict(
+            date="d", backend="cupy", device="a GPU (80.0 GiB)", device_details={}, host="h",
+            numpy="n", torch="t", command="c", quick=False, budget_s=1.0,
+        ),
+        stages=dict(
+            identities=dict(
+                checks=[dict(name="an identity", residual=1.0, bound=1e-12, passed=False)],
+                seconds=1.0, peak_bytes=2**30,
+            ),
+            numpy_vs_device=dict(error="RuntimeError: boom", traceback="..."),
+            verify={"skipped": "--skip"},
+        ),
+        seconds=3.0,
+        passed=False,
+    )  # fmt: skip
+    text = gpu.report(payload)
+    assert "Device: **a GPU (80.0 GiB)**" in text
+    assert "| an identity | 1.00e+00 | 1.0e-12 | FAIL |" in text
+    assert "**ERROR**: `RuntimeError: boom`" in text and "Skipped: --skip." in text
+    assert "| identities | 1.00 |" in text and "Overall: **FAIL**" in text
+
+
+def test_gpu_check_end_to_end_on_the_strict_backend(tmp_path):
+    """The whole script on the CPU stand-in of CuPy (tests/strict_backend.py), shrunken shapes;
+    verify --quick on that backend is tested in tests/test_strict_backend.py, so skipped here."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    command = [
+        sys.executable, str(GPU), "--backend", "strict", "--quick", "--iterations", "1",
+        "--skip", "verify", "--out", str(tmp_path), "--run-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "[4/6] texture-paper, timed" in done.stdout
+    text = (tmp_path / "gpu-quick.md").read_text(encoding="utf-8")
+    assert "QUICK RUN" in text and "strict backend: CuPy stand-in" in text
+    payload = json.loads((tmp_path / "gpu-quick.json").read_text(encoding="utf-8"))
+    assert payload["passed"] and payload["environment"]["backend"] == "strict"
+    stages = payload["stages"]
+    assert (
+        len(stages["identities"]["checks"]) == 5 and len(stages["numpy_vs_device"]["checks"]) == 7
+    )
+    assert {r["dtype"] for r in stages["conv_throughput"]["rows"]} == {"float32", "float64"}
+    assert all(r["gflops"] > 0 for r in stages["iteration_throughput"]["rows"])
+    preset = stages["preset"]
+    assert [s["stage"] for s in preset["stages"]] == [1, 2, 3] and preset["projected_full_s"] > 0
+    assert (tmp_path / "run" / "samples.png").is_file()
+
+
+def test_gpu_check_negative_control_a_device_off_by_1e_9_fails(monkeypatch):
+    """Stage 2 rejects a device whose bias gradient is off by one part in 1e9 (bound ~1e-12),
+    while the same stage with the correct kernels passes."""
+    import strict_backend
+
+    from refimpl.conv import fast
+
+    gpu = load_gpu_script()
+    correct = fast.bias_grad
+    with strict_backend.registered() as namespace:
+        device = gpu.Device("strict", namespace, "strict", None)
+        assert all(c.passed for c in gpu.stage_numpy_vs_device(device, quick=True))
+
+        def off_on_the_device(y):
+            scale = 1 + 1e-9 if strict_backend.is_strict_array(y) else 1.0
+            return correct(y) * scale
+
+        monkeypatch.setattr(fast, "bias_grad", off_on_the_device)
+        checks = {c.name: c for c in gpu.stage_numpy_vs_device(device, quick=True)}
+    assert not checks["df/dw"].passed and checks["df/dI"].passed

@@ -105,7 +105,8 @@ def test_verify_exits_non_zero_on_a_failure(monkeypatch, capsys):
 
     failing = [CheckResult("x", "a claim that fails", "(0.0)", 1.0, 1e-10)]
     monkeypatch.setattr(
-        "refimpl.cli.verify.run_all", lambda seed, quick, progress=None: (failing, {"g": 0.0})
+        "refimpl.cli.verify.run_all",
+        lambda seed, quick, progress=None, backend=None: (failing, {"g": 0.0}),
     )
     assert main(["verify", "--quick"]) == 1
     assert "FAILED: x" in capsys.readouterr().out

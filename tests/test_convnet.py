@@ -1,27 +1,29 @@
-"""The ConvNet engine: scores, backprop, activation patterns, linear pieces, basis functions.
+"""The ConvNet engine beyond the graded methods: class scores, pieces, basis functions, float32.
 
-Properties (Xie et al., sections 2, 3, 6, 9), each on Hypothesis-drawn architectures and each
-with a negative control below it:
+The graded methods have their properties in the lesson tests, which this suite runs too:
+``forward``, ``activation_pattern`` and ``piece_from_pattern`` (the score is the sum of the top
+layer, delta = 1(z > 0), f = alpha + <I, B> of Eq. (6.8)) in tests/lessons/test_lesson_02.py;
+``_backprop`` (df/dI, df/dW, df/db against finite differences, backprop == the top-down
+deconvolution (6.7), softplus) in tests/lessons/test_lesson_03.py.
 
-* df/dI, df/dW, df/db match central finite differences (rel. error < 1e-6) away from kinks;
-* f = alpha + <I, B> (Eq. (6.8)) to 1e-12;
+Here (Xie et al., sections 2, 6, 9), on Hypothesis-drawn architectures, each with a negative
+control below it:
+
+* class scores, Eq. (2.2);
 * an image constructed in the same piece has the same alpha and B;
-* B from backprop == top-down deconvolution (6.7) == sum of basis functions (6.14);
-* the pre-activations are a + <I, b> with the basis of Eq. (6.12)-(6.13).
+* the third way to B: the sum of basis functions (6.14) equals backprop and deconvolution;
+  the pre-activations are a + <I, b> with the basis of Eq. (6.12)-(6.13);
+* float32 networks agree with float64 to FLOAT32;
+* softplus breaks piecewise linearity; f is exactly linear between kinks along a line.
 """
 
 import numpy as np
 import pytest
 from checks import EXACT, FLOAT32, assert_close, assert_piece_identity
-from gradcheck import assert_gradient, coordinate_gradient, input_gradient
 from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 from strategies import (
     alive,
-    images,
     net_and_images,
-    networks,
-    probes_in_piece,
     seeds,
     small_mixed_net,
     softplus_net,
@@ -34,12 +36,10 @@ from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces, sam
 
 
 @given(net_and_images())
-def test_score_is_sum_of_top_layer(case):
-    """Eq. (3.5): f(I) = sum_{k,x} [F^(L)_k * I](x); class scores with all-ones weights equal it."""
+def test_class_score_with_unit_weights_is_the_score(case):
+    """Eq. (2.2) with w_c = 1 sums the top features: the score of Eq. (3.5) (itself graded in
+    lesson 2)."""
     net, I = case
-    top = net.forward(I).outputs[-1]
-    assert net.score(I).shape == (len(I),)
-    assert_close(net.score(I), top.sum(axis=(1, 2, 3)), EXACT, "score")
     ones = np.ones((1, net.layers[-1].out_channels))
     assert_close(net.class_scores(I, ones)[:, 0], net.score(I), EXACT, "class score with w_c = 1")
 
@@ -54,90 +54,12 @@ def test_class_scores_eq_2_2():
         [[sum(w_c[c, k] * features[m, k] for k in range(5)) for c in range(2)] for m in range(3)]
     )
     assert_close(net.class_scores(I, w_c), expected, EXACT, "class scores")
-
-
-# --- backprop vs finite differences -----------------------------------------------------
-
-
-@given(net_and_images(max_batch=2))
-def test_grad_input_matches_finite_differences(case):
-    net, I = case
-    assume(alive(net, I))
-    analytic = net.grad_input(I)
-    assert analytic.shape == I.shape
-    for m in range(len(I)):
-        fd = input_gradient(net.score, I[m])
-        assume(probes_in_piece(net, I[m], fd.probes))
-        assert_gradient(analytic[m], fd, what="df/dI")
-
-
-@settings(max_examples=15)
-@given(net_and_images(max_batch=2), seeds)
-def test_grad_params_match_finite_differences(case, seed):
-    net, I = case
-    assume(alive(net, I))
-    grads = net.grad_params(I)
-    assert [(dw.shape, db.shape) for dw, db in grads] == [
-        (l.weight.shape, l.bias.shape) for l in net.layers
-    ]
-    base = net.activation_pattern(I)
-    crossed = []
-    objective = lambda: float(net.score(I).sum())
-    on_probe = lambda: crossed.append(not same_pattern(net.activation_pattern(I), base))
-    rng = np.random.default_rng(seed)
-    for layer, (dw, db) in zip(net.layers, grads):
-        for array, analytic in ((layer.weight, dw), (layer.bias, db)):
-            coords = rng.choice(array.size, size=min(array.size, 12), replace=False)
-            fd = coordinate_gradient(objective, array, coords, on_probe=on_probe)
-            assume(not any(crossed))
-            assert_gradient(analytic.reshape(-1)[coords], fd, what="df/dw")
-
-
-def _grad_input_ignoring_top_mask(net, I):
-    """A wrong backprop: forgets the ReLU derivative of the top layer."""
-    fwd = net.forward(I)
-    grad = np.ones_like(fwd.outputs[-1])
-    for l in range(net.depth - 1, -1, -1):
-        layer, geom = net.layers[l], fwd.geometries[l]
-        if l < net.depth - 1:
-            grad = grad * (fwd.pre_activations[l] > 0)
-        grad = net.conv.adjoint(geom, grad, layer.weight)
-    return grad
-
-
-def test_negative_control_gradient_check_catches_missing_relu_mask():
-    net, I = small_mixed_net()
-    fd = input_gradient(net.score, I[0])
-    assert probes_in_piece(net, I[0], fd.probes)
-    assert_gradient(net.grad_input(I)[0], fd)  # the real one passes...
-    with pytest.raises(AssertionError, match="relative error"):  # ...the broken one fails
-        assert_gradient(_grad_input_ignoring_top_mask(net, I)[0], fd)
+    # negative control: the classes' weights swapped give other scores
+    with pytest.raises(AssertionError, match="class scores"):
+        assert_close(net.class_scores(I, w_c[::-1]), expected, EXACT, "class scores")
 
 
 # --- the linear piece, Eq. (6.8) --------------------------------------------------------
-
-
-@given(net_and_images())
-def test_f_equals_alpha_plus_inner_product(case):
-    net, I = case
-    assume(alive(net, I))
-    alpha, B = net.linear_piece(I)
-    assert alpha.shape == (len(I),) and B.shape == I.shape
-    assert_piece_identity(net.score(I), alpha, B, I)
-
-
-def _piece_without_bias(net, I):
-    """A wrong alpha recursion: drops the bias terms (B is still right)."""
-    pattern = net.activation_pattern(I)
-    _, B = net.piece_from_pattern(pattern, I.shape[1:])
-    return np.zeros(len(I)), B
-
-
-def test_negative_control_piece_identity_catches_wrong_alpha():
-    net, I = small_mixed_net()
-    alpha, B = _piece_without_bias(net, I)
-    with pytest.raises(AssertionError, match="alpha"):
-        assert_piece_identity(net.score(I), alpha, B, I)
 
 
 @given(net_and_images(max_batch=1), seeds)
@@ -170,14 +92,15 @@ def test_negative_control_same_piece_check_sees_a_different_piece():
 
 
 @given(net_and_images(max_image=10))
-def test_B_backprop_equals_deconvolution_equals_basis(case):
+def test_B_basis_functions_equal_backprop_and_deconvolution(case):
+    """The third way to B (forward mode, Eqs. (6.13)-(6.14)) against the other two; backprop
+    == deconvolution (6.7) is graded in lesson 3 (test_backprop_equals_top_down_deconvolution)."""
     net, I = case
     assume(alive(net, I))
     B_backprop = net.grad_input(I)
     alpha_deconv, B_deconv = net.linear_piece(I)
     basis = basis_functions(net, I)
     alpha_basis, B_basis = piece_from_basis(basis[-1], net.activation_pattern(I)[-1])
-    assert_close(B_deconv, B_backprop, EXACT, "B: deconvolution (6.7) vs backprop")
     assert_close(B_basis, B_backprop, EXACT, "B: basis functions (6.14) vs backprop")
     assert_close(alpha_basis, alpha_deconv, EXACT, "alpha: basis (6.14) vs recursion")
 
@@ -192,26 +115,6 @@ def test_pre_activations_are_affine_in_the_basis(case):
         assert a.shape == z.shape and b.shape == z.shape + I.shape[1:]
         inner = np.einsum("mkijchw,mchw->mkij", b, I)
         assert_close(a + inner, z, EXACT, f"layer {l}: z = a + <I, b>")
-
-
-def _deconvolution_without_gating(net, I):
-    """A wrong top-down pass: B^(l-1) = conv^T(B^(l)), ignoring the activation variables."""
-    fwd = net.forward(I)
-    coeff = np.ones_like(fwd.outputs[-1])
-    for l in range(net.depth - 1, -1, -1):
-        coeff = net.conv.adjoint(fwd.geometries[l], coeff, net.layers[l].weight)
-    return coeff
-
-
-def test_negative_control_three_ways_check_catches_ungated_deconvolution():
-    net, I = small_mixed_net()
-    with pytest.raises(AssertionError, match="deconvolution"):
-        assert_close(
-            _deconvolution_without_gating(net, I),
-            net.grad_input(I),
-            EXACT,
-            "B: deconvolution (6.7) vs backprop",
-        )
 
 
 def test_negative_control_basis_check_catches_ungated_basis():
@@ -230,42 +133,7 @@ def test_negative_control_basis_check_catches_ungated_basis():
         assert_close(a_right + inner, fwd.pre_activations[-1][:1], EXACT, "layer 2: z = a + <I, b>")
 
 
-# --- activation patterns ----------------------------------------------------------------
-
-
-@given(net_and_images())
-def test_activation_pattern_is_relu_indicator(case):
-    """Eq. (6.4): delta = 1(z > 0) (bool); a linear layer's delta is all ones; shapes per layer."""
-    net, I = case
-    pattern = net.activation_pattern(I)
-    fwd = net.forward(I)
-    assert len(pattern) == net.depth
-    for layer, delta, z, shape in zip(
-        net.layers, pattern, fwd.pre_activations, net.feature_shapes(I.shape)
-    ):
-        assert delta.dtype == bool and delta.shape == (len(I),) + tuple(shape)
-        expected = z > 0 if layer.relu else np.ones_like(z, dtype=bool)
-        assert np.array_equal(delta, expected)
-    # x^(l) = delta^(l) * z^(l), Eq. (6.5)
-    for delta, z, x in zip(pattern, fwd.pre_activations, fwd.outputs):
-        assert np.array_equal(delta * z, x)
-
-
 # --- implementations and dtypes agree ---------------------------------------------------
-
-
-@settings(max_examples=10)
-@given(st.data())
-def test_naive_and_fast_networks_agree(data):
-    net, arch = data.draw(networks(max_image=10))
-    I = data.draw(images(arch.image_shape(2)))
-    slow = net.copy()
-    slow = ConvNet(slow.layers, conv_impl="naive")
-    assert_close(slow.score(I), net.score(I), EXACT, "score naive vs fast")
-    assert_close(slow.grad_input(I), net.grad_input(I), EXACT, "df/dI naive vs fast")
-    for (a, b), (c, d) in zip(slow.grad_params(I), net.grad_params(I)):
-        assert_close(a, c, EXACT, "df/dW naive vs fast")
-        assert_close(b, d, EXACT, "df/db naive vs fast")
 
 
 @given(net_and_images())
@@ -274,7 +142,7 @@ def test_float32_network_close_to_float64(case):
     net32 = net.to(dtype="float32")
     assert net32.dtype == np.float32 and net32.score(I).dtype == np.float32
     f64, f32 = net.score(I), net32.score(I.astype(np.float32))
-    assume(np.abs(f64).max() > 1e-3)
+    assume(np.abs(f64).max() > 1e-3)  # a relative error of an f that is ~0 would be all rounding
     assume(
         all(
             np.array_equal(a, b)
@@ -289,17 +157,15 @@ def test_float32_network_close_to_float64(case):
     )
 
 
+def test_negative_control_float32_check_rejects_half_precision():
+    """An error of float16's unit roundoff (2^-11 = 4.9e-4, above FLOAT32) is rejected."""
+    net, I = small_mixed_net()
+    half = net.score(I) * (1 + 2.0**-11)
+    with pytest.raises(AssertionError, match="float32 score"):
+        assert_close(half, net.score(I), FLOAT32, "float32 score")
+
+
 # --- section 9: a smooth non-linearity ----------------------------------------------------
-
-
-@given(net_and_images(max_batch=1))
-def test_softplus_backprop_matches_finite_differences_and_deconvolution(case):
-    """Eqs. (9.1)-(9.2): with delta = h'(z), the top-down B is df/dI for a smooth h too."""
-    net, I = case
-    smooth = softplus_net(net)
-    # softplus is smooth: central differences add an O(h^2 f''') ~ 1e-13 truncation error
-    assert_gradient(smooth.grad_input(I)[0], input_gradient(smooth.score, I[0]))
-    assert_close(smooth.linear_piece(I)[1], smooth.grad_input(I), EXACT, "B (9.2) vs backprop")
 
 
 def test_softplus_breaks_piecewise_linearity():
@@ -327,10 +193,10 @@ def test_f_is_linear_between_kinks_along_a_line(case, seed):
 
 
 def test_negative_control_line_check_sees_a_smooth_network():
-    """With softplus f is curved between sample points, so the linearity residual is large."""
+    """With softplus f is curved between sample points, so the linearity residual is large
+    (measured 0.69; the ReLU net's is 1.8e-16): far above EXACT, so the check rejects it."""
     net, I = small_mixed_net()
     smooth = softplus_net(net)
     direction = np.random.default_rng(0).standard_normal(I[:1].shape)
-    assert (
-        line_through_pieces(smooth, I[:1], direction, np.linspace(-2, 2, 201)).max_residual > 1e-4
-    )
+    residual = line_through_pieces(smooth, I[:1], direction, np.linspace(-2, 2, 201)).max_residual
+    assert residual > 1e6 * EXACT

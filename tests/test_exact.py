@@ -102,6 +102,7 @@ def one_d():
     model = instances.prototype(np.random.default_rng(5), 1, 3)
     dist = exact_distribution(model)
     ref = Quad1D(model)
+    # the tests need every piece to matter: 0.05 of 20000 draws is 1000 per piece at least
     assert len(dist.probs) == 4 and dist.probs.min() > 0.05
     return model, dist, ref
 
@@ -177,11 +178,13 @@ def test_1d_cdf_matches_quadrature(one_d):
     expected = np.array([ref.cdf(x) for x in xs])
     assert np.abs(dist.cdf(xs) - expected).max() < QUADRATURE
     assert np.all(np.diff(dist.cdf(np.sort(xs))) >= 0)
+    # 1000 sigma out the tails are below 1e-300: what is left is the rounding of a sum of
+    # four masses of size <= 1 (a few units of 1.1e-16)
     assert (
         abs(dist.cdf(np.array([-1e3 * s]))[0]) < 1e-15
         and abs(dist.cdf(np.array([1e3 * s]))[0] - 1) < 1e-15
     )
-    # negative control: the CDF of q (untilted) is far from it
+    # negative control: the CDF of q (untilted) is far from it, 1e7 times QUADRATURE
     assert np.abs(stats.norm.cdf(xs, scale=s) - expected).max() > 1e-2
 
 
@@ -409,7 +412,7 @@ def two_d(request):
 
 def test_2d_pieces_are_a_distribution(two_d):
     model, shape, dist, lattice = two_d
-    assert lattice.edge < 1e-15  # the box holds the mass (see support_radius)
+    assert lattice.edge < 1e-15  # the box holds the mass to rounding (see support_radius)
     assert np.all(dist.probs > 0) and abs(dist.probs.sum() - 1) < EXACT
     assert len({k.tobytes() for k in dist.keys}) == len(dist.keys)  # each piece listed once
     # each piece is convex, so its conditional mean lies in it -- for the tiniest pieces too
@@ -421,7 +424,8 @@ def test_2d_log_Z_and_mean_match_the_lattice(two_d):
     model, shape, dist, lattice = two_d
     lattice.assert_agrees("log_Z", dist.log_Z)
     lattice.assert_agrees("mean", dist.mean())
-    # the lattice's resolution (its standard errors), so that the agreement means something
+    # the lattice's resolution (its standard errors), so that the agreement means something:
+    # below the 1e-5 errors the negative control below plants
     assert lattice.values["log_Z"].std(ddof=1) / math.sqrt(N_SHIFTS) < 1e-6
     assert lattice.values["mean"].std(0, ddof=1).max() / math.sqrt(N_SHIFTS) < 1e-6 * model.sigma
 

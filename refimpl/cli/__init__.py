@@ -6,6 +6,8 @@ One thin module per command, each with ``add_parser(commands)`` and the function
     reconstruct  learn by one-step contrastive divergence and reconstruct the images (exp. 3)
     verify       every theorem and proposition of the paper, checked numerically
     pieces       the piecewise-linear structure of a ConvNet on a bundled image (section 6)
+    golden       golden test vectors (npz + manifest.json) for checking another implementation
+    crosscheck   compare another implementation's results with the golden vectors
 
 Errors a user can fix (a wrong path, a bad option value, a folder in use) are printed as
 one line ``error: ...`` with exit status 2; a command that finds a failing check exits 1.
@@ -16,13 +18,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from refimpl.cli import learn, pieces, verify
+from refimpl.backend import BackendError
+from refimpl.cli import crosscheck, golden, learn, pieces, verify
 
-COMMANDS = (learn, verify, pieces)
+COMMANDS = (learn, verify, pieces, golden, crosscheck)
 
 # Exceptions that mean "the user asked for something that cannot be done"; anything else is
 # a bug and keeps its traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, TypeError)
+USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, TypeError, BackendError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,11 +46,12 @@ def main(argv=None) -> int:
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
-    if not getattr(args, "user_errors", True):  # errors there are bugs: show the traceback
-        return args.run(args)
+    # errors of commands with user_errors=False are bugs: show the traceback; a missing
+    # backend (CuPy or the GPU) never is
+    caught = USER_ERRORS if getattr(args, "user_errors", True) else (BackendError,)
     try:
         return args.run(args)
-    except USER_ERRORS as exc:
+    except caught as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from refimpl.backend import available_backends
 from refimpl.cli.options import positive_int
 
 SYNTHESIZE = (
@@ -69,7 +70,7 @@ def _add_learning(commands, name: str, default_preset: str, help_text: str, desc
     )
     p.add_argument("--seed", type=int, help="random seed (default: 0)")
     p.add_argument("--out", help=f"run folder (default: runs/{name}-PRESET)")
-    p.add_argument("--backend", choices=["numpy", "cupy"], help="array backend (default: numpy)")
+    p.add_argument("--backend", choices=available_backends(), help="array backend (default: numpy)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
     p.set_defaults(run=run, command=name)

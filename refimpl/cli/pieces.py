@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from refimpl.backend import host_rng, to_backend, to_numpy
+from refimpl.backend import available_backends, host_rng, to_backend, to_numpy
 from refimpl.cli.options import positive_int
 from refimpl.convnet import ConvNet, basis_functions, piece_from_basis
 from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces
@@ -284,7 +284,7 @@ def add_parser(commands):
     p.add_argument("--out", default="runs/pieces", help="output folder (default: runs/pieces)")
     p.add_argument(
         "--backend",
-        choices=["numpy", "cupy"],
+        choices=available_backends(),
         default=None,
         help="array backend (default: $REFIMPL_BACKEND or numpy)",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+from refimpl.backend import available_backends
 from refimpl.theorems import format_table, run_all
 
 
@@ -24,6 +25,13 @@ def add_parser(commands):
     p.add_argument(
         "--quick", action="store_true", help="smaller instances, skip the slowest references"
     )
+    p.add_argument(
+        "--backend",
+        choices=available_backends(),
+        default=None,
+        help="where the models live and the engine and samplers run (default: "
+        "$REFIMPL_BACKEND or numpy); the exact references always run on the host",
+    )
     p.add_argument("--json", metavar="PATH", help="also write the results (with details) as JSON")
     p.add_argument(
         "--details", action="store_true", help="print each check's details under the table"
@@ -34,7 +42,10 @@ def add_parser(commands):
 def run(args) -> int:
     start = time.perf_counter()
     results, timings = run_all(
-        args.seed, args.quick, progress=lambda title: print(f"  checking {title} ...", flush=True)
+        args.seed,
+        args.quick,
+        progress=lambda title: print(f"  checking {title} ...", flush=True),
+        backend=args.backend,
     )
     elapsed = time.perf_counter() - start
     print()
@@ -51,6 +62,7 @@ def run(args) -> int:
         payload = dict(
             seed=args.seed,
             quick=args.quick,
+            backend=args.backend,
             seconds=elapsed,
             timings=timings,
             passed=not failed,

@@ -16,6 +16,8 @@ function                        computes                             shapes
 :func:`max_pool2d`              window maxima and their arg-max      ``(N,C,H,W) -> (N,C,Ho,Wo)``
 :func:`max_pool2d_adjoint`      arg-max retrieval (section 9)        ``(N,C,Ho,Wo) -> (N,C,H,W)``
 =============================  ===================================  ===========================
+
+:func:`max_pool2d_adjoint_fast` is arg-max retrieval in fewer Python steps, for large images.
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ from refimpl.conv.geometry import (
     conv_geometry,
     conv_output_size,
 )
-from refimpl.conv.pool import max_pool2d, max_pool2d_adjoint, pool_output_size
+from refimpl.conv.pool import (
+    max_pool2d,
+    max_pool2d_adjoint,
+    max_pool2d_adjoint_fast,
+    pool_output_size,
+)
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 IMPLEMENTATIONS = {"fast": fast, "naive": naive}
@@ -46,6 +53,7 @@ __all__ = [
     "fast",
     "max_pool2d",
     "max_pool2d_adjoint",
+    "max_pool2d_adjoint_fast",
     "naive",
     "pool_output_size",
 ]

@@ -21,15 +21,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from refimpl.backend import backend_name
+from refimpl.backend import is_device
 from refimpl.conv.geometry import ConvGeometry
 
 PLANS = ("im2col", "rows")
 
 # Largest number of array elements the per-chunk work buffers (S and Y) may hold. Chunks of
 # the batch are sized to stay under it: big enough for the GEMM to run at full speed, small
-# enough that memory stays bounded (the paper's first layer needs < 0.3 GB in float64).
-CHUNK_ELEMENTS = {"numpy": 2**21, "cupy": 2**27}
+# enough that memory stays bounded (the paper's first layer needs < 0.3 GB in float64). On a
+# device (CuPy) the chunks are larger: one GEMM launch must fill thousands of GPU cores.
+CHUNK_ELEMENTS = {"host": 2**21, "device": 2**27}
 
 # Batches at least this large are split into this many chunks or more, for the worker
 # threads of refimpl.threads (two cores get two chunks each: uneven timing still balances).
@@ -163,6 +164,8 @@ def batch_chunks(plan: Plan, xp) -> list:
     per_sample = plan.gather_length * (
         g.in_channels * len(plan.taps) + g.out_channels * len(plan.out_shifts)
     )
-    size = max(1, min(g.batch, CHUNK_ELEMENTS[backend_name(xp)] // per_sample))
-    size = min(size, max(1, g.batch // MIN_CHUNKS))
+    device = is_device(xp)
+    size = max(1, min(g.batch, CHUNK_ELEMENTS["device" if device else "host"] // per_sample))
+    if not device:  # on a GPU one launch per chunk wants the chunks large, not many
+        size = min(size, max(1, g.batch // MIN_CHUNKS))
     return [(n0, min(n0 + size, g.batch)) for n0 in range(0, g.batch, size)]

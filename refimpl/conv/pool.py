@@ -20,7 +20,8 @@ function                    computes                               shapes
 :func:`max_pool2d_adjoint`  ``x_grad`` of ``<max_pool2d(x), dy>``  ``(N,C,Ho,Wo) -> (N,C,H,W)``
 ==========================  =====================================  ================================
 
-with ``Ho = (H - size) // stride + 1`` (and ``Wo`` alike).
+with ``Ho = (H - size) // stride + 1`` (and ``Wo`` alike). :func:`max_pool2d_adjoint_fast`
+computes the same adjoint in fewer Python steps (sort and rank), for large images.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from refimpl.validation import (
     shape_str,
 )
 
-__all__ = ["max_pool2d", "max_pool2d_adjoint", "pool_output_size"]
+__all__ = ["max_pool2d", "max_pool2d_adjoint", "max_pool2d_adjoint_fast", "pool_output_size"]
 
 
 def pool_output_size(size_in: int, size: int, stride: int) -> int:
@@ -93,27 +94,8 @@ def max_pool2d(x, size: int, stride: int | None = None):
     # END SOLUTION
 
 
-def max_pool2d_adjoint(dy, argmax, input_shape):
-    """The adjoint of max pooling at fixed winners: arg-max retrieval, section 9.
-
-    With the winners fixed, pooling is the linear map ``P: x -> x[winners]``; this is ``P^T``:
-
-    ``x_grad[n, c, h, w] = sum of dy[n, c, i, j] over the windows (i, j) that ``(h, w)`` won``
-
-    so ``<P x, dy> = <x, max_pool2d_adjoint(dy, argmax, x.shape)>`` for every ``x`` and ``dy``,
-    and it is ``d<max_pool2d(x)[0], dy>/dx`` wherever no window has a tie. Positions that won
-    no window get 0; with overlapping windows (``stride < size``) a position can win several
-    windows and collects the sum of their ``dy``.
-
-    Args:
-        dy: ``(N, C, H_out, W_out)`` float array: a coefficient per pooled value.
-        argmax: ``(N, C, H_out, W_out)`` integer array of flat in-plane indices ``h * W + w``
-            in ``[0, H W)``, as returned by :func:`max_pool2d`.
-        input_shape: ``(N, C, H, W)`` of the pooled input.
-
-    Returns:
-        ``(N, C, H, W)`` array of ``dy``'s dtype.
-    """
+def _check_adjoint_arguments(dy, argmax, input_shape) -> tuple:
+    """Validate the arguments of the pooling adjoints; return ``input_shape`` as ints."""
     check_float_array(dy, "dy")
     check_ndim(dy, 4, "dy", "(N, C, H_out, W_out)")
     check_finite(dy, "dy")
@@ -126,7 +108,6 @@ def max_pool2d_adjoint(dy, argmax, input_shape):
         raise ValueError(
             f"argmax must have the shape of dy {shape_str(dy.shape)}; got {shape_str(argmax.shape)}"
         )
-    xp = namespace_of(dy, argmax)
     input_shape = tuple(int(s) for s in input_shape)
     if (
         len(input_shape) != 4
@@ -137,25 +118,75 @@ def max_pool2d_adjoint(dy, argmax, input_shape):
             f"input_shape must be (N, C, H, W) with N, C = {tuple(dy.shape[:2])} as in dy "
             f"{shape_str(dy.shape)}; got {input_shape}"
         )
-    n, c, height, width = input_shape
+    height, width = input_shape[2:]
     if argmax.size and (int(argmax.min()) < 0 or int(argmax.max()) >= height * width):
         raise ValueError(
             f"argmax holds indices outside [0, {height * width}) (the flat positions of a "
             f"{height}x{width} plane): min {int(argmax.min())}, max {int(argmax.max())}"
         )
+    return input_shape
+
+
+def max_pool2d_adjoint(dy, argmax, input_shape):
+    """The adjoint of max pooling at fixed winners: arg-max retrieval, section 9.
+
+    With the winners fixed, pooling is the linear map ``P: x -> x[winners]``; this is ``P^T``:
+    each coefficient ``dy[n, c, i, j]`` is added at its window's winner ``argmax[n, c, i, j]``,
+
+    ``x_grad[n, c, h, w] = sum of dy[n, c, i, j] over the windows (i, j) that ``(h, w)`` won``
+
+    so ``<P x, dy> = <x, max_pool2d_adjoint(dy, argmax, x.shape)>`` for every ``x`` and ``dy``,
+    and it is ``d<max_pool2d(x)[0], dy>/dx`` wherever no window has a tie. Positions that won
+    no window get 0; with overlapping windows (``stride < size``) a position can win several
+    windows and collects the sum of their ``dy``.
+
+    One Python step per pooled position (``H_out W_out`` of them), written to be read;
+    :func:`max_pool2d_adjoint_fast` computes the same in at most ``ceil(size / stride)^2``.
+
+    Args:
+        dy: ``(N, C, H_out, W_out)`` float array: a coefficient per pooled value.
+        argmax: ``(N, C, H_out, W_out)`` integer array of flat in-plane indices ``h * W + w``
+            in ``[0, H W)``, as returned by :func:`max_pool2d`.
+        input_shape: ``(N, C, H, W)`` of the pooled input.
+
+    Returns:
+        ``(N, C, H, W)`` array of ``dy``'s dtype.
+    """
+    n, c, height, width = _check_adjoint_arguments(dy, argmax, input_shape)
+    xp = namespace_of(dy, argmax)
     # BEGIN SOLUTION lesson 12
+    out = xp.zeros((n * c, height * width), dtype=dy.dtype)  # one flat row per plane
+    winners = argmax.reshape(n * c, -1)
+    coefficients = dy.reshape(n * c, -1)
+    planes = xp.arange(n * c)
+    for k in range(winners.shape[1]):  # pooled position k of every plane at once
+        # one winner per plane: no two of these additions land on the same entry
+        out[planes, winners[:, k]] += coefficients[:, k]
+    return out.reshape(n, c, height, width)
+    # END SOLUTION
+
+
+def max_pool2d_adjoint_fast(dy, argmax, input_shape):
+    """:func:`max_pool2d_adjoint`, with a number of Python steps independent of the image size.
+
+    Same arguments and result (the same additions in the same order for every entry, so the
+    same numbers). A scatter-add without ``numpy.add.at`` (slow in NumPy, and absent in some
+    array libraries): the flat targets are sorted, and an entry's rank among equal targets
+    says in which round it is added; within a round the targets are distinct, so an indexed
+    ``+=`` is exact. Rounds: the most windows one position wins, at most
+    ``ceil(size / stride)^2``.
+    """
+    n, c, height, width = _check_adjoint_arguments(dy, argmax, input_shape)
+    xp = namespace_of(dy, argmax)
     planes = n * c
     offsets = xp.arange(planes, dtype=xp.int64)[:, None] * (height * width)
     target = (argmax.reshape(planes, -1).astype(xp.int64) + offsets).reshape(-1)
     values = dy.reshape(-1)
-    # Scatter-add without np.add.at: sort the targets; an entry's rank among equal targets says
-    # in which round it is added. Within a round the targets are distinct, so "+=" is exact.
-    order = xp.argsort(target, kind="stable")
+    order = xp.argsort(target, kind="stable")  # stable: equal targets keep the order above
     target, values = target[order], values[order]
     rank = xp.arange(target.size) - xp.searchsorted(target, target, side="left")
     out = xp.zeros(planes * height * width, dtype=dy.dtype)
-    for r in range(int(rank.max()) + 1 if rank.size else 0):  # at most ceil(size/stride)^2 rounds
+    for r in range(int(rank.max()) + 1 if rank.size else 0):
         chosen = rank == r
         out[target[chosen]] += values[chosen]
-    return out.reshape(input_shape)
-    # END SOLUTION
+    return out.reshape(n, c, height, width)

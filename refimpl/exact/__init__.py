@@ -9,7 +9,7 @@ dimensions everything a check needs is computable without Monte Carlo:
   exact samples (:func:`exact_distribution`);
 * :mod:`refimpl.exact.likelihood`: the log-likelihood (7.1) and its gradient (7.2).
 
-Host-only (NumPy and SciPy); models must live on the NumPy backend.
+Host-only (NumPy and SciPy): a model on a device backend is copied to the host first.
 """
 
 from refimpl.exact.distribution import ExactDistribution, default_radius, exact_distribution

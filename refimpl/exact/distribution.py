@@ -23,7 +23,9 @@ Per-piece masses ``P(A)`` and means ``E[I | A]`` give what the checks need:
 ``E[delta_u I] = sum_A delta_u(A) P(A) E[I | A]``; and since ``df/dw`` is affine in ``I`` on
 a piece, ``E[df/dw] = sum_A P(A) df/dw(E[I | A])`` exactly.
 
-Host-only (SciPy), so this module imports NumPy; the model must live on the NumPy backend.
+Host-only (SciPy), so this module imports NumPy. A model on a device backend (CuPy) is
+copied to the host first (:func:`host_model`): the reference is the same model, computed
+by SciPy on the CPU.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import integrate, stats
 
+from refimpl.backend import get_namespace
 from refimpl.exact.lines import LineModel, Segments, line_segments, log_diff_ndtr, log_phi
 
 
@@ -175,6 +178,11 @@ def default_radius(line: LineModel, dim: int, sigma: float) -> float:
     return sigma * sigma * float(np.linalg.norm(B, axis=1).max()) + 15 * sigma
 
 
+def host_model(model):
+    """``model`` itself on the NumPy backend, else a copy of it there (the explicit transfer)."""
+    return model if model.xp is np else model.to(get_namespace("numpy"))
+
+
 def exact_distribution(
     model, event_shape=None, radius: float | None = None, rtol: float = 1e-10
 ) -> ExactDistribution:
@@ -182,7 +190,8 @@ def exact_distribution(
 
     Args:
         model: a :class:`~refimpl.models.GenerativeModel` with a piecewise-linear scoring
-            function (ReLU/linear layers) on the NumPy backend.
+            function (ReLU/linear layers); on a device backend it is copied to the host,
+            and the result's ``model`` is that host copy.
         event_shape: one image's shape for the scoring function: ``(D,)`` for a prototype
             model (the default, from ``model.scoring.dim``), ``(2, 1, 1)`` for a ConvNet on
             2-channel 1x1 images, etc.
@@ -199,7 +208,7 @@ def exact_distribution(
         raise ValueError(
             f"exact references exist for D = 1 or 2; event_shape {event_shape} has D = {dim}"
         )
-    line = LineModel(model, event_shape)
+    line = LineModel(host_model(model), event_shape)
     sigma = model.sigma
     radius = default_radius(line, dim, sigma) if radius is None else float(radius)
     log_q_const = -0.5 * dim * math.log(2 * math.pi * sigma * sigma)

@@ -12,13 +12,15 @@ functions are what its estimate is checked against.
 
 Parameters are handled as one flat float64 vector (:func:`flatten`,
 :func:`with_flat_parameters`): for a ConvNet the layers in order, each weight then bias; for
-the prototype model ``W`` then ``b``. Host-only, like the exact distribution.
+the prototype model ``W`` then ``b``. Host-only, like the exact distribution: the flat
+vectors are NumPy arrays whatever the model's backend.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from refimpl.backend import to_backend, to_numpy
 from refimpl.exact.distribution import exact_distribution
 from refimpl.models import GenerativeModel
 
@@ -29,8 +31,10 @@ def _pairs(params):
 
 
 def flatten(params) -> np.ndarray:
-    """Concatenate ``[(W_1, b_1), ...]`` (or one ``(W, b)``) into one float64 vector."""
-    return np.concatenate([np.asarray(a, float).ravel() for pair in _pairs(params) for a in pair])
+    """Concatenate ``[(W_1, b_1), ...]`` (or one ``(W, b)``) into one float64 host vector."""
+    return np.concatenate(
+        [to_numpy(a).astype(float).ravel() for pair in _pairs(params) for a in pair]
+    )
 
 
 def current_parameters(scoring):
@@ -41,12 +45,16 @@ def current_parameters(scoring):
 
 
 def with_flat_parameters(scoring, vector):
-    """A copy of ``scoring`` with the parameters in the flat ``vector`` (see :func:`flatten`)."""
+    """A copy of ``scoring`` with the parameters in the flat ``vector`` (see :func:`flatten`).
+
+    The new parameters are placed on ``scoring``'s backend, in its dtype.
+    """
     pairs, out, i = _pairs(current_parameters(scoring)), [], 0
     for w, b in pairs:
         new = []
         for a in (w, b):
-            new.append(np.asarray(vector[i : i + a.size], float).reshape(a.shape).astype(a.dtype))
+            values = np.asarray(vector[i : i + a.size], float).reshape(a.shape)
+            new.append(to_backend(values, scoring.xp, a.dtype))
             i += a.size
         out.append(tuple(new))
     if hasattr(scoring, "parameters"):
@@ -58,7 +66,8 @@ def log_likelihood(scoring, sigma, data, event_shape, rtol: float = 1e-12) -> fl
     """Exact ``L(w) = mean_m f(I_m; w) - log Z(w)``, Eq. (7.1), for D = 1 or 2.
 
     Args:
-        scoring: a piecewise-linear scoring function on the NumPy backend.
+        scoring: a piecewise-linear scoring function (any backend; ``Z`` is computed on
+            the host).
         sigma: the reference's standard deviation.
         data: ``(M, *event_shape)`` observed images.
         event_shape: one image's shape, of size 1 or 2.
@@ -66,7 +75,7 @@ def log_likelihood(scoring, sigma, data, event_shape, rtol: float = 1e-12) -> fl
     """
     model = GenerativeModel(scoring, sigma)
     exact = exact_distribution(model, event_shape, rtol=rtol)
-    return float(np.mean(np.asarray(scoring.score(data)))) - exact.log_Z
+    return float(np.mean(to_numpy(scoring.score(data)))) - exact.log_Z
 
 
 def ml_gradient(model, data, event_shape, rtol: float = 1e-12) -> np.ndarray:

@@ -12,7 +12,8 @@ CDFs), with no discretisation error. Kinks are located by bisection on the activ
 pattern, to 1e-13 of the line's length. Every piece is convex (see
 :mod:`refimpl.convnet.pieces`), so it meets a line in one interval.
 
-Host-only (SciPy), so this module imports NumPy; the model must live on the NumPy backend.
+Host-only (SciPy), so this module imports NumPy; a :class:`LineModel`'s model lives on the
+NumPy backend (:func:`refimpl.exact.distribution.exact_distribution` copies it there).
 """
 
 from __future__ import annotations

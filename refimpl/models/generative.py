@@ -43,6 +43,10 @@ class GenerativeModel:
     def xp(self):
         return self.scoring.xp
 
+    def to(self, backend=None, dtype=None) -> GenerativeModel:
+        """The same model with its scoring function copied to ``backend`` and/or ``dtype``."""
+        return GenerativeModel(self.scoring.to(backend, dtype), self.sigma)
+
     @property
     def dtype(self):
         return self.scoring.dtype

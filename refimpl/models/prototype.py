@@ -18,7 +18,7 @@ It is the generative ConvNet with a single layer whose kernel covers the image
 from __future__ import annotations
 
 from refimpl.activations import get_activation
-from refimpl.backend import get_namespace, host_rng, namespace_of, random_normal
+from refimpl.backend import get_namespace, host_rng, namespace_of, random_normal, to_backend
 from refimpl.convnet import ConvLayer, ConvNet
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
@@ -151,6 +151,14 @@ class PrototypeModel:
 
     def with_parameters(self, weight, bias) -> PrototypeModel:
         return PrototypeModel(weight, bias, self.activation.name)
+
+    def to(self, backend=None, dtype=None) -> PrototypeModel:
+        """A copy on ``backend`` (name or namespace; default: the current) and/or in ``dtype``."""
+        backend = self.xp if backend is None else backend
+        return self.with_parameters(
+            to_backend(self.weight.copy(), backend, dtype),
+            to_backend(self.bias.copy(), backend, dtype),
+        )
 
     def as_convnet(self, image_shape):
         """The same model as a one-layer :class:`~refimpl.ConvNet` on ``image_shape = (C, H, W)``.

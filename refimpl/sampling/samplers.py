@@ -167,6 +167,10 @@ def langevin(
 
     Returns:
         :class:`SamplerResult` with the final chains.
+
+    Raises:
+        FloatingPointError: naming the step size, once a chain holds NaN or inf; checked
+            after every update (``_check_finite_chains``), the last one included.
     """
     eps = check_step_size(step_size, model.sigma)
     n_steps = _check_steps(n_steps)
@@ -225,6 +229,10 @@ def grade(
     Returns:
         :class:`SamplerResult`; ``converged (M,)`` bool, ``chain_steps (M,)`` the updates each
         chain made, ``steps`` the iterations run (the last one finds every chain stopped).
+
+    Raises:
+        FloatingPointError: naming the step size, once a chain holds NaN or inf; checked
+            after every update (``_check_finite_chains``).
     """
     eps = check_step_size(step_size, model.sigma)
     n_steps = _check_steps(n_steps)
@@ -322,7 +330,7 @@ def mala(
     I = model.scoring.prepare_images(I0).copy()
     if noise is not None:
         noise = _check_noise(noise, n_steps, I)
-        uniforms = _check_noise(uniforms, n_steps, I[:, 0].reshape(-1), "uniforms")
+        uniforms = _check_noise(uniforms, n_steps, I.reshape(len(I), -1)[:, 0], "uniforms")
     energy, grad = model.energy_and_grad(I)
     accepted = xp.zeros(I.shape[0], dtype=I.dtype)
     half = 0.5 * eps**2

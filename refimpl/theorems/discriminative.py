@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
+from refimpl.backend import to_numpy
 from refimpl.exact import exact_distribution
 from refimpl.models.discriminative import softmax_posterior
 from refimpl.models.reference import GaussianReference
@@ -36,7 +37,7 @@ def bayes_posterior(class_models, log_Z, log_priors, images) -> np.ndarray:
     """``p(c | I) = rho_c p_c(I) / sum_c' rho_c' p_c'(I)``, normalised ``p_c``; ``(M, C)``."""
     log_joint = np.stack(
         [
-            np.asarray(m.log_density_unnormalised(images)) - lz + lp
+            to_numpy(m.log_density_unnormalised(images)) - lz + lp
             for m, lz, lp in zip(class_models, log_Z, log_priors)
         ],
         axis=1,
@@ -49,7 +50,7 @@ def discriminative_posterior(class_models, biases, images) -> np.ndarray:
 
     Computed by :func:`refimpl.models.discriminative.softmax_posterior`.
     """
-    scores = np.stack([np.asarray(m.scoring.score(images)) for m in class_models], axis=1)
+    scores = np.stack([to_numpy(m.scoring.score(images)) for m in class_models], axis=1)
     return softmax_posterior(scores, np.asarray(biases, dtype=scores.dtype))
 
 
@@ -77,10 +78,8 @@ def check_proposition1a(
 
 def base_category_density(model, bias, log_prior, log_prior_base, images):
     """``p_c(I) = (rho_1 / rho_c) exp(f_c(I) + b_c) q(I)`` implied by (3.2)-(3.3). ``(M,)``."""
-    log_q = np.asarray(model.reference.log_density(images))
-    return np.exp(
-        log_prior_base - log_prior + np.asarray(model.scoring.score(images)) + bias + log_q
-    )
+    log_q = to_numpy(model.reference.log_density(images))
+    return np.exp(log_prior_base - log_prior + to_numpy(model.scoring.score(images)) + bias + log_q)
 
 
 def implied_mass(bias, log_prior, log_prior_base, log_Z) -> float:
@@ -107,20 +106,20 @@ def check_proposition1b(
     for m, b, l, lz in zip(class_models, biases, lp, log_Z):
         worst_mass = max(worst_mass, abs(implied_mass(b, l, lp1, lz) - 1.0))
         implied = base_category_density(m, b, l, lp1, images)
-        direct = np.exp(np.asarray(m.log_density_unnormalised(images)) - lz)
+        direct = np.exp(to_numpy(m.log_density_unnormalised(images)) - lz)
         worst_pointwise = max(worst_pointwise, float(np.max(np.abs(implied - direct) / direct)))
     # posterior with q as class 1 (log p_1 = log q, Z_1 = 1) vs softmax with f_1 = 0, b_1 = 0
     log_joint = np.stack(
-        [np.asarray(base.log_density(images)) + lp1]
+        [to_numpy(base.log_density(images)) + lp1]
         + [
-            np.asarray(m.log_density_unnormalised(images)) - lz + l
+            to_numpy(m.log_density_unnormalised(images)) - lz + l
             for m, lz, l in zip(class_models, log_Z, lp)
         ],
         axis=1,
     )
     bayes = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
     scores = np.stack(
-        [np.zeros(len(images))] + [np.asarray(m.scoring.score(images)) for m in class_models],
+        [np.zeros(len(images))] + [to_numpy(m.scoring.score(images)) for m in class_models],
         axis=1,
     )
     disc = softmax_posterior(scores, np.concatenate([[0.0], biases]).astype(scores.dtype))

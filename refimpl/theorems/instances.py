@@ -1,13 +1,15 @@
 """Random instances for the checks: small models that are alive (f not constant) and varied.
 
 Everything is drawn from one NumPy ``Generator``, so ``verify --seed N`` is reproducible
-and every seed gives fresh instances.
+and every seed gives fresh instances. The models are placed on ``backend`` (default NumPy):
+the same seed gives the same parameters on every backend.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from refimpl.backend import to_backend, to_numpy
 from refimpl.convnet import ConvNet
 from refimpl.models import GenerativeModel, PrototypeModel
 
@@ -17,8 +19,9 @@ def _seed(rng) -> int:
 
 
 def _alive(scoring, probes, min_fraction: float = 0.5) -> bool:
-    """True if ``df/dI`` is non-zero on at least ``min_fraction`` of the probe images."""
-    grad = np.asarray(scoring.grad_input(probes)).reshape(len(probes), -1)
+    """True if ``df/dI`` is non-zero on at least ``min_fraction`` of the host probe images."""
+    grad = to_numpy(scoring.grad_input(to_backend(probes, scoring.xp, scoring.dtype)))
+    grad = grad.reshape(len(probes), -1)
     return float(np.mean(np.any(grad != 0, axis=1))) >= min_fraction
 
 
@@ -27,18 +30,22 @@ def sigma(rng) -> float:
     return float(np.exp(rng.uniform(np.log(0.5), np.log(2.0))))
 
 
-def prototype(rng, dim: int, n_filters: int, scale: float = 2.0, sig: float | None = None):
+def prototype(
+    rng, dim: int, n_filters: int, scale: float = 2.0, sig: float | None = None, backend=None
+):
     """A generative prototype model (5.1) with ``n_filters`` filters in ``R^dim``."""
     sig = sigma(rng) if sig is None else sig
     while True:
         proto = PrototypeModel.random(
-            n_filters, dim, seed=_seed(rng), scale=scale / sig, bias_std=1.0 / sig
+            n_filters, dim, seed=_seed(rng), scale=scale / sig, bias_std=1.0 / sig, backend=backend
         )
         if _alive(proto, sig * rng.standard_normal((64, dim))):
             return GenerativeModel(proto, sigma=sig)
 
 
-def lowdim_convnet(rng, dim: int, widths=(4, 3), linear_top: bool = True, sig: float | None = None):
+def lowdim_convnet(
+    rng, dim: int, widths=(4, 3), linear_top: bool = True, sig: float | None = None, backend=None
+):
     """Multi-layer ConvNet on ``dim``-channel 1x1 images, an MLP in R^dim: ``(model, event_shape)``.
 
     The top layer is one unit, linear by default (as experiment 2's top filter), so ``f`` is
@@ -48,7 +55,7 @@ def lowdim_convnet(rng, dim: int, widths=(4, 3), linear_top: bool = True, sig: f
     spec = [(w, 1) for w in widths] + [(1, 1, 1, 0, not linear_top)]
     shape = (dim, 1, 1)
     while True:
-        net = ConvNet.random(dim, spec, seed=_seed(rng), bias_std=0.5 / sig)
+        net = ConvNet.random(dim, spec, seed=_seed(rng), bias_std=0.5 / sig, backend=backend)
         for layer in net.layers[:-1]:
             layer.bias += 0.3 / sig
         if _alive(net, sig * rng.standard_normal((64,) + shape)):
@@ -63,6 +70,7 @@ def image_convnet(
     activation: str = "relu",
     sig: float | None = None,
     convex: bool = False,
+    backend=None,
 ):
     """A small image ConvNet with strides and padding, for the image-space checks.
 
@@ -78,7 +86,9 @@ def image_convnet(
     while True:
         spec = [choices[int(i)] for i in rng.integers(len(choices), size=depth)]
         try:
-            net = ConvNet.random(channels, spec, seed=_seed(rng), bias_std=0.3 / sig)
+            net = ConvNet.random(
+                channels, spec, seed=_seed(rng), bias_std=0.3 / sig, backend=backend
+            )
             net.geometries((1,) + shape)
         except ValueError:  # the spec does not fit the image; draw again
             continue

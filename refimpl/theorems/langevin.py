@@ -24,7 +24,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from refimpl.backend import make_rng
+from refimpl.backend import make_rng, to_backend, to_numpy
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
 from refimpl.sampling import langevin, mala
 from refimpl.theorems.result import CheckResult
@@ -53,14 +53,18 @@ def _steps_for(step_size: float, sigma: float, relaxations: float = 4.0) -> int:
 
 
 def run_chains(model, exact, n: int, step_size: float, rng, sampler: str):
-    """Final states ``(n, D)`` of ``n`` chains started at exact draws, after the relaxation time."""
+    """Final states ``(n, D)`` of ``n`` chains started at exact draws, after the relaxation time.
+
+    The chains run on ``model``'s backend (their noise from a generator there); the exact
+    draws and the final states are host arrays.
+    """
     starts = exact.sample(n, rng)
-    images = exact.line.images(starts)
+    images = to_backend(exact.line.images(starts), model.xp, model.dtype)
     run = mala if sampler == "mala" else langevin
     steps = _steps_for(step_size, model.sigma)
-    result = run(model, images, steps, step_size, make_rng(int(rng.integers(2**31))))
-    finals = np.asarray(result.samples).reshape(n, -1)
-    rate = None if result.acceptance is None else float(np.mean(result.acceptance))
+    result = run(model, images, steps, step_size, make_rng(int(rng.integers(2**31)), model.xp))
+    finals = to_numpy(result.samples).reshape(n, -1)
+    rate = None if result.acceptance is None else float(result.acceptance.mean())
     return finals, steps, rate
 
 

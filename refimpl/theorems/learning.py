@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from refimpl.backend import to_backend, to_numpy
 from refimpl.convnet.pieces import as_pattern_list, pattern_keys
 from refimpl.exact import (
     current_parameters,
@@ -105,9 +106,10 @@ def check_ml_gradient(
 
 
 def _same_pattern_rows(scoring, a, b) -> np.ndarray:
+    """Host bool ``(M,)``: rows of ``a`` and ``b`` (on ``scoring``'s backend) with one pattern."""
     ka = pattern_keys(as_pattern_list(scoring.activation_pattern(a)))
     kb = pattern_keys(as_pattern_list(scoring.activation_pattern(b)))
-    return (ka == kb).all(axis=1)
+    return to_numpy((ka == kb).all(axis=1))
 
 
 def check_proposition3(
@@ -180,24 +182,31 @@ def check_proposition3_noisy(
     coordinates; ``details`` gives the standard errors and how far the target is resolved.
     """
     proto, sigma = model.scoring, model.sigma
+
+    def device(a):
+        return to_backend(a, proto.xp, proto.dtype)
+
     target = flatten(proto.grad_params(I_obs)) - flatten(
         proto.grad_params(mean_langevin_step(model, I_obs, step_size))
     )
-    drift = mean_langevin_step(model, I_obs, step_size)
+    drift = to_numpy(mean_langevin_step(model, I_obs, step_size))
+    observed = to_numpy(I_obs)
     total = np.zeros_like(target)
     total_sq = np.zeros_like(target)
     kept, batches = 0, max(1, draws // 20000)
     for _ in range(batches):
         n = draws // batches
-        noise = rng.standard_normal((n,) + I_obs.shape)
+        noise = rng.standard_normal((n,) + I_obs.shape)  # on the host: the same on every backend
         I_syn = drift[None] + step_size * noise  # (n, M, D)
-        flat_syn = I_syn.reshape(-1, I_obs.shape[1])
+        flat_syn = device(I_syn.reshape(-1, I_obs.shape[1]))
         keep = _same_pattern_rows(
-            proto, np.repeat(I_obs[None], n, 0).reshape(-1, I_obs.shape[1]), flat_syn
+            proto, device(np.repeat(observed[None], n, 0).reshape(-1, I_obs.shape[1])), flat_syn
         )
         kept += int(keep.sum())
         # df/dw summed over the M observed images, per draw
-        delta = np.asarray(proto.activation_pattern(flat_syn), float).reshape(n, len(I_obs), -1)
+        delta = (
+            to_numpy(proto.activation_pattern(flat_syn)).astype(float).reshape(n, len(I_obs), -1)
+        )
         dW = np.einsum("nmk,nmd->nkd", delta, I_syn).reshape(n, -1)
         grads = np.concatenate([dW, delta.sum(1)], axis=1)
         sample = flatten(proto.grad_params(I_obs))[None] - grads
@@ -230,8 +239,10 @@ def check_proposition3_noisy(
 
 def far_from_kinks(proto, candidates, margin: float):
     """Rows of ``candidates (n, D)`` farther than ``margin`` from every hyperplane and with
-    at least one unit on (else the CD gradient is identically zero)."""
-    r = np.asarray(proto.responses(candidates))
-    norms = np.linalg.norm(np.asarray(proto.weight), axis=1)
+    at least one unit on (else the CD gradient is identically zero).
+
+    ``candidates`` live on ``proto``'s backend, and so do the rows returned."""
+    r = to_numpy(proto.responses(candidates))
+    norms = np.linalg.norm(to_numpy(proto.weight), axis=1)
     keep = ((np.abs(r) / norms).min(axis=1) > margin) & (r > 0).any(axis=1)
     return candidates[keep]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refimpl.backend import to_backend, to_numpy
 from refimpl.models.reference import squared_norm
 from refimpl.theorems.result import CheckResult
 
@@ -25,13 +26,12 @@ def check_smooth_top_down_is_gradient(
     """
     net = model.scoring
     _, B = net.linear_piece(images)
-    B = np.asarray(B)
-    exact_gap = float(np.linalg.norm(B - np.asarray(net.grad_input(images))) / np.linalg.norm(B))
+    B = to_numpy(B)
+    exact_gap = float(np.linalg.norm(B - to_numpy(net.grad_input(images))) / np.linalg.norm(B))
     v = rng.standard_normal(images.shape)
-    v /= np.sqrt(np.asarray(squared_norm(v)))[:, None, None, None]
-    numeric = (np.asarray(net.score(images + h * v)) - np.asarray(net.score(images - h * v))) / (
-        2 * h
-    )
+    v /= np.sqrt(squared_norm(v))[:, None, None, None]
+    hv = to_backend(h * v, net.xp, images.dtype)
+    numeric = (to_numpy(net.score(images + hv)) - to_numpy(net.score(images - hv))) / (2 * h)
     predicted = (B * v).reshape(len(images), -1).sum(1)
     fd_gap = float(np.max(np.abs(numeric - predicted)) / (np.max(np.abs(predicted)) + 1e-300))
     return CheckResult(
@@ -56,10 +56,10 @@ def check_theorem1_fails_for_smooth_h(
     the residual must exceed 1e-9.
     """
     v = rng.standard_normal(images.shape)
-    v /= np.sqrt(np.asarray(squared_norm(v)))[:, None, None, None]
-    J = images + move * model.sigma * v
-    c_i, c_j = np.asarray(model.piece_log_constant(images)), np.asarray(model.piece_log_constant(J))
-    f = np.abs(np.asarray(model.scoring.score(images))) + np.asarray(squared_norm(images)) / (
+    v /= np.sqrt(squared_norm(v))[:, None, None, None]
+    J = images + to_backend(move * model.sigma * v, model.xp, images.dtype)
+    c_i, c_j = to_numpy(model.piece_log_constant(images)), to_numpy(model.piece_log_constant(J))
+    f = np.abs(to_numpy(model.scoring.score(images))) + to_numpy(squared_norm(images)) / (
         2 * model.sigma**2
     )
     residual = float(np.max(np.abs(c_i - c_j) / (f + 1.0)))

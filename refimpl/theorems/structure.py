@@ -2,6 +2,8 @@
 
 Each ``check_*`` takes its inputs (a model, images, ...) explicitly and returns a
 :class:`CheckResult`, so a test can hand it a deliberately broken model and watch it fail.
+Models and images may live on any backend (the images on the model's); the statistics are
+computed on the host from explicit copies (:func:`~refimpl.backend.to_numpy`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import math
 
 import numpy as np
 
-from refimpl.backend import to_numpy
+from refimpl.backend import to_backend, to_numpy
 from refimpl.convnet import basis_functions, piece_from_basis
 from refimpl.convnet.pieces import as_pattern_list, image_in_same_piece, pattern_keys
 from refimpl.models.reference import squared_norm
@@ -35,9 +37,9 @@ def check_piece_identity(nets_and_images, name="engine-piece-identity") -> Check
     """
     worst = 0.0
     for net, I in nets_and_images:
-        f = np.asarray(net.score(I))
-        alpha, B = (np.asarray(a) for a in net.linear_piece(I))
-        terms = (np.asarray(I) * B).reshape(len(I), -1)
+        f = to_numpy(net.score(I))
+        alpha, B = (to_numpy(a) for a in net.linear_piece(I))
+        terms = (to_numpy(I) * B).reshape(len(I), -1)
         gap = np.abs(f - alpha - terms.sum(1)) / (
             np.abs(f) + np.abs(alpha) + np.abs(terms).sum(1) + 1e-300
         )
@@ -85,10 +87,10 @@ def check_prototype_is_convnet(
     alpha_c, B_c = net.linear_piece(as_images)
     residual = max(
         _rel(net.score(as_images), proto.score(images)),
-        _rel(np.asarray(B_c).reshape(len(images), -1), B_p),
+        _rel(to_numpy(B_c).reshape(len(images), -1), B_p),
         _rel(alpha_c, alpha_p),
         _rel(
-            np.asarray(net.activation_pattern(as_images)[0]).reshape(len(images), -1),
+            to_numpy(net.activation_pattern(as_images)[0]).reshape(len(images), -1),
             proto.activation_pattern(images),
         ),
     )
@@ -124,9 +126,9 @@ def check_theorem1_piece_constant(
     worst, pairs = 0.0, 0
     for m in range(len(images)):
         I = images[m : m + 1]
-        direction = rng.standard_normal(I.shape)
-        direction *= 0.2 * (float(np.linalg.norm(I)) + model.sigma) / np.linalg.norm(direction)
-        J, _ = image_in_same_piece(model.scoring, I, direction)
+        direction = rng.standard_normal(I.shape)  # drawn on the host: the same on every backend
+        direction *= 0.2 * (np.linalg.norm(to_numpy(I)) + model.sigma) / np.linalg.norm(direction)
+        J, _ = image_in_same_piece(model.scoring, I, to_backend(direction, model.xp, I.dtype))
         if J is None:
             continue
         pairs += 1
@@ -232,8 +234,8 @@ def check_proposition2_grade(
         )
     I = result.samples[done]
     decoded = model.reference.variance * model.scoring.grad_input(I)
-    gap = np.sqrt(np.asarray(squared_norm(I - decoded)))
-    scale = np.sqrt(np.asarray(squared_norm(I))) + model.sigma
+    gap = np.sqrt(to_numpy(squared_norm(I - decoded)))
+    scale = np.sqrt(to_numpy(squared_norm(I))) + model.sigma
     return CheckResult(
         name,
         "GRADE attractor modes are auto-encoding: I = sigma^2 B",
@@ -260,22 +262,22 @@ def check_fixed_point_prototype(
     patterns and ``log p`` rises strictly until the pattern repeats, so it stops.
     Residual: the largest drop of ``log p`` (relative), or the auto-encoding gap at the end.
     """
-    values = [np.asarray(model.log_density_unnormalised(starts))]
+    values = [to_numpy(model.log_density_unnormalised(starts))]
     result = fixed_point(
         model,
         starts,
         max_steps,
-        record=lambda step, I: np.asarray(model.log_density_unnormalised(I)),
+        record=lambda step, I: to_numpy(model.log_density_unnormalised(I)),
     )
     values += result.trace
     trace = np.stack(values)  # (jumps + 1, chains)
     drops = np.maximum(trace[:-1] - trace[1:], 0.0) / (np.abs(trace[:-1]) + 1.0)
     I = result.samples
-    gap = np.sqrt(np.asarray(squared_norm(I - model.piece_mean(I))))
-    scale = np.maximum(np.sqrt(np.asarray(squared_norm(I))), model.sigma)
-    done = np.asarray(result.converged)
+    gap = np.sqrt(to_numpy(squared_norm(I - model.piece_mean(I))))
+    scale = np.maximum(np.sqrt(to_numpy(squared_norm(I))), model.sigma)
+    done = to_numpy(result.converged)
     residual = max(float(drops.max()), float((gap / scale).max())) if done.all() else math.inf
-    jumps = np.asarray(result.chain_steps)
+    jumps = to_numpy(result.chain_steps)
     return CheckResult(
         name,
         "prototype: fixed-point iteration raises log p, stops at a mode",
@@ -320,24 +322,24 @@ def check_proposition2_kink_maxima(
     I = starts
     for step, steps in schedule:
         I = grade(model, I, steps, step * sigma).samples
-    I = np.asarray(I)
-    gaps = np.sqrt(np.asarray(squared_norm(I - model.piece_mean(I)))) / np.sqrt(
-        np.asarray(squared_norm(I))
+    gaps = np.sqrt(to_numpy(squared_norm(I - model.piece_mean(I)))) / np.sqrt(
+        to_numpy(squared_norm(I))
     )
     kinks = np.nonzero(gaps > 1e-8)[0]
     rise, meeting = 0.0, []
     for m in kinks:
         base = float(model.log_density_unnormalised(I[m : m + 1])[0])
         v = rng.standard_normal((400,) + I.shape[1:])
-        v /= np.sqrt(np.asarray(squared_norm(v))).reshape((-1,) + (1,) * (I.ndim - 1))
+        v /= np.sqrt(squared_norm(v)).reshape((-1,) + (1,) * (I.ndim - 1))
+        v = to_backend(v, model.xp, I.dtype)
         for radius in (1e-3 * sigma, 1e-2 * sigma):
             probes = I[m : m + 1] + radius * v
-            change = np.asarray(model.log_density_unnormalised(probes)) - base
+            change = to_numpy(model.log_density_unnormalised(probes)) - base
             rise = max(rise, float(change.max()) / float(np.median(np.abs(change))))
         keys = pattern_keys(
             as_pattern_list(model.scoring.activation_pattern(I[m : m + 1] + 1e-3 * sigma * v))
         )
-        meeting.append(len(np.unique(keys, axis=0)))
+        meeting.append(len(np.unique(to_numpy(keys), axis=0)))
     return CheckResult(
         name,
         "ConvNet: GRADE endpoints off I = sigma^2 B are local maxima on kinks",

@@ -14,6 +14,7 @@ independent references never call the graded methods:
 """
 
 import numpy as np
+import pytest
 from checks import EXACT, assert_close, assert_piece_identity
 from hypothesis import given, settings
 from scipy.special import expit
@@ -300,6 +301,8 @@ def test_negative_control_reference_piece_sees_one_flipped_unit():
     _, B = reference_piece(net, pattern, I.shape[1:])
     on = np.argwhere(pattern[0][0])
     flipped = [d.copy() for d in pattern]
+    # B's entries are sums of products of O(1) weights: a unit that matters changes some
+    # entry by O(1), and 1e-3 is 1e9 times EXACT, so the B comparisons would reject it
     for unit in on:  # switch off a unit that matters
         flipped[0][(0,) + tuple(unit)] = False
         _, B_flipped = reference_piece(net, flipped, I.shape[1:])
@@ -309,3 +312,13 @@ def test_negative_control_reference_piece_sees_one_flipped_unit():
     else:
         raise AssertionError("no first-layer unit changes B")
     assert np.abs(B_flipped - B).max() > 1e-3
+
+
+def test_negative_control_piece_identity_catches_a_missing_bias():
+    """alpha without the bias terms (B still right) fails f = alpha + <I, B>."""
+    net = ConvNet.random(1, [(3, 3, 1, 1), (2, 3, 2, 0)], seed=5)
+    I = np.random.default_rng(6).standard_normal((2, 1, 7, 7))
+    _, pre, outs = reference_forward(net, I)
+    _, B = reference_piece(net, reference_pattern(net, I), I.shape[1:])
+    with pytest.raises(AssertionError, match="alpha"):
+        assert_piece_identity(outs[-1].sum(axis=(1, 2, 3)), np.zeros(len(I)), B, I)

@@ -150,6 +150,18 @@ def test_backprop_equals_top_down_deconvolution(case):
     assert_close(grad, B, EXACT, "score_and_grad_input")
 
 
+@settings(max_examples=10)
+@given(net_and_images(max_image=10))
+def test_backprop_uses_the_networks_kernels(case):
+    """With the lesson-1 loops as the network's kernels, the same gradients (to EXACT)."""
+    net, I = case
+    slow = ConvNet(net.layers, conv_impl="naive")
+    assert_close(slow.grad_input(I), net.grad_input(I), EXACT, "df/dI naive vs fast")
+    for (a, b), (c, d) in zip(slow.grad_params(I), net.grad_params(I)):
+        assert_close(a, c, EXACT, "df/dW naive vs fast")
+        assert_close(b, d, EXACT, "df/db naive vs fast")
+
+
 @settings(max_examples=20)
 @given(net_and_images(max_image=10))
 def test_backprop_equals_soft_deconvolution(case):
@@ -205,3 +217,16 @@ def test_negative_control_finite_differences_catch_a_missing_mask():
     assert probes_in_piece(net, I[0], fd.probes)
     with pytest.raises(AssertionError, match="relative error"):
         assert_gradient(wrong[0], fd)
+
+
+def test_negative_control_deconvolution_check_catches_ungated_backprop():
+    """A top-down pass that ignores the activation variables is not df/dI."""
+    net = ConvNet.random(1, [(3, 3, 1, 1), (2, 3, 2, 0)], seed=5)
+    I = np.random.default_rng(6).standard_normal((1, 1, 7, 7))
+    fwd = net.forward(I)
+    ungated = np.ones_like(fwd.outputs[-1])
+    for l in range(net.depth - 1, -1, -1):
+        ungated = net.conv.adjoint(fwd.geometries[l], ungated, net.layers[l].weight)
+    _, B = net.linear_piece(I)
+    with pytest.raises(AssertionError, match="df/dI vs B"):
+        assert_close(ungated, B, EXACT, "df/dI vs B")

@@ -85,7 +85,8 @@ def test_log_softmax_equals_scipy(problem):
 def test_log_softmax_is_stable():
     assert_close(disc.log_softmax(BIG, axis=1), np.log([[0.25, 0.75], [0.25, 0.75]]), EXACT)
     out = disc.log_softmax(BIG, axis=0)
-    assert np.isfinite(out).all() and abs(out[1, 0] + 2000.0) < 1e-9
+    # -1000 - (1000 + log(1 + e^-2000)): a few roundings of numbers of size 1000
+    assert np.isfinite(out).all() and out[1, 0] == pytest.approx(-2000.0, rel=EXACT)
 
 
 # --- softmax_posterior, Eq. (2.3) ----------------------------------------------------------------
@@ -141,7 +142,8 @@ def test_softmax_posterior_is_bayes_rule_for_tilted_classes(seed):
 
 def test_discriminative_log_likelihood_by_hand():
     expected = math.log(2 / 3) + math.log(3 / 4) + math.log(1 / 2)
-    assert disc.discriminative_log_likelihood(S, Y) == pytest.approx(expected, abs=1e-14)
+    # three log-sum-exps of two O(1) terms: a few units of roundoff (1e-16) each
+    assert disc.discriminative_log_likelihood(S, Y) == pytest.approx(expected, rel=EXACT)
     assert isinstance(disc.discriminative_log_likelihood(S, Y), float)
 
 
@@ -150,8 +152,10 @@ def test_discriminative_log_likelihood_by_hand():
 def test_discriminative_log_likelihood_equals_brute_force(problem):
     scores, labels = problem
     expected, _ = brute_force(scores, labels)
+    # the same sums in another order; the absolute floor covers a total near 0 (the terms,
+    # scores of standard deviation 3, cancel): rounding is relative to the terms, not to l_D
     assert disc.discriminative_log_likelihood(scores, labels) == pytest.approx(
-        expected, rel=1e-12, abs=1e-12
+        expected, rel=EXACT, abs=EXACT
     )
 
 
@@ -160,12 +164,15 @@ def test_discriminative_log_likelihood_equals_brute_force(problem):
 def test_discriminative_log_likelihood_ignores_a_shift_of_each_example(problem):
     scores, labels = problem
     shifted = scores + np.arange(len(scores), dtype=float)[:, None] * 7.0
+    # the shifts (up to 35) make the terms ~40: rounding ~ a few ulps of 40 (7e-15) per
+    # example, at most 6 examples; 1e-10 is the absolute sum of the terms times EXACT, rounded up
     assert disc.discriminative_log_likelihood(shifted, labels) == pytest.approx(
         disc.discriminative_log_likelihood(scores, labels), abs=1e-10
     )
 
 
 def test_discriminative_log_likelihood_is_stable():
+    # the scores (size 1000) cancel: a few ulps of 1000 (1.1e-13 each) remain
     assert disc.discriminative_log_likelihood(BIG, np.array([1, 0])) == pytest.approx(
         math.log(0.75) + math.log(0.25), abs=1e-10
     )
@@ -174,7 +181,7 @@ def test_discriminative_log_likelihood_is_stable():
 def test_generative_log_likelihood_by_hand():
     # column 1 = (log 2, 0, 0) sums to 4 over the examples; column 0 = (0, log 3, 0) to 5
     expected = math.log(2 / 4) + math.log(3 / 5) + math.log(1 / 4)
-    assert disc.generative_log_likelihood(S, Y) == pytest.approx(expected, abs=1e-14)
+    assert disc.generative_log_likelihood(S, Y) == pytest.approx(expected, rel=EXACT)
     assert isinstance(disc.generative_log_likelihood(S, Y), float)
 
 
@@ -184,7 +191,9 @@ def test_generative_log_likelihood_equals_brute_force(problem):
     scores, labels = problem
     _, expected = brute_force(scores, labels)
     assert disc.generative_log_likelihood(scores, labels) == pytest.approx(
-        expected, rel=1e-12, abs=1e-12
+        expected,
+        rel=EXACT,
+        abs=EXACT,  # as for l_D above
     )
 
 
@@ -195,13 +204,17 @@ def test_generative_log_likelihood_ignores_the_class_biases(problem):
     scores, labels = problem
     shifted = scores + np.arange(scores.shape[1], dtype=float)[None, :] * 7.0
     assert disc.generative_log_likelihood(shifted, labels) == pytest.approx(
-        disc.generative_log_likelihood(scores, labels), abs=1e-10
+        disc.generative_log_likelihood(scores, labels),
+        abs=1e-10,  # as for l_D above
     )
 
 
 def test_generative_log_likelihood_is_stable():
     # column 0 = (1000, -1000): example 0 takes all the mass; column 1 likewise
-    assert disc.generative_log_likelihood(BIG, np.array([0, 1])) == pytest.approx(-2000.0, abs=1e-9)
+    assert disc.generative_log_likelihood(BIG, np.array([0, 1])) == pytest.approx(
+        -2000.0,
+        rel=EXACT,  # a few roundings of numbers of size 1000
+    )
 
 
 # --- gradients with respect to the scores ---------------------------------------------------------
@@ -226,7 +239,8 @@ def test_discriminative_score_gradient_matches_finite_differences(problem):
 @given(labelled_scores())
 def test_discriminative_score_gradient_rows_sum_to_zero(problem):
     scores, labels = problem
-    assert np.abs(disc.discriminative_score_gradient(scores, labels).sum(axis=1)).max() < 1e-12
+    # 1(y = c) - p(c | x) over at most 4 classes: O(1) terms, rounding ~1e-16
+    assert np.abs(disc.discriminative_score_gradient(scores, labels).sum(axis=1)).max() < EXACT
 
 
 def test_generative_score_gradient_by_hand():
@@ -249,20 +263,44 @@ def test_generative_score_gradient_matches_finite_differences(problem):
 @given(labelled_scores())
 def test_generative_score_gradient_columns_sum_to_zero(problem):
     scores, labels = problem
-    assert np.abs(disc.generative_score_gradient(scores, labels).sum(axis=0)).max() < 1e-12
+    # 1(y = c) - n_c softmax over at most 6 examples: terms <= 6, rounding ~1e-15
+    assert np.abs(disc.generative_score_gradient(scores, labels).sum(axis=0)).max() < EXACT
 
 
 # --- the references can fail (not graded) ---------------------------------------------------------
 
 
+# Each control runs a check on a wrong computation built from the references above (SciPy,
+# the brute-force sums), so that it never calls the functions a student writes.
+
+
 def test_negative_control_the_two_gradients_differ():
-    """Each gradient fails the other's finite-difference check: the summations really differ."""
+    """The discriminative gradient, 1(y = c) - softmax over classes (SciPy), fails the
+    finite-difference check of l_G: the two summations really differ."""
     rng = np.random.default_rng(0)
     scores, labels = rng.standard_normal((5, 3)), np.array([0, 1, 2, 0, 1])
+    d_grad = np.eye(3)[labels] - scipy_softmax(scores, axis=1)
+    l_d = lambda s, y: brute_force(s, y)[0]
+    l_g = lambda s, y: brute_force(s, y)[1]
+    assert_gradient(d_grad, finite_difference(l_d, scores, labels))  # its own check passes
     with pytest.raises(AssertionError):
-        assert_gradient(
-            disc.discriminative_score_gradient(scores, labels),
-            finite_difference(disc.generative_log_likelihood, scores, labels),
-        )
-    l_d, l_g = brute_force(scores, labels)
-    assert abs(l_d - l_g) > 0.1
+        assert_gradient(d_grad, finite_difference(l_g, scores, labels))
+    assert abs(l_d(scores, labels) - l_g(scores, labels)) > 0.1  # O(1) apart, not rounding
+
+
+def test_negative_control_invariances_are_specific():
+    """A class bias does change l_D, and a per-example shift does change l_G (by O(1), where
+    the invariance tests allow rounding only)."""
+    l_d, l_g = brute_force(S, Y)
+    assert abs(brute_force(S + np.array([[1.0, 0.0]]), Y)[0] - l_d) > 0.1
+    assert abs(brute_force(S + np.array([[1.0], [0.0], [0.0]]), Y)[1] - l_g) > 0.1
+
+
+def test_negative_control_unshifted_softmax_fails_the_stability_check():
+    """exp of the raw scores overflows at 1000: the check of test_softmax_posterior_is_stable
+    rejects a softmax written without the max shift."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        raw = np.exp(BIG)
+        unshifted = raw / raw.sum(axis=1, keepdims=True)
+    with pytest.raises(AssertionError):
+        assert_close(unshifted, [[0.25, 0.75], [0.25, 0.75]], EXACT)

@@ -2,15 +2,16 @@
 
 Graded functions and the tests that grade them (``GRADED``, read by grade.py). The
 independent references: values worked out by hand, the same formulas written out with NumPy
-in the test (``relu(I W^T + b)``), the one-layer ConvNet that covers the image (refimpl's
-convolution, top-down pass and backprop share no code with the prototype model), and
-central finite differences (tests/gradcheck.py).
+in the test (``relu(I W^T + b)``), the one-layer ConvNet that covers the image
+(``PrototypeModel.as_convnet``: refimpl's convolution, top-down pass and backprop share no
+code with the prototype model), and central finite differences (tests/gradcheck.py).
 """
 
 import itertools
 
 import numpy as np
-from checks import EXACT, assert_close, assert_piece_identity
+import pytest
+from checks import EXACT, FLOAT32, assert_close, assert_piece_identity
 from gradcheck import assert_gradient, coordinate_gradient
 from hypothesis import assume, given, settings
 from strategies import prototype_and_images
@@ -44,12 +45,8 @@ def hand_f(weight, bias, images):
     return np.maximum(images @ weight.T + bias, 0.0).sum(axis=1)
 
 
-def convnet_of(proto, shape):
-    """The prototype as a one-layer ConvNet whose kernel covers the image ``shape = (C, H, W)``."""
-    kernel = np.asarray(proto.weight).reshape((proto.n_filters,) + shape).copy()
-    return ConvNet([ConvLayer(kernel, np.asarray(proto.bias).copy())])
-
-
+# An image shape (C, H, W) for each dimension D the strategy draws: the one-layer ConvNet's
+# kernel covers it, so the net has one position per filter (PrototypeModel.as_convnet).
 SHAPES = {
     1: (1, 1, 1),
     2: (2, 1, 1),
@@ -74,7 +71,7 @@ def test_score_by_hand():
 @given(prototype_and_images(scale=2.0))
 def test_score_equals_the_one_layer_convnet(case):
     proto, images = case
-    net = convnet_of(proto, SHAPES[proto.dim])
+    net = proto.as_convnet(SHAPES[proto.dim])
     assert_close(
         proto.score(images),
         net.score(images.reshape((len(images),) + SHAPES[proto.dim])),
@@ -99,7 +96,7 @@ def test_score_uses_the_models_activation():
 def test_score_casts_images_to_the_models_dtype():
     f = PrototypeModel(W.astype(np.float32), b.astype(np.float32)).score(I)
     assert f.dtype == np.float32
-    assert_close(f, F, 1e-6, "f in float32")
+    assert_close(f, F, FLOAT32, "f in float32")
 
 
 # --- activation pattern, Eq. (5.3) ---------------------------------------------------------
@@ -115,7 +112,7 @@ def test_activation_pattern_by_hand():
 def test_activation_pattern_equals_the_one_layer_convnet(case):
     proto, images = case
     shape = SHAPES[proto.dim]
-    (delta,) = convnet_of(proto, shape).activation_pattern(images.reshape((len(images),) + shape))
+    (delta,) = proto.as_convnet(shape).activation_pattern(images.reshape((len(images),) + shape))
     assert np.array_equal(proto.activation_pattern(images), delta.reshape(len(images), -1))
     assert np.array_equal(
         proto.activation_pattern(images), images @ proto.weight.T + proto.bias > 0
@@ -160,7 +157,7 @@ def test_piece_from_pattern_equals_the_convnet_top_down_pass(case):
     shape = SHAPES[proto.dim]
     pattern = np.random.default_rng(len(images)).random((len(images), proto.n_filters)) < 0.5
     alpha, B = proto.piece_from_pattern(pattern)
-    alpha_net, B_net = convnet_of(proto, shape).piece_from_pattern(
+    alpha_net, B_net = proto.as_convnet(shape).piece_from_pattern(
         [pattern.reshape(len(images), proto.n_filters, 1, 1)], shape
     )
     assert_close(alpha, alpha_net, EXACT, "alpha")
@@ -215,9 +212,52 @@ def test_grad_params_match_finite_differences(case):
 def test_grad_params_equal_convnet_backprop(case):
     proto, images = case
     shape = SHAPES[proto.dim]
-    ((dW_net, db_net),) = convnet_of(proto, shape).grad_params(
+    ((dW_net, db_net),) = proto.as_convnet(shape).grad_params(
         images.reshape((len(images),) + shape)
     )
     dW, db = proto.grad_params(images)
     assert_close(dW, dW_net.reshape(proto.n_filters, -1), EXACT, "df/dW")
     assert_close(db, db_net, EXACT, "df/db")
+
+
+# --- the checks can fail (not graded) ---------------------------------------------------------
+# Each control runs a check on a wrong computation written out here, so that it never calls
+# the functions a student writes.
+
+
+def test_negative_control_hand_check_catches_transposed_filters():
+    """Filters taken as the columns of W (W^T applied) give other scores: the hand values see it."""
+    with pytest.raises(AssertionError, match="f"):
+        assert_close(hand_f(W[:2].T, b[:2], I), hand_f(W[:2], b[:2], I), EXACT, "f")
+
+
+def test_negative_control_convnet_comparison_catches_a_wrong_kernel_layout():
+    """Laying a filter out as (C, W, H) instead of (C, H, W) changes the scores."""
+    proto = PrototypeModel.random(3, 8, seed=5, scale=2.0)
+    images = np.random.default_rng(6).standard_normal((4, 8))
+    kernel = proto.weight.reshape(3, 2, 2, 2).transpose(0, 1, 3, 2).copy()
+    wrong = ConvNet([ConvLayer(kernel, proto.bias.copy())])
+    right = hand_f(proto.weight, proto.bias, images)
+    with pytest.raises(AssertionError, match="f"):
+        assert_close(wrong.score(images.reshape(4, 2, 2, 2)), right, EXACT, "f")
+
+
+def test_negative_control_piece_identity_fails_for_softplus():
+    """Under softplus f is curved: alpha + <I, B> of the soft pattern is not f (section 9)."""
+    images = np.random.default_rng(1).standard_normal((5, 2))
+    r = images @ W.T + b
+    delta = 1 / (1 + np.exp(-r))  # h'(r), Eq. (9.1)
+    with pytest.raises(AssertionError, match="alpha"):
+        assert_piece_identity(np.logaddexp(0, r).sum(1), delta @ b, delta @ W, images)
+
+
+def test_negative_control_gradient_check_catches_an_ungated_gradient():
+    """df/dW = sum_m I_m (delta ignored: every unit counted) fails the finite differences."""
+    W0, b0 = 2.0 * np.random.default_rng(2).standard_normal((3, 4)), np.zeros(3)
+    images = np.random.default_rng(3).standard_normal((4, 4))
+    delta = images @ W0.T + b0 > 0
+    assert 0 < delta.mean() < 1
+    fd = coordinate_gradient(lambda: float(hand_f(W0, b0, images).sum()), W0, np.arange(W0.size))
+    assert_gradient((delta.T @ images).ravel(), fd)  # the gated one passes
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_gradient(np.tile(images.sum(0), (3, 1)).ravel(), fd)

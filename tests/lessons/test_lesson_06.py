@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 import pytest
-from checks import assert_close
+from checks import EXACT, assert_close
 from scipy import stats
 
 from refimpl.backend import make_rng
@@ -32,7 +32,8 @@ GRADED = {
     "sampling.samplers.mala": ["test_mala"],
 }
 
-N_SE = 5  # P(|N(0, 1)| > 5) = 5.7e-7
+N_SE = 5  # P(|N(0, 1)| > 5) = 5.7e-7 per statistic; D + 1 = 4 of them per moment check
+KS_LEVEL = 1e-6  # a correct sampler's KS p-value falls below it with probability 1e-6
 
 
 class ScriptedRng:
@@ -101,6 +102,11 @@ def reference_mala(I, normals, uniforms, eps):
 
 START = np.array([[0.5, -1.0], [2.0, 1.0], [-1.5, 0.5], [0.0, 0.0], [3.0, -2.0]])
 
+# Scripted noise makes the sampler and the formula above compute the same numbers up to the
+# order of a few additions and products per step (the drift sums K = 3 filters in D = 2):
+# a few units of roundoff per step, ~1e-15 after a step and ~1e-14 after several, far below
+# EXACT, while a wrong drift, step or acceptance is off by O(eps^2) = 1e-2 or more.
+
 
 # --- langevin --------------------------------------------------------------------------------
 
@@ -110,7 +116,7 @@ def test_langevin_one_step_by_hand():
     eps = 0.3
     Z = np.random.default_rng(0).standard_normal(START.shape)
     result = langevin(MODEL, START, 1, eps, ScriptedRng([Z]))
-    assert_close(result.samples, START + 0.5 * eps**2 * drift(START) + eps * Z, 1e-14, "one step")
+    assert_close(result.samples, START + 0.5 * eps**2 * drift(START) + eps * Z, EXACT, "one step")
     assert result.steps == 1
 
 
@@ -121,7 +127,7 @@ def test_langevin_several_steps_by_hand():
     for Z in normals:
         expected = expected + 0.5 * eps**2 * drift(expected) + eps * Z
     result = langevin(MODEL, START, steps, eps, ScriptedRng(normals))
-    assert_close(result.samples, expected, 1e-13, "six steps")
+    assert_close(result.samples, expected, EXACT, "six steps")
     assert result.steps == steps
 
 
@@ -129,7 +135,7 @@ def test_langevin_without_noise_is_gradient_ascent():
     """Z = 0: the deterministic part of (6.10), the GRADE step, exactly."""
     eps = 0.5
     result = langevin(MODEL, START, 1, eps, ScriptedRng([np.zeros(START.shape)]))
-    assert_close(result.samples, START + 0.5 * eps**2 * drift(START), 1e-14, "drift")
+    assert_close(result.samples, START + 0.5 * eps**2 * drift(START), EXACT, "drift")
 
 
 def test_langevin_leaves_the_start_alone_and_records():
@@ -154,14 +160,22 @@ def test_langevin_seeded_runs_repeat():
     one = langevin(MODEL, START, 10, 0.3, make_rng(3)).samples
     two = langevin(MODEL, START, 10, 0.3, make_rng(3)).samples
     assert np.array_equal(one, two)
+    other = langevin(MODEL, START, 10, 0.3, make_rng(4)).samples
+    assert not np.any(np.all(one == other, axis=1))  # negative control: the seed matters
+
+
+def overflowing_model():
+    """A real model whose df/dI overflows: B = w_1 + w_2 = 2e308 = inf where both units fire."""
+    return GenerativeModel(PrototypeModel(np.array([[1e308], [1e308]]), np.zeros(2)), sigma=1.0)
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
-def test_langevin_divergence_raises_floating_point_error():
-    """B = 2e308 overflows to inf where both units fire: the chain must stop with a clear error."""
-    model = GenerativeModel(PrototypeModel(np.array([[1e308], [1e308]]), np.zeros(2)), sigma=1.0)
+@pytest.mark.parametrize("n_steps", [1, 3])
+def test_langevin_divergence_raises_floating_point_error(n_steps):
+    """The chain must stop with a clear error naming the step size, whether the overflow comes
+    in the last update (n_steps = 1) or before it: every update is checked."""
     with pytest.raises(FloatingPointError, match="step size"):
-        langevin(model, np.ones((2, 1)), 3, 1.9, make_rng(0))
+        langevin(overflowing_model(), np.ones((2, 1)), n_steps, 1.9, make_rng(0))
 
 
 # A Gaussian target: the linear prototype, p = N(sigma^2 sum_k w_k, sigma^2 I).
@@ -200,12 +214,15 @@ def test_langevin_matches_the_ar1_moments(eps_factor, steps):
 
 def test_langevin_stationary_variance_is_biased_by_eps_squared():
     """Started from exact draws of p at eps = sigma, the variance moves to sigma^2 / (1 - 1/4):
-    33% too large, about 65 standard errors; the assertion that it equals sigma^2 must fail."""
+    33% too large, about 65 standard errors; the assertion that it equals sigma^2 must fail.
+    At eps = 0.1 sigma the bias, sigma^2 / (1 - 0.0025), is half a standard error: invisible."""
     start = G_MEAN + G_SIGMA * np.random.default_rng(5).standard_normal((CHAINS, 3))
     samples = langevin(GAUSS, start, 40, G_SIGMA, make_rng(6)).samples
     assert_moments(samples, G_MEAN, G_SIGMA**2 / 0.75, "ULA at its AR(1) law")
     with pytest.raises(AssertionError, match="variance off"):
         assert_moments(samples, G_MEAN, G_SIGMA**2, "ULA vs p")
+    small = langevin(GAUSS, start, 300, 0.1 * G_SIGMA, make_rng(7)).samples
+    assert_moments(small, G_MEAN, G_SIGMA**2, "ULA at a small step vs p")
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +240,7 @@ def test_langevin_is_biased_on_the_exact_1d_distribution(one_d):
     model, dist = one_d
     start = dist.sample(CHAINS, np.random.default_rng(14))
     samples = langevin(model, start, 30, 1.5, make_rng(15)).samples
-    assert stats.kstest(samples[:, 0], dist.cdf).pvalue < 1e-6
+    assert stats.kstest(samples[:, 0], dist.cdf).pvalue < KS_LEVEL
 
 
 # --- mala ---------------------------------------------------------------------------------------
@@ -231,7 +248,8 @@ def test_langevin_is_biased_on_the_exact_1d_distribution(one_d):
 
 def test_mala_one_step_accepts_and_rejects_by_the_hastings_ratio():
     """With the test's noise, every chain's log ratio is known; u just below the ratio accepts,
-    just above rejects (1e-6 relative margins, far beyond rounding)."""
+    just above rejects (1e-6 relative margins: the log ratio is computed to ~1e-15, and
+    u = 1 - 1e-12 stands in for "just above" a ratio of 1, which always accepts)."""
     eps = 1.2
     Z = np.random.default_rng(8).standard_normal(START.shape) * 1.5
     J = START + 0.5 * eps**2 * drift(START) + eps * Z
@@ -244,7 +262,7 @@ def test_mala_one_step_accepts_and_rejects_by_the_hastings_ratio():
     u = np.where(accept, ratio * (1 - 1e-6), np.minimum(ratio * (1 + 1e-6), 1 - 1e-12))
     accept |= log_ratio >= 0  # a proposal uphill in the ratio is always accepted
     result = mala(MODEL, START, 1, eps, ScriptedRng([Z], [u]))
-    assert_close(result.samples, np.where(accept[:, None], J, START), 1e-14, "MALA step")
+    assert_close(result.samples, np.where(accept[:, None], J, START), EXACT, "MALA step")
     assert np.array_equal(result.acceptance, accept.astype(float))
 
 
@@ -255,8 +273,8 @@ def test_mala_several_steps_equal_the_reference_loop():
     uniforms = list(rng.random((steps, len(START))))
     expected, rate = reference_mala(START, normals, uniforms, eps)
     result = mala(MODEL, START, steps, eps, ScriptedRng(normals, uniforms))
-    assert_close(result.samples, expected, 1e-13, "MALA chains")
-    assert_close(result.acceptance, rate, 1e-15, "acceptance")
+    assert_close(result.samples, expected, EXACT, "MALA chains")
+    assert np.array_equal(result.acceptance, rate), "acceptance"  # counts of 0/1 decisions
     assert 0 < rate.mean() < 1, "the test needs both accepted and rejected proposals"
 
 
@@ -278,12 +296,23 @@ def test_mala_leaves_the_start_alone_and_records():
     assert result.acceptance.shape == (len(START),) and result.steps == 6
 
 
+def test_mala_seeded_runs_repeat():
+    one = mala(MODEL, START, 10, 0.9, make_rng(3))
+    two = mala(MODEL, START, 10, 0.9, make_rng(3))
+    assert np.array_equal(one.samples, two.samples)
+    assert np.array_equal(one.acceptance, two.acceptance)
+    other = mala(MODEL, START, 10, 0.9, make_rng(4))
+    assert not np.array_equal(one.samples, other.samples)  # negative control: the seed matters
+
+
 def test_mala_acceptance_is_a_rate_near_one_for_tiny_steps():
     """The Hastings ratio is 1 + O(eps^3): at eps = 0.01 sigma essentially every proposal passes."""
     I0 = SIGMA * np.random.default_rng(10).standard_normal((2000, 2))
     tiny = mala(MODEL, I0, 20, 0.01 * SIGMA, make_rng(11)).acceptance
     large = mala(MODEL, I0, 20, 1.9 * SIGMA, make_rng(11)).acceptance
     assert ((large >= 0) & (large <= 1)).all()
+    # measured 0.99995 and 0.48: a rejection rate of 1e-3 at the tiny step would be 20 times the
+    # one seen; at 1.9 sigma a rate of 0.9 would mean the ratio hardly matters
     assert tiny.mean() > 0.999 and large.mean() < 0.9
 
 
@@ -291,7 +320,7 @@ def test_mala_has_no_variance_bias_on_a_gaussian():
     """At eps = sigma, where ULA is 33% too wide (test above), MALA has the moments of p."""
     start = G_MEAN + G_SIGMA * np.random.default_rng(12).standard_normal((CHAINS, 3))
     result = mala(GAUSS, start, 40, G_SIGMA, make_rng(13))
-    assert result.acceptance.mean() > 0.5
+    assert result.acceptance.mean() > 0.5  # measured 0.84: the chains mix, the test has power
     assert np.mean(np.any(result.samples != start, axis=1)) > 0.99  # the chains moved
     assert_moments(result.samples, G_MEAN, G_SIGMA**2, "MALA")
 
@@ -302,16 +331,76 @@ def test_mala_preserves_the_exact_1d_distribution(one_d):
     model, dist = one_d
     start = dist.sample(CHAINS, np.random.default_rng(14))
     result = mala(model, start, 30, 1.5, make_rng(15))
-    assert result.acceptance.mean() > 0.5
+    assert result.acceptance.mean() > 0.5  # most proposals taken: the chains mix
     assert np.mean(result.samples != start) > 0.99  # the chains moved
-    assert stats.kstest(result.samples[:, 0], dist.cdf).pvalue > 1e-6
+    assert stats.kstest(result.samples[:, 0], dist.cdf).pvalue > KS_LEVEL
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
 def test_mala_rejects_proposals_that_are_not_finite():
     """df/dI overflows to inf where both units fire: such a proposal has no density; the chain
     must stay where it is (finite), with acceptance 0."""
-    model = GenerativeModel(PrototypeModel(np.array([[1e308], [1e308]]), np.zeros(2)), sigma=1.0)
-    result = mala(model, np.ones((2, 1)), 3, 1.9, make_rng(0))
+    result = mala(overflowing_model(), np.ones((2, 1)), 3, 1.9, make_rng(0))
     assert np.isfinite(result.samples).all()
     assert np.all(result.acceptance == 0)
+
+
+class ThresholdScore:
+    """f = 0 with df/dI = 0 inside |I_i| <= 1.5 and +inf beyond: p is N(0, 1) truncated there,
+    and a proposal beyond the threshold has a non-finite gradient (an overflowing model)."""
+
+    xp, dtype, threshold = np, np.dtype("float64"), 1.5
+
+    def prepare_images(self, I):
+        return I
+
+    def score(self, I):
+        return np.zeros(len(I))
+
+    def grad_input(self, I):
+        return np.where(np.abs(I) > self.threshold, np.inf, 0.0)
+
+    def score_and_grad_input(self, I):
+        return self.score(I), self.grad_input(I)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_mala_chains_keep_moving_after_a_rejected_overflowing_proposal():
+    """A rejected proposal with an infinite gradient must not poison the kept gradient.
+
+    Blending ``mask * grad_J + (1 - mask) * grad`` gives 0 * inf = NaN for every rejected
+    chain, whose later proposals are then all NaN and rejected: the chain never moves again
+    (159 of 200 froze). Selecting keeps grad finite. Every chain starts at 0 (finite
+    gradient); with eps = 1 a proposal lands beyond 1.5 with probability 0.13, so nearly every
+    chain has such a rejection, and a healthy chain still accepts about 0.87 of its
+    proposals: P(no move in 39 steps) = 0.13^39, negligible.
+    """
+    model = GenerativeModel(ThresholdScore(), sigma=1.0)
+    result = mala(model, np.zeros((200, 1)), 40, 1.0, make_rng(3), record=lambda step, I: I.copy())
+    positions = np.stack(result.trace)[:, :, 0]  # (steps + 1, chains)
+    moved_late = (np.diff(positions[1:], axis=0) != 0).any(axis=0)  # a move after step 1
+    assert np.isfinite(result.samples).all()
+    assert moved_late.all(), f"{(~moved_late).sum()} of 200 chains froze"
+    assert result.acceptance.min() > 0
+
+
+# --- the checks can fail (not graded) ---------------------------------------------------------
+
+
+def test_negative_control_blending_makes_nan_of_a_rejected_infinite_gradient():
+    """The blend the test above guards against, on such a rejection, produces NaN."""
+    grad, grad_j = np.zeros((3, 1)), np.array([[np.inf], [1.0], [np.inf]])
+    mask = np.array([0.0, 1.0, 0.0])[:, None]  # chains 0 and 2 reject their proposal
+    with np.errstate(invalid="ignore"):
+        blended = mask * grad_j + (1 - mask) * grad
+    assert np.isnan(blended[[0, 2]]).all()
+
+
+def test_negative_control_a_wrong_drift_fails_the_one_step_check():
+    """A drift without the reference term (B instead of B - I / sigma^2) is off by O(eps^2)."""
+    eps = 0.3
+    Z = np.random.default_rng(0).standard_normal(START.shape)
+    right = START + 0.5 * eps**2 * drift(START) + eps * Z
+    wrong = START + 0.5 * eps**2 * (drift(START) + START / SIGMA**2) + eps * Z
+    with pytest.raises(AssertionError, match="one step"):
+        assert_close(wrong, right, EXACT, "one step")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import layer_stacks
+from strategies import layer_stacks, tiny_learning_config
 
 from refimpl import ConvNet, LayerSpec
 from refimpl.conv import conv_output_size
@@ -30,19 +30,7 @@ MAPS = [(3, 9, 9), (4, 5, 5), (2, 6, 6)]
 
 
 def make_config(spec=SPEC, **overrides) -> LearningConfig:
-    values = dict(
-        spec=spec,
-        iterations_per_layer=2,
-        chains=2,
-        langevin_steps=1,
-        step_size=0.3,
-        sigma=1.0,
-        learning_rate=1e-3,
-        init_std=0.1,
-        seed=7,
-    )
-    values.update(overrides)
-    return LearningConfig(**values)
+    return tiny_learning_config(**{**dict(spec=spec, seed=7), **overrides})
 
 
 def make_images(size=SIZE, batch=2, channels=2, width=None, seed=0) -> np.ndarray:
@@ -265,13 +253,14 @@ def test_grow_grows_any_valid_spec(problem):
 
 
 def test_negative_control_the_kept_layer_check_sees_copies_and_redraws():
-    """A wrong grow that copies or re-draws layer 1 fails the check used above."""
-    trainer = Trainer(make_config(), make_images())
-    trainer.run(iterations=1)
-    before = snapshot(trainer.net.layers)
-    copied = trainer.net.copy()  # same values, new objects
-    redrawn = ConvNet([drawn(trainer, 0, 2, SPEC[0])])  # the start values again
-    assert layers_kept(before, trainer.net)
+    """A wrong grow that copies or re-draws layer 1 fails the check used above (built without
+    the Trainer, which calls the graded grow)."""
+    net = ConvNet.random(2, SPEC[:1], seed=3)
+    redrawn = ConvNet.random(2, SPEC[:1], seed=3)  # the start values again
+    net.layers[0].weight += 0.01  # as one learning step would
+    before = snapshot(net.layers)
+    copied = net.copy()  # same values, new objects
+    assert layers_kept(before, net)
     assert not layers_kept(before, copied)
     assert not layers_kept(before, redrawn)
 

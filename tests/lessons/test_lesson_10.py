@@ -13,7 +13,7 @@ import pytest
 from checks import EXACT, assert_close
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import layer_stacks
+from strategies import layer_stacks, tiny_learning_config
 
 from refimpl import ConvLayer, ConvNet, LayerSpec
 from refimpl.conv import conv_output_size
@@ -30,20 +30,7 @@ SIZE, MAP = 12, 5
 
 
 def make_config(spec=SPEC, **overrides) -> LearningConfig:
-    values = dict(
-        spec=spec,
-        top_filter=True,
-        iterations_per_layer=2,
-        chains=2,
-        langevin_steps=1,
-        step_size=0.3,
-        sigma=1.0,
-        learning_rate=1e-3,
-        init_std=0.1,
-        seed=11,
-    )
-    values.update(overrides)
-    return LearningConfig(**values)
+    return tiny_learning_config(**{**dict(spec=spec, top_filter=True, seed=11), **overrides})
 
 
 def make_images(height=SIZE, width=None, batch=3, channels=2, seed=0) -> np.ndarray:

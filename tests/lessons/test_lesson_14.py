@@ -94,7 +94,7 @@ def gradient_by_differences(value_fn, w, *points):
     quotient (gradcheck's ``ROUNDING_ULPS`` times that, over ``h``).
     """
     fd = input_gradient(lambda batch: np.array([value_fn(v) for v in batch]), w)
-    terms = sum(float(np.abs(toy.class_log_joint(w, x)).sum()) for x in points if len(x))
+    terms = sum(float(np.abs(log_joint_scipy(w, x)).sum()) for x in points if len(x))
     floor = ROUNDING_ULPS * np.finfo(float).eps * terms / STEP
     return replace(fd, noise=max(fd.noise, floor))
 
@@ -412,9 +412,12 @@ def test_negative_control_a_wrong_gradient_is_caught():
         rng.standard_normal((4, 2)),
     )
     dS = rng.standard_normal((4, 2))
-    wrong = toy.class_log_joint_vjp(w, x, dS)
+    # the SciPy reference's gradient (by differences), then the slip applied to it: no graded
+    # function is called, so the control also holds on a student's stubbed copy
+    fd = gradient_by_differences(lambda v: float((dS * log_joint_scipy(v, x)).sum()), w, x)
+    wrong = fd.gradient.copy()
     wrong[4:6] += 2 * dS.sum(axis=0)  # undo the -D of d S / d log s_k
-    fd = gradient_by_differences(lambda v: float((dS * toy.class_log_joint(v, x)).sum()), w, x)
+    assert_gradient(fd.gradient, fd)  # the unchanged gradient passes
     with pytest.raises(AssertionError):
         assert_gradient(wrong, fd)
 
@@ -429,4 +432,4 @@ def test_negative_control_the_references_see_a_swapped_class():
     swapped[4:6] = swapped[[5, 4]]
     x = np.array([[0.2, -0.1], [0.9, 1.3]])
     with pytest.raises(AssertionError):
-        assert_close(toy.class_log_joint(swapped, x), log_joint_scipy(w, x), 1e-6)
+        assert_close(log_joint_scipy(swapped, x), log_joint_scipy(w, x), 1e-6)
