@@ -19,6 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from refimpl.conv import fast
+from refimpl.conv.geometry import ConvGeometry
+from refimpl.convnet.layer import LayerSpec
+
 MIN_SAMPLE_SECONDS = 0.01  # calls shorter than this are repeated inside one timing sample
 SQUARE_SIZE = 2048
 
@@ -217,3 +221,79 @@ def fmt(value, digits: int = 1, suffix: str = "") -> str:
 def verdict(ok) -> str:
     """ "PASS", "FAIL" or "n/a" (None: not measured)."""
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
+
+
+# --- FLOP counts ---------------------------------------------------------------------------
+
+
+def stage_geometries(config, stage: int, image_shape) -> list:
+    """The :class:`ConvGeometry` of every layer of growing stage ``stage`` on ``image_shape``."""
+    specs = [LayerSpec.coerce(s) for s in config.spec]
+    active = stage if config.grow else len(specs)
+    geoms, (n, c, h, w) = [], image_shape
+    for s in specs[:active]:
+        g = ConvGeometry(n, c, h, w, s.out_channels, s.kernel_size, s.stride, s.pad)
+        geoms.append(g)
+        n, c, h, w = g.output_shape
+    if config.top_filter:  # experiment 2's fully connected linear top, Eq. (4.2)
+        geoms.append(ConvGeometry(n, c, h, w, 1, h, 1, 0))
+    return geoms
+
+
+def iteration_flops(config, stage: int, image_shape, n_obs: int) -> int:
+    """FLOPs of one learning iteration (Algorithm 1 or CD) at ``stage``, 2 per multiply-add.
+
+    Per layer, forward = adjoint = weight gradient = ``2 N O C k^2 H_out W_out``; with
+    ``F(n)`` the forward pass of ``n`` images and ``f1(n)`` the first layer's share:
+    ``L`` Langevin steps of df/dI (forward + adjoint: ``2 F(M~)``), df/dw of the data and of
+    the chains (forward + weight gradient + adjoint above layer 1: ``3 F - f1``), and the
+    data's reconstruction ``sigma^2 B`` (pattern + top-down pass: ``2 F(M)``). Element-wise
+    work (non-linearities, updates) is not counted.
+    """
+    n_chains = n_obs if config.method == "cd" else config.chains
+    _, c, h, w = image_shape
+
+    def forward(n):
+        return sum(g.flops for g in stage_geometries(config, stage, (n, c, h, w)))
+
+    def first(n):
+        return stage_geometries(config, stage, (n, c, h, w))[0].flops
+
+    langevin = config.langevin_steps * 2 * forward(n_chains)
+    grads = 3 * forward(n_obs) - first(n_obs) + 3 * forward(n_chains) - first(n_chains)
+    return langevin + grads + 2 * forward(n_obs)
+
+
+class FlopCounter:
+    """Counts the flops of every fast convolution call (forward, adjoint, weight gradient)."""
+
+    def __init__(self):
+        self.flops = 0
+        self.calls = 0
+        self._saved = {}
+
+    def __enter__(self):
+        for name in ("forward", "adjoint", "weight_grad"):
+            original = getattr(fast, name)
+            self._saved[name] = original
+
+            def counted(geom, *args, _original=original, **kwargs):
+                self.flops += geom.flops
+                self.calls += 1
+                return _original(geom, *args, **kwargs)
+
+            setattr(fast, name, counted)
+        return self
+
+    def __exit__(self, *exc):
+        for name, original in self._saved.items():
+            setattr(fast, name, original)
+
+
+def counted_flops(trainer) -> tuple[int, int]:
+    """``(flops, convolution calls)`` of one ``Trainer.compute_step``, counted as it runs.
+
+    The check of :func:`iteration_flops`' formula (``tests/test_benchmarks.py``)."""
+    with FlopCounter() as counter:
+        trainer.compute_step(trainer.noise())
+    return counter.flops, counter.calls

@@ -47,7 +47,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from common import (  # benchmarks/common.py: shared with benchmarks/conv.py
+from common import (  # benchmarks/common.py: shared with benchmarks/conv.py and gpu.py
+    counted_flops,
     cpu_model,
     fmt,
     gflops,
@@ -60,7 +61,6 @@ from common import (  # benchmarks/common.py: shared with benchmarks/conv.py
     time_call,
 )
 
-from refimpl.conv import fast
 from refimpl.learning import Trainer, runs
 from refimpl.learning.presets import preset_config
 
@@ -86,39 +86,6 @@ def last_stage_trainer(preset: str, dtype: str) -> Trainer:
         trainer.enter_stage(stage)
     trainer.step()  # chains away from 0, as in a run (their values do not change the cost)
     return trainer
-
-
-class FlopCounter:
-    """Counts the flops of every fast convolution call (forward, adjoint, weight gradient)."""
-
-    def __init__(self):
-        self.flops = 0
-        self.calls = 0
-        self._saved = {}
-
-    def __enter__(self):
-        for name in ("forward", "adjoint", "weight_grad"):
-            original = getattr(fast, name)
-            self._saved[name] = original
-
-            def counted(geom, *args, _original=original, **kwargs):
-                self.flops += geom.flops
-                self.calls += 1
-                return _original(geom, *args, **kwargs)
-
-            setattr(fast, name, counted)
-        return self
-
-    def __exit__(self, *exc):
-        for name, original in self._saved.items():
-            setattr(fast, name, original)
-
-
-def iteration_flops(trainer: Trainer) -> tuple[int, int]:
-    """``(flops, convolution calls)`` of one :meth:`Trainer.compute_step`."""
-    with FlopCounter() as counter:
-        trainer.compute_step(trainer.noise())
-    return counter.flops, counter.calls
 
 
 def torch_iteration(torch, net, data, chains, noise, config):
@@ -191,7 +158,7 @@ def busy_loop():  # pragma: no cover - runs in a child process
 def measure_case(preset: str, dtype: str, impl: str, repeats: int, load: int) -> dict:
     """Time one (preset, dtype, implementation) in this process, beside ``load`` busy processes."""
     trainer = last_stage_trainer(preset, dtype)
-    flops, calls = iteration_flops(trainer)
+    flops, calls = counted_flops(trainer)
     noise = trainer.noise()
     busy = [multiprocessing.Process(target=busy_loop, daemon=True) for _ in range(load)]
     for process in busy:
