@@ -612,23 +612,24 @@ def stage_preset(device: Device, quick: bool, iterations: int, run_dir: Path, bu
     full = PRESETS["texture-paper"]["config"]["iterations_per_layer"]
     if (run_dir / runs.CHECKPOINT).is_file() and (run_dir / runs.CONFIG).is_file():
         shutil.rmtree(run_dir)
-    trainer, mean, raw, out = runs.start_run(config, run_dir, preset="texture-paper")
-    per_stage, truncated = {}, False
-    while not trainer.finished:
-        times = per_stage.setdefault(trainer.stage, [])
-        if times and not budget.allows(3 * max(times) + 30):
-            truncated = True
-            break
-        device.sync()
+    with runs.start_run(config, run_dir, preset="texture-paper") as run:
+        trainer, out = run.trainer, run.out
+        per_stage, truncated = {}, False
+        while not trainer.finished:
+            times = per_stage.setdefault(trainer.stage, [])
+            if times and not budget.allows(3 * max(times) + 30):
+                truncated = True
+                break
+            device.sync()
+            t0 = time.perf_counter()
+            trainer.step()
+            device.sync()
+            times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        trainer.step()
-        device.sync()
-        times.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    runs.checkpoint(trainer, out)
-    checkpoint_s = time.perf_counter() - t0
-    seconds = sum(map(sum, per_stage.values()))
-    summary = runs.write_outputs(trainer, out, mean, raw, seconds, "synthesize")
+        run.seconds = sum(map(sum, per_stage.values()))
+        run.save(runs.boundary_state(trainer, run.seconds))
+        checkpoint_s = time.perf_counter() - t0
+        summary = runs.write_outputs(run)
     stages = []
     for stage, times in sorted(per_stage.items()):
         steady = times[1:] if len(times) > 1 else times  # the first includes kernel builds

@@ -197,26 +197,24 @@ def learn(texture: str, args) -> dict:
             status = "reused"
             print(f"{texture}: reusing the finished run in {folder}", file=sys.stderr, flush=True)
         else:
-            trainer, mean, raw, out, command = runs.resume_run(folder)
+            with runs.resume_run(folder) as run:
+                print(
+                    f"{texture}: resuming {folder} at iteration {run.trainer.iteration}/"
+                    f"{run.config.total_iterations}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                runs.execute(run, progress=True, stream=sys.stderr)
+            status = "resumed"
+    else:
+        with runs.start_run(config, folder, preset=PRESET, command="synthesize") as run:
             print(
-                f"{texture}: resuming {folder} at iteration {trainer.iteration}/"
-                f"{trainer.config.total_iterations}",
+                f"{texture}: learning {config.total_iterations} iterations ({config.chains} "
+                f"chains) into {folder}",
                 file=sys.stderr,
                 flush=True,
             )
-            runs.execute(trainer, mean, raw, out, command, progress=True, stream=sys.stderr)
-            status = "resumed"
-    else:
-        trainer, mean, raw, out = runs.start_run(
-            config, folder, preset=PRESET, command="synthesize"
-        )
-        print(
-            f"{texture}: learning {config.total_iterations} iterations ({config.chains} chains) "
-            f"into {folder}",
-            file=sys.stderr,
-            flush=True,
-        )
-        runs.execute(trainer, mean, raw, out, "synthesize", progress=True, stream=sys.stderr)
+            runs.execute(run, progress=True, stream=sys.stderr)
     return dict(
         config=config,
         folder=folder,

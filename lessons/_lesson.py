@@ -2,7 +2,7 @@
 
 Lessons run as plain scripts (``python lessons/05_prototype.py``); this file sits beside them,
 so ``from _lesson import ...`` works there. Quick mode (``REFIMPL_LESSON_QUICK=1`` or
-``--quick``) shrinks every experiment so that the test suite can run all twelve lessons.
+``--quick``) shrinks every experiment so that the test suite can run all the lessons.
 """
 
 from __future__ import annotations

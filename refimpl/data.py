@@ -44,7 +44,10 @@ def load_image(path) -> np.ndarray:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise FileNotFoundError(
+            f"image file not found: {path} (give an image file, or one of the bundled "
+            f"textures: {', '.join(TEXTURES)})"
+        )
     try:
         pixels = np.asarray(mpimg.imread(path))
     except Exception as exc:  # matplotlib/Pillow raise a variety of errors on bad files
@@ -95,6 +98,27 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     return image.reshape(c, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
 
 
+def default_factor(shape, size: int) -> int:
+    """The block-averaging factor for an image file of ``shape (C, H, W)`` and crop ``size``.
+
+    The rule: the largest factor that keeps the image's shorter side at least twice ``size``
+    (and 1 if even the full image is shorter than that), so that the crop sees a few
+    repetitions of the texture at the coarsest resolution that still has room for them.
+    For the bundled 512 x 512 textures it gives the factors the CPU presets use (4 for
+    size 64, 8 for size 32).
+    """
+    return max(1, min(int(shape[-2]), int(shape[-1])) // (2 * int(size)))
+
+
+def block_average(image: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor x factor`` blocks of ``image (C, H, W)``, dropping the rows and columns
+    that do not fill a whole block."""
+    if factor <= 1:
+        return image
+    usable = (np.array(image.shape[1:]) // factor) * factor
+    return downsample(image[:, : usable[0], : usable[1]], factor)
+
+
 def load_texture(
     name_or_path: str = "brick", size: int | None = None, factor: int = 1
 ) -> np.ndarray:
@@ -102,13 +126,35 @@ def load_texture(
 
     Values are in ``[0, 255]``. With the defaults the whole image is returned. E.g.
     ``load_texture("brick", 64, 4)`` averages 4 x 4 blocks of the 512 x 512 brick (keeping
-    whole bricks in view) and crops the central 64 x 64.
+    whole bricks in view) and crops the central 64 x 64. See :func:`fit_texture`.
     """
-    image = load_image(resolve_image(name_or_path))
-    if factor > 1:
-        usable = (np.array(image.shape[1:]) // factor) * factor
-        image = downsample(image[:, : usable[0], : usable[1]], factor)
-    return centre_crop(image, size) if size is not None else image
+    return fit_texture(load_image(resolve_image(name_or_path)), name_or_path, size, factor)
+
+
+def fit_texture(image: np.ndarray, name: str, size: int | None, factor: int) -> np.ndarray:
+    """``image (C, H, W)`` block-averaged by ``factor``, then its central ``size x size``.
+
+    An image too small for ``size`` after downsampling is a ``ValueError`` that names the
+    image (``name``), the factor and the size, and says which factor would fit.
+    """
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be an integer >= 1; got {factor!r}")
+    averaged = block_average(image, factor)
+    if size is None:
+        return averaged
+    if size > min(averaged.shape[1:]):
+        _, H, W = image.shape
+        _, h, w = averaged.shape
+        if min(H, W) < size:
+            advice = f"lower the size to at most {min(H, W)}"
+        else:
+            advice = f"lower the factor (at most {min(H, W) // size} fits) or the size"
+        raise ValueError(
+            f"image {name!r} is {H}x{W}"
+            + (f", {h}x{w} after block-averaging by factor {factor}" if factor > 1 else "")
+            + f": smaller than the requested size {size}x{size}; {advice}"
+        )
+    return centre_crop(averaged, size)
 
 
 def load_digits(digit: int | None = None) -> tuple[np.ndarray, np.ndarray]:

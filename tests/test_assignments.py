@@ -21,10 +21,7 @@ LESSONS = assign.lessons_with_regions()
 
 
 def test_every_planned_lesson_has_an_assignment():
-    # lesson 13 (generative classifiers) is written separately and joins when it lands
-    assert set(range(1, 13)) | {14} <= set(LESSONS) <= set(range(1, 15)), (
-        f"lessons with solution regions: {LESSONS}"
-    )
+    assert LESSONS == list(range(1, 15)), f"lessons with solution regions: {LESSONS}"
 
 
 def test_regions_are_well_formed_and_named():

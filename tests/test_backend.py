@@ -22,9 +22,12 @@ HOST_ONLY = {
     "theorems/": "numerical checks on small host instances (SciPy statistics, quadrature)",
     "learning/checkpoint.py": "the checkpoint file format (npz) on the host",
     "learning/runs.py": "run folders: reading images, writing npy/PNG outputs on the host",
+    "run_folder.py": "run folders: atomic npz/npy/JSON files, checkpoint checks on the host",
     "texture_stats.py": "texture statistics of host images (SciPy filters and FFTs)",
     "hybrid/": "the exact 2-D toy of hybrid training: thousands of tiny fits (SciPy, plots)",
     "crosscheck/": "golden vectors are host files (npz, JSON); exact references, KS tests (SciPy)",
+    "classify/data.py": "reads the bundled digits and textures into host arrays (split, OOD sets)",
+    "classify/experiment.py": "writes a classifier run's files (JSON, npz) and figures on the host",
 }
 
 

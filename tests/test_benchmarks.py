@@ -263,3 +263,45 @@ def test_learning_benchmark_quick_run(tmp_path):
     [row] = payload["rows"]
     assert row["preset"] == "object" and row["dtype"] == "float32" and row["refimpl_gflops"] > 0
     assert "QUICK RUN" in (tmp_path / "learning-quick.md").read_text(encoding="utf-8")
+
+
+CLASSIFIERS = Path(__file__).resolve().parent.parent / "benchmarks" / "classifiers.py"
+
+
+def test_classifier_benchmark_quick(tmp_path):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    command = [
+        sys.executable,
+        str(CLASSIFIERS),
+        "--quick",
+        "--rows",
+        "gmmc-joint",
+        "jem-generative",
+        "--seeds",
+        "0",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--figures",
+        str(tmp_path / "figures"),
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "classifiers-quick.md").read_text(encoding="utf-8")
+    assert "QUICK RUN" in text and "| GMMC (joint) | 2 / 2 |" in text and "| JEM | 2 / 2 |" in text
+    payload = json.loads((tmp_path / "classifiers-quick.json").read_text(encoding="utf-8"))
+    summary = payload["summary"]["gmmc-joint"]
+    assert summary["finished"] == 2 and 0 <= summary["ece"]["mean"] <= 1
+    assert len(summary["energy_excursion"]) == 2 and min(summary["energy_excursion"]) >= 1
+    assert len(payload["summary"]["jem-generative"]["energy_excursion"]) == 2
+    assert set(summary["auroc"]) == {"noise", "texture", "interp", "inverted"}
+    for name in ("classify_joint.png", "classify_samples_jem.png", "classify_ood_jem.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 0
+    again = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, check=False, env=env
+    )
+    assert again.returncode == 0 and "reused" in again.stdout

@@ -20,10 +20,12 @@ control below it:
 import numpy as np
 import pytest
 from checks import EXACT, FLOAT32, assert_close, assert_piece_identity
+from gradcheck import assert_gradient, coordinate_gradient, input_gradient
 from hypothesis import assume, given, settings
 from strategies import (
     alive,
     net_and_images,
+    probes_in_piece,
     seeds,
     small_mixed_net,
     softplus_net,
@@ -57,6 +59,79 @@ def test_class_scores_eq_2_2():
     # negative control: the classes' weights swapped give other scores
     with pytest.raises(AssertionError, match="class scores"):
         assert_close(net.class_scores(I, w_c[::-1]), expected, EXACT, "class scores")
+
+
+# --- backward from any upstream gradient ------------------------------------------------
+
+
+@given(net_and_images())
+def test_backward_with_unit_top_gradient_is_grad_input_and_grad_params(case):
+    """``backward(fwd, 1)`` is the backprop of f itself: the arrays of grad_input / grad_params."""
+    net, I = case
+    fwd = net.forward(I)
+    grad_I, grads = net.backward(fwd, np.ones_like(fwd.outputs[-1]))
+    assert_close(grad_I, net.grad_input(I), EXACT, "d/dI")
+    for (dW, db), (eW, eb) in zip(grads, net.grad_params(I)):
+        assert_close(dW, eW, EXACT, "dW")
+        assert_close(db, eb, EXACT, "db")
+
+
+@settings(max_examples=25)
+@given(net_and_images(max_batch=2), seeds)
+def test_backward_matches_finite_differences_of_a_weighted_top_map(case, seed):
+    """For ``J = sum G * x^(L)`` with a random ``G``: ``backward(fwd, G)`` gives dJ/dI and dJ/dw."""
+    net, I = case
+    assume(alive(net, I))
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal(net.forward(I).outputs[-1].shape)
+    grad_I, grads = net.backward(net.forward(I), G)
+    for m in range(len(I)):
+        Gm = G[m : m + 1]
+        fd = input_gradient(
+            lambda batch, Gm=Gm: (Gm * net.forward(batch).outputs[-1]).sum(axis=(1, 2, 3)), I[m]
+        )
+        assume(probes_in_piece(net, I[m], fd.probes))
+        assert_gradient(grad_I[m], fd, what="dJ/dI")
+    base = net.activation_pattern(I)
+    crossed = []
+    objective = lambda: float((G * net.forward(I).outputs[-1]).sum())
+    on_probe = lambda: crossed.append(not same_pattern(net.activation_pattern(I), base))
+    for layer, (dW, db) in zip(net.layers, grads):
+        for array, analytic in ((layer.weight, dW), (layer.bias, db)):
+            coords = rng.choice(array.size, size=min(array.size, 8), replace=False)
+            fd = coordinate_gradient(objective, array, coords, on_probe=on_probe)
+            assume(not any(crossed))
+            assert_gradient(analytic.reshape(-1)[coords], fd, what="dJ/dw")
+
+
+def test_negative_control_backward_check_sees_the_wrong_top_gradient():
+    """Backprop of ones where G was meant: the finite differences of sum G x^(L) reject it."""
+    net, I = small_mixed_net()
+    fwd = net.forward(I)
+    G = np.random.default_rng(5).standard_normal(fwd.outputs[-1].shape)
+    fd = input_gradient(lambda b: (G[:1] * net.forward(b).outputs[-1]).sum(axis=(1, 2, 3)), I[0])
+    assert probes_in_piece(net, I[0], fd.probes)
+    assert_gradient(net.backward(fwd, G)[0][0], fd)
+    with pytest.raises(AssertionError, match="relative error"):
+        assert_gradient(net.backward(fwd, np.ones_like(G))[0][0], fd)
+
+
+def test_backward_argument_errors():
+    net, I = small_mixed_net()
+    fwd = net.forward(I)
+    top = fwd.outputs[-1]
+    with pytest.raises(ValueError, match="shape of the top feature map"):
+        net.backward(fwd, np.ones(top.shape[:-1]))
+    with pytest.raises(TypeError, match="floating dtype"):
+        net.backward(fwd, np.ones(top.shape, dtype=int))
+    with pytest.raises(ValueError, match="non-finite"):
+        net.backward(fwd, np.full(top.shape, np.nan))
+    with pytest.raises(TypeError, match="Forward"):
+        net.backward(top, np.ones(top.shape))
+    with pytest.raises(ValueError, match="want_input, want_params or both"):
+        net.backward(fwd, np.ones(top.shape), want_input=False, want_params=False)
+    grad_I, grads = net.backward(fwd, np.ones(top.shape), want_params=False)
+    assert grads is None and grad_I.shape == I.shape
 
 
 # --- the linear piece, Eq. (6.8) --------------------------------------------------------

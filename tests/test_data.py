@@ -65,5 +65,39 @@ def test_errors(tmp_path):
         data.load_image(tmp_path / "missing.png")
     with pytest.raises(ValueError, match="unknown texture 'wood'"):
         data.texture_path("wood")
-    with pytest.raises(ValueError, match="cannot crop 600x600 from an image of 512x512"):
+    with pytest.raises(ValueError, match="is 512x512: smaller than the requested size 600x600"):
         data.load_texture("brick", size=600)
+    with pytest.raises(ValueError, match="cannot crop 600x600 from an image of 512x512"):
+        data.centre_crop(data.load_texture("brick"), 600)
+
+
+def test_an_unknown_name_lists_the_bundled_textures():
+    with pytest.raises(FileNotFoundError, match="bricks .*bundled textures: brick, grass, gravel"):
+        data.load_texture("bricks")
+
+
+@pytest.mark.parametrize(
+    "shape, size, factor",
+    [((1, 512, 512), 64, 4), ((1, 512, 512), 32, 8), ((3, 64, 64), 64, 1), ((1, 300, 900), 64, 2)],
+)
+def test_default_factor_keeps_twice_the_size(shape, size, factor):
+    assert data.default_factor(shape, size) == factor
+    side = min(shape[1:]) // factor
+    assert side >= 2 * size or factor == 1  # the rule
+    assert min(shape[1:]) // (factor + 1) < 2 * size  # and the largest such factor
+
+
+def test_too_small_after_downsampling_names_the_factor(tmp_path):
+    import matplotlib.pyplot as plt
+
+    plt.imsave(tmp_path / "small.png", np.random.default_rng(0).uniform(size=(64, 64)), cmap="gray")
+    with pytest.raises(
+        ValueError,
+        match=r"is 64x64, 8x8 after block-averaging by factor 8: smaller than the requested size "
+        r"32x32; lower the factor \(at most 2 fits\) or the size",
+    ):
+        data.load_texture(str(tmp_path / "small.png"), size=32, factor=8)
+    with pytest.raises(ValueError, match="lower the size to at most 64"):
+        data.load_texture(str(tmp_path / "small.png"), size=65)
+    with pytest.raises(ValueError, match="factor must be an integer >= 1; got 0"):
+        data.load_texture("brick", size=32, factor=0)

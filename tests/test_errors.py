@@ -1,4 +1,4 @@
-"""Bad input gets a clear error naming the argument and the shapes."""
+"""Bad input gets a clear error naming the argument and the shapes, never a quiet wrong number."""
 
 import numpy as np
 import pytest
@@ -247,3 +247,103 @@ def test_class_weights_shape(net):
         ValueError, match=r"class_weights must have shape \(n_classes, 2\); got \(3, 4\)"
     ):
         net.class_scores(image(1, 3, 9, 9), image(3, 4))
+
+
+# --- values that used to give a quiet wrong number -------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_conv_non_finite_weight_or_bias(bad):
+    w, b = image(2, 1, 3, 3), image(2)
+    w[1, 0, 2, 2] = bad
+    with pytest.raises(ValueError, match=r"weight contains 1 non-finite value"):
+        conv2d(image(1, 1, 5, 5), w)
+    with pytest.raises(ValueError, match=r"weight contains 1 non-finite value"):
+        conv2d_adjoint(image(1, 2, 3, 3), w, (5, 5))
+    b[0] = bad
+    with pytest.raises(ValueError, match=r"bias contains 1 non-finite value"):
+        conv2d(image(1, 1, 5, 5), image(2, 1, 3, 3), b)
+
+
+@pytest.mark.parametrize("kernel_size", [2.7, "3", None])
+def test_weight_grad_kernel_size_must_be_an_integer(kernel_size):
+    with pytest.raises(TypeError, match=f"kernel_size must be an integer; got {kernel_size!r}"):
+        conv2d_weight_grad(image(1, 1, 5, 5), image(1, 2, 3, 3), kernel_size)
+    assert conv2d_weight_grad(image(1, 1, 5, 5), image(1, 2, 3, 3), 3.0).shape == (2, 1, 3, 3)
+
+
+@pytest.mark.parametrize("in_channels", [0, -1])
+def test_random_network_needs_input_channels(in_channels):
+    with pytest.raises(ValueError, match=f"in_channels must be >= 1; got {in_channels}"):
+        ConvNet.random(in_channels, [(2, 3)])
+
+
+@pytest.mark.parametrize("value", [0.5, 2.0, -1.0, np.nan])
+def test_piece_from_pattern_refuses_non_binary_patterns(net, value):
+    pattern = net.activation_pattern(image(1, 3, 9, 9))
+    bad = [pattern[0].astype(float), pattern[1]]
+    bad[0][0, 1, 2, 3] = value
+    with pytest.raises(ValueError, match=r"pattern\[0\] \(layer 1, relu\) must hold values 0 or 1"):
+        net.piece_from_pattern(bad, (3, 9, 9))
+    # negative control: the same pattern as 0/1 floats is a pattern, and gives the same piece
+    as_float = [p.astype(float) for p in pattern]
+    for got, want in zip(
+        net.piece_from_pattern(as_float, (3, 9, 9)), net.linear_piece(image(1, 3, 9, 9))
+    ):
+        assert np.array_equal(got, want)
+
+
+def test_softplus_pattern_must_lie_in_the_unit_interval():
+    smooth = ConvNet.random(1, [(2, 3, 1, 0, "softplus")], seed=0)
+    pattern = smooth.activation_pattern(image(1, 1, 5, 5))
+    smooth.piece_from_pattern(pattern, (1, 5, 5))  # h'(z) in (0, 1): fine
+    pattern[0][0, 0, 0, 0] = 1.5
+    with pytest.raises(ValueError, match=r"layer 1, softplus\) must hold values in \[0, 1\]"):
+        smooth.piece_from_pattern(pattern, (1, 5, 5))
+
+
+@pytest.mark.parametrize("tol", [np.nan, np.inf, -1e-3, "1e-6"])
+def test_grade_tolerance_is_checked(tol):
+    from refimpl.models import GenerativeModel
+    from refimpl.sampling import grade
+
+    model = GenerativeModel(ConvNet.random(1, [(2, 3)], seed=0), 1.0)
+    with pytest.raises(ValueError, match="tol must be a finite number >= 0"):
+        grade(model, image(1, 1, 5, 5), 5, 0.5, tol=tol)
+    assert grade(model, image(1, 1, 5, 5), 5, 0.5, tol=0.0).steps == 5  # negative control
+
+
+def prototype(W, b, sigma=1.0):
+    from refimpl.models import GenerativeModel, PrototypeModel
+
+    return GenerativeModel(PrototypeModel(np.array(W, float), np.array(b, float)), sigma)
+
+
+def test_exact_distribution_radius_must_hold_the_mass():
+    from refimpl.exact import exact_distribution
+
+    rng = np.random.default_rng(0)
+    model = prototype(rng.standard_normal((3, 2)), rng.standard_normal(3))
+    full = exact_distribution(model)
+    # before: radius 1 gave log Z 2.17 instead of 2.56, silently (the mass outside was lost)
+    with pytest.raises(ValueError, match=r"radius 1 is too small to hold the mass"):
+        exact_distribution(model, radius=1.0)
+    for radius in (-1.0, 0.0, np.nan, np.inf):
+        with pytest.raises(ValueError, match="radius must be a positive finite number"):
+            exact_distribution(model, radius=radius)
+    wider = exact_distribution(model, radius=2 * full.radius)  # negative control: larger is fine
+    assert abs(wider.log_Z - full.log_Z) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "W, b, message",
+    [
+        ([[1.0], [1.0]], [1e308, 1e308], r"log Z\(w\) is not finite"),
+        ([[1e155]], [0.0], "slopes |B| overflow"),
+    ],
+)
+def test_exact_distribution_overflow_is_an_error(W, b, message):
+    from refimpl.exact import exact_distribution
+
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match=message):
+        exact_distribution(prototype(W, b))

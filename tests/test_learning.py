@@ -2,9 +2,10 @@
 
 Covers: learning lowers the moment mismatch; CD lowers the reconstruction error; a resumed run
 equals the uninterrupted one bit for bit; divergence is caught and keeps the last good
-checkpoint; Ctrl-C checkpoints; growing and freezing; the optimizers; atomic checkpoints;
-and the errors a user meets (wrong path, unreadable image, image too small, colour/gray
-mismatch on resume).
+checkpoint; growing and freezing, and the config's account of it; the optimizers; the
+config's checks; resources (memory, time) estimated before a run; and the errors a user
+meets (wrong path, unreadable image, image too small, constant image, tiny sigma).
+Interruptions, damaged checkpoints and run folders are in ``test_run_folder.py``.
 """
 
 import json
@@ -57,6 +58,25 @@ def parameters_equal(a, b) -> bool:
         for pa, pb in zip(a.net.parameters(), b.net.parameters())
         for x, y in zip(pa, pb)
     )
+
+
+def same_run(a, b) -> bool:
+    """Two trainers hold the same run, bit for bit: parameters, chains, optimizer, history."""
+    (arrays_a, meta_a), (arrays_b, meta_b) = a.state(), b.state()
+    return (
+        a.iteration == b.iteration
+        and a.stage == b.stage
+        and arrays_a.keys() == arrays_b.keys()
+        and all(np.array_equal(arrays_a[k], arrays_b[k]) for k in arrays_a)
+        and json.loads(json.dumps(meta_a)) == json.loads(json.dumps(meta_b))
+    )
+
+
+def uninterrupted(**overrides):
+    """The tiny texture run, learned to the end without stopping (the reference)."""
+    trainer = tiny_trainer(**overrides)
+    trainer.run()
+    return trainer
 
 
 # --- learning does what it should ----------------------------------------------------------
@@ -146,14 +166,13 @@ def test_negative_control_resume_check_sees_a_different_seed():
 def test_resume_through_the_run_folder(tmp_path):
     """The CLI path: start, stop after some iterations, resume the folder, finish."""
     config = tiny_texture()
-    trainer, mean, raw, out = runs.start_run(config, tmp_path / "run")
-    runs.execute(trainer, mean, raw, out, "synthesize", progress=False, stop_after=7)
-    resumed, mean, raw, out, command = runs.resume_run(tmp_path / "run")
-    assert resumed.iteration == 7
-    runs.execute(resumed, mean, raw, out, command, progress=False)
-    straight = tiny_trainer()
-    straight.run()
-    assert parameters_equal(resumed, straight)
+    with runs.start_run(config, tmp_path / "run") as run:
+        runs.execute(run, progress=False, stop_after=7)
+    with runs.resume_run(tmp_path / "run") as resumed:
+        assert resumed.trainer.iteration == 7 and resumed.command == "synthesize"
+        runs.execute(resumed, progress=False)
+    assert same_run(resumed.trainer, uninterrupted())
+    out = resumed.out
     for name in (
         "samples.npy",
         "train.npy",
@@ -170,44 +189,24 @@ def test_resume_through_the_run_folder(tmp_path):
     assert np.load(out / "train.npy").shape == (1, 1, 16, 16)
 
 
-def test_a_run_folder_is_not_overwritten(tmp_path):
-    config = tiny_texture()
-    trainer, mean, raw, out = runs.start_run(config, tmp_path / "run")
-    runs.execute(trainer, mean, raw, out, "synthesize", progress=False, stop_after=2)
-    with pytest.raises(FileExistsError, match="--resume"):
-        runs.start_run(config, tmp_path / "run")
+def test_negative_control_same_run_sees_one_more_iteration():
+    a, b = tiny_trainer(), tiny_trainer()
+    a.run(iterations=3), b.run(iterations=4)
+    assert same_run(a, a) and not same_run(a, b)
 
 
-# --- Ctrl-C and divergence ---------------------------------------------------------------------
-
-
-def test_ctrl_c_saves_a_checkpoint(tmp_path, monkeypatch, capsys):
-    config = tiny_texture()
-    trainer, mean, raw, out = runs.start_run(config, tmp_path / "run")
-    real_step = trainer.step
-
-    def step_then_interrupt():
-        record = real_step()
-        if trainer.iteration == 3:
-            raise KeyboardInterrupt
-        return record
-
-    monkeypatch.setattr(trainer, "step", step_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        runs.execute(trainer, mean, raw, out, "synthesize", progress=False)
-    _, meta = load_checkpoint(out / "checkpoint.npz")
-    assert meta["iteration"] == 3
-    assert "--resume" in capsys.readouterr().err
+# --- divergence ---------------------------------------------------------------------------------
 
 
 def test_divergence_is_caught_and_the_last_good_checkpoint_kept(tmp_path):
     config = tiny_texture(learning_rate=[1e3, 1e3], checkpoint_every=1)
-    trainer, mean, raw, out = runs.start_run(config, tmp_path / "run")
-    with pytest.raises(DivergenceError, match="learning rate"):
-        runs.execute(trainer, mean, raw, out, "synthesize", progress=False)
-    arrays, meta = load_checkpoint(out / "checkpoint.npz")
-    assert meta["iteration"] < trainer.iteration + 1
+    with runs.start_run(config, tmp_path / "run") as run:
+        with pytest.raises(DivergenceError, match="learning rate"):
+            runs.execute(run, progress=False)
+    arrays, meta = load_checkpoint(run.out / "checkpoint.npz")
+    assert meta["iteration"] == run.trainer.iteration  # the last boundary before the blow-up
     assert all(np.isfinite(a).all() for a in arrays.values())
+    assert not (run.out / "summary.json").exists()
 
 
 def test_step_size_near_two_sigma_is_refused_or_caught():
@@ -233,6 +232,18 @@ def test_growing_adds_layers_at_each_stage():
     trainer.run(callback=lambda t, r: depths.append(t.net.depth))
     assert depths == [1, 1, 2, 2, 2, 3, 3, 3, 3]
     assert trainer.stage == 3
+
+
+@pytest.mark.parametrize("grow", [True, False])
+def test_stage_after_is_where_the_trainer_grows(grow):
+    """LearningConfig.stage_after (used to check checkpoints and extensions) follows Trainer."""
+    trainer = tiny_trainer(iterations_per_layer=3, grow=grow)
+    stages = [trainer.stage]
+    trainer.run(callback=lambda t, r: stages.append(t.stage))
+    assert stages == [trainer.config.stage_after(t) for t in range(len(stages))]
+    assert len(stages) == trainer.config.total_iterations + 1
+    if grow:  # negative control: an off-by-one schedule is told apart
+        assert stages != [trainer.config.stage_after(t + 1) for t in range(len(stages))]
 
 
 def test_top_filter_is_recreated_and_linear():
@@ -302,15 +313,6 @@ def test_checkpoint_round_trip_and_atomicity(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [path]  # and no temp file is left behind
 
 
-def test_unreadable_checkpoint(tmp_path):
-    bad = tmp_path / "ck.npz"
-    bad.write_text("nope")
-    with pytest.raises(ValueError, match="not a readable refimpl checkpoint"):
-        load_checkpoint(bad)
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        load_checkpoint(tmp_path / "missing.npz")
-
-
 # --- presets and user errors ---------------------------------------------------------------------
 
 
@@ -343,32 +345,80 @@ def test_wrong_path_and_unreadable_image(tmp_path):
 
 
 def test_image_smaller_than_the_receptive_field():
-    config = tiny_texture(size=4, spec=[(4, 7, 1, 0)], learning_rate=1e-3, init_std=0.01)
-    data, _, _ = runs.prepare(config)
+    # the first layer: refused by the config (size below its kernel)
+    with pytest.raises(ValueError, match=r"size 4 is smaller than the first layer's 7x7 filters"):
+        tiny_texture(size=4, spec=[(4, 7, 1, 0)], learning_rate=1e-3, init_std=0.01)
+    # a deeper layer, built only at stage 2: refused before learning starts, naming the layer
+    config = tiny_texture(size=4, spec=[(4, 3, 1, 0), (4, 3, 1, 0)])
     with pytest.raises(
-        ValueError, match=r"layer 1 .*kernel 7x7 is larger than the padded input 4x4"
+        ValueError, match=r"layer 2 .*kernel 3x3 is larger than the padded input 2x2"
     ):
-        Trainer(config, data)
+        runs.prepare(config)
 
 
 def test_requested_size_larger_than_the_image():
-    with pytest.raises(ValueError, match="smaller than the requested size"):
+    with pytest.raises(ValueError, match="32x32 after block-averaging by factor 16: smaller than"):
         runs.prepare(tiny_texture(size=64, factor=16))
 
 
-def test_colour_gray_mismatch_on_resume(tmp_path):
+def constant_png(path, value=0.5, shape=(40, 40)):
     import matplotlib.pyplot as plt
 
-    colour = tmp_path / "colour.png"
-    plt.imsave(colour, np.random.default_rng(0).uniform(0, 1, (32, 32, 3)))
-    config = tiny_texture()
-    trainer, mean, raw, out = runs.start_run(config, tmp_path / "run")
-    runs.execute(trainer, mean, raw, out, "synthesize", progress=False, stop_after=2)
-    record = json.loads((out / "config.json").read_text())
-    record["config"]["image"], record["config"]["factor"] = str(colour), 1
-    (out / "config.json").write_text(json.dumps(record))
-    with pytest.raises(ValueError, match="colour/gray or size mismatch"):
-        runs.resume_run(out)
+    plt.imsave(path, np.full(shape, value), cmap="gray", vmin=0, vmax=1)
+    return path
+
+
+def test_constant_image_is_refused(tmp_path):
+    """A constant image is 0 after centring: mismatch inf and reconstruction error 0/0 before."""
+    flat = constant_png(tmp_path / "flat.png")
+    with pytest.raises(ValueError, match=r"the training image is constant \(every pixel 12"):
+        runs.prepare(tiny_texture(image=str(flat), factor=1, size=16))
+    # negative control: one bright pixel is enough texture
+    import matplotlib.pyplot as plt
+
+    pixels = np.full((40, 40), 0.5)
+    pixels[20, 20] = 1.0
+    plt.imsave(tmp_path / "dot.png", pixels, cmap="gray", vmin=0, vmax=1)
+    runs.prepare(tiny_texture(image=str(tmp_path / "dot.png"), factor=1, size=16))
+
+
+@pytest.mark.parametrize("dtype, sigma", [("float64", 1e-153), ("float32", 3e-18)])
+def test_sigma_so_small_that_energies_overflow(dtype, sigma):
+    # |I|^2 of the centred 16x16 crop is 3.7e4; / (2 sigma^2) passes the dtype's largest number
+    config = tiny_texture(sigma=sigma, step_size=sigma, dtype=dtype)
+    with pytest.raises(ValueError, match=f"sigma {sigma:g} is too small .* overflows {dtype}"):
+        runs.prepare(config)
+    runs.prepare(tiny_texture(sigma=1e-140, step_size=1e-140))  # negative control: it fits
+
+
+def test_memory_is_estimated_before_allocating():
+    """--size 100000 on digits: 16 chains of 10^10 pixels; refused from sizes alone, at once."""
+    config = preset_config("object", size=100000)
+    assert runs.memory_estimate(config, 1) > 16 * 100000**2 * 8  # at least the chains
+    with pytest.raises(ValueError, match=r"at size 100000 needs at least .* GB of memory"):
+        runs.prepare(config)
+    # the estimate is a lower bound of what a real run holds: data, chains, noise and maps
+    small = preset_config("object")
+    assert runs.memory_estimate(small, 1) < 100e6 < runs.available_memory()
+
+
+def test_cpu_time_estimate_flags_the_paper_presets():
+    """The paper presets are hours on the CPU; the CPU presets minutes (README: 204 s, 23 s)."""
+    assert runs.cpu_seconds(preset_config("texture-paper")) > 10 * 3600
+    assert 60 < runs.cpu_seconds(preset_config("texture")) < 600
+    assert runs.cpu_seconds(preset_config("object")) < 120
+    # by hand: one stage-1 iteration of the texture preset, layer 1 = 32 7x7 filters, stride 2,
+    # pad 3 on 64x64 -> 32x32: F = 2 * 32 * 49 * 32^2; (2 L M~ + 3 (M + M~) + 2 M) = 373
+    assert runs.iteration_flops(preset_config("texture"), 1, 1) == 2 * 32 * 49 * 32**2 * 373
+
+
+def test_digits_not_available_in_that_number():
+    # the UCI set has 183 threes and 174 zeros (its rarest class); before, [:500] gave 183
+    with pytest.raises(ValueError, match=r"more UCI digits of class 3 than there are \(183\)"):
+        runs.prepare(preset_config("object", images=500))
+    with pytest.raises(ValueError, match="more than the 1740 UCI digits .* rarest class has 174"):
+        runs.prepare(preset_config("reconstruct", images=1741))
+    assert runs.prepare(preset_config("object", images=183, size=8))[0].shape == (183, 1, 8, 8)
 
 
 def test_config_validation():
@@ -378,3 +428,38 @@ def test_config_validation():
         tiny_texture(learning_rate=[1e-3, 1e-3, 1e-3])
     with pytest.raises(ValueError, match="iterations_per_layer must be >= 1"):
         tiny_texture(iterations_per_layer=0)
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (dict(clip=0), ValueError, "clip must be None or a positive gradient norm"),
+        (dict(clip=-1.0), ValueError, "a negative bound would reverse the gradient"),
+        (dict(seed=-1), ValueError, "seed must be >= 0"),
+        (dict(dataset="digits", digit=42), ValueError, "digit must be a digit class 0-9"),
+        (dict(dataset="digits"), ValueError, "needs a digit class"),
+        (dict(size=2), ValueError, "size 2 is smaller than the first layer's 3x3"),
+        (dict(sigma=1e-200, step_size=1e-201), ValueError, "sigma must be positive with sigma"),
+        (dict(step_size=2.5), ValueError, "step_size 2.5 >= 2 sigma"),
+        (dict(iterations_per_layer="15"), TypeError, "iterations_per_layer must be an integer"),
+        (dict(grow="yes"), TypeError, "grow must be a bool"),
+        (dict(sigma="1"), TypeError, "sigma must be a number"),
+        (dict(learning_rate=float("nan")), ValueError, "finite"),
+        (dict(init_std=[0.01]), ValueError, "init_std lists 1 values for 2 layers"),
+        (dict(backend="gpu"), ValueError, "backend must be one of numpy, cupy"),
+        (dict(dtype="float16"), ValueError, "dtype must be one of float64, float32"),
+    ],
+)
+def test_config_refuses_bad_values(overrides, error, message):
+    with pytest.raises(error, match=message):
+        tiny_texture(**overrides)
+
+
+def test_config_round_trip_and_unknown_keys():
+    config = tiny_texture(clip=2.0, seed=7)
+    assert LearningConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="unknown setting"):
+        LearningConfig.from_dict(dict(config.to_dict(), digt=3))
+    with pytest.raises(TypeError, match="must be a JSON object"):
+        LearningConfig.from_dict([1, 2])
+    assert config.differences(tiny_texture(clip=2.0, seed=8)) == {"seed": (7, 8)}

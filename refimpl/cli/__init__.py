@@ -1,6 +1,8 @@
-"""Command line: ``python -m refimpl <command> [options]`` (also installed as ``refimpl``).
+"""Command line: ``python -m refimpl <command> [options]``, also installed as ``refimpl``.
 
-One thin module per command, each with ``add_parser(commands)`` and the function it runs:
+``pip install -e .`` installs a console script ``refimpl`` that is the same program:
+``refimpl synthesize`` = ``python -m refimpl synthesize``. One thin module per command, each
+with ``add_parser(commands)`` and the function it runs:
 
     synthesize   learn a generative ConvNet from an image and synthesize new ones (Algorithm 1)
     reconstruct  learn by one-step contrastive divergence and reconstruct the images (exp. 3)
@@ -9,8 +11,10 @@ One thin module per command, each with ``add_parser(commands)`` and the function
     golden       golden test vectors (npz + manifest.json) for checking another implementation
     crosscheck   compare another implementation's results with the golden vectors
 
-Errors a user can fix (a wrong path, a bad option value, a folder in use) are printed as
-one line ``error: ...`` with exit status 2; a command that finds a failing check exits 1.
+Errors a user can fix (a wrong path, a bad option value, a folder in use, a damaged run
+folder, CuPy asked for but missing) are printed as one line ``error: ...`` with exit status
+2; a command that finds a failing check exits 1; Ctrl-C exits 130 (a learning run first
+saves a checkpoint; SIGTERM exits 143 the same way).
 """
 
 from __future__ import annotations
@@ -20,19 +24,28 @@ import sys
 
 from refimpl.backend import BackendError
 from refimpl.cli import crosscheck, golden, learn, pieces, verify
+from refimpl.run_folder import RunFolderError
 
 COMMANDS = (learn, verify, pieces, golden, crosscheck)
 
 # Exceptions that mean "the user asked for something that cannot be done"; anything else is
 # a bug and keeps its traceback.
-USER_ERRORS = (FileNotFoundError, FileExistsError, ValueError, TypeError, BackendError)
+USER_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    ValueError,
+    TypeError,
+    RunFolderError,
+    BackendError,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m refimpl",
         description="refimpl: a reference NumPy implementation of the generative ConvNet "
-        "(Xie, Lu, Zhu, Wu). Equation numbers refer to 'A Theory of Generative ConvNet'.",
+        "(Xie, Lu, Zhu, Wu). Equation numbers refer to 'A Theory of Generative ConvNet'. "
+        "Installed, the same program is also the command `refimpl`.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for module in COMMANDS:
@@ -50,10 +63,14 @@ def main(argv=None) -> int:
     # backend (CuPy or the GPU) never is
     caught = USER_ERRORS if getattr(args, "user_errors", True) else (BackendError,)
     try:
-        return args.run(args)
-    except caught as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        try:
+            return args.run(args)
+        except caught as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ layer. Outputs ``pieces.png``, ``basis.png`` and ``summary.json`` in the output 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,8 +25,9 @@ from refimpl.backend import available_backends, host_rng, to_backend, to_numpy
 from refimpl.cli.options import positive_int
 from refimpl.convnet import ConvNet, basis_functions, piece_from_basis
 from refimpl.convnet.pieces import image_in_same_piece, line_through_pieces
-from refimpl.data import TEXTURES, centre, load_texture
+from refimpl.data import TEXTURES, centre, default_factor, fit_texture, load_image, resolve_image
 from refimpl.numerics import EXACT, piece_residual, relative_error
+from refimpl.run_folder import write_json
 from refimpl.theorems.result import CheckResult, format_table
 
 DEFAULT_SPEC = [(8, 5, 2, 2), (8, 3, 1, 1), (4, 3, 1, 0)]
@@ -196,18 +196,24 @@ def draw(arrays, report: PiecesReport, out: Path, plotting) -> list:
 def run(
     image: str = "brick",
     size: int = 32,
-    factor: int = 8,
+    factor: int | None = None,
     seed: int = 0,
     out: str | Path = "runs/pieces",
     spec=None,
     backend=None,
     quiet: bool = False,
 ) -> PiecesReport:
-    """Load the image, build a random ConvNet, run :func:`analyse`, draw, save ``summary.json``."""
+    """Load the image, build a random ConvNet, run :func:`analyse`, draw, save ``summary.json``.
+
+    ``factor`` None: :func:`refimpl.data.default_factor` (8 for the bundled 512 x 512
+    textures at the default size 32).
+    """
     from refimpl import plotting  # matplotlib is imported only by the commands that draw
 
     out = Path(out)
-    pixels = load_texture(image, size=size, factor=factor)[None]  # (1, C, H, W) in [0, 255]
+    original = load_image(resolve_image(image))
+    factor = default_factor(original.shape, size) if factor is None else factor
+    pixels = fit_texture(original, image, size, factor)[None]  # (1, C, H, W) in [0, 255]
     centred, _ = centre(pixels)
     spec = spec or DEFAULT_SPEC
     net = ConvNet.random(centred.shape[1], spec, seed=seed, backend=backend)
@@ -225,8 +231,7 @@ def run(
         figures=[str(p) for p in paths],
         passed=report.passed,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(out / "summary.json", summary)
     if not quiet:
         print(f"ConvNet {[tuple(s) for s in net.spec()]} on {image} ({size}x{size}), seed {seed}")
         print(report.table())
@@ -275,8 +280,10 @@ def add_parser(commands):
     p.add_argument(
         "--factor",
         type=positive_int,
-        default=8,
-        help="downsample by averaging factor x factor blocks first (default: 8)",
+        default=None,
+        help="downsample by averaging factor x factor blocks first (default: the largest "
+        "factor that keeps the image's shorter side at least twice --size; 8 for the bundled "
+        "textures at size 32, 1 for an image smaller than that)",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the random network and line (default: 0)"

@@ -38,7 +38,13 @@ from refimpl.conv.pool import (
     max_pool2d_adjoint_fast,
     pool_output_size,
 )
-from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
+from refimpl.validation import (
+    check_finite,
+    check_float_array,
+    check_ndim,
+    check_positive_int,
+    shape_str,
+)
 
 IMPLEMENTATIONS = {"fast": fast, "naive": naive}
 
@@ -110,8 +116,10 @@ def conv2d(x, weight, bias=None, stride: int = 1, pad: int = 0, impl: str = "fas
     stride, pad = check_stride_pad(stride, pad)
     _check_tensor(x, "x", "(N, C, H, W)")
     check_weight(weight)
+    check_finite(weight, "weight")
     if bias is not None:
         check_bias(bias, weight.shape[0], weight.shape)
+        check_finite(bias, "bias")
     _check_same_dtype(x=x, weight=weight, bias=bias)
     geom = conv_geometry(x.shape, weight.shape, stride, pad)
     return implementation(impl).forward(geom, x, weight, bias)
@@ -135,6 +143,7 @@ def conv2d_adjoint(y, weight, input_size, stride: int = 1, pad: int = 0, impl: s
     stride, pad = check_stride_pad(stride, pad)
     _check_tensor(y, "y", "(N, O, H_out, W_out)")
     check_weight(weight)
+    check_finite(weight, "weight")
     _check_same_dtype(y=y, weight=weight)
     height, width = (int(v) for v in input_size)
     x_shape = (y.shape[0], weight.shape[1], height, width)
@@ -160,7 +169,7 @@ def conv2d_weight_grad(x, y, kernel_size: int, stride: int = 1, pad: int = 0, im
     _check_tensor(x, "x", "(N, C, H, W)")
     _check_tensor(y, "y", "(N, O, H_out, W_out)")
     _check_same_dtype(x=x, y=y)
-    k = int(kernel_size)
+    k = check_positive_int(kernel_size, "kernel_size")
     w_shape = (y.shape[1], x.shape[1], k, k)
     geom = conv_geometry(x.shape, w_shape, stride, pad)
     _check_output_grad(y, geom, "y")

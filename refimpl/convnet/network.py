@@ -29,7 +29,13 @@ from refimpl.backend import (
     resolve_dtype,
 )
 from refimpl.convnet.layer import ConvLayer, LayerSpec
-from refimpl.validation import check_float_array, check_images, shape_str
+from refimpl.validation import (
+    check_finite,
+    check_float_array,
+    check_images,
+    check_positive_int,
+    shape_str,
+)
 
 
 @dataclass
@@ -111,6 +117,7 @@ class ConvNet:
                 (He initialisation, which keeps activations O(1) through ReLU layers).
             bias_std: standard deviation of the biases (mean 0).
         """
+        in_channels = check_positive_int(in_channels, "in_channels")
         specs = [LayerSpec.coerce(s) for s in spec]
         if not specs:
             raise ValueError("spec must list at least one layer")
@@ -300,6 +307,44 @@ class ConvNet:
         return (grad_x if want_input else None), (param_grads[::-1] if want_params else None)
         # END SOLUTION
 
+    def backward(self, fwd: Forward, top_grad, want_input: bool = True, want_params: bool = True):
+        """Backprop any upstream gradient ``top_grad = d(objective)/dx^(L)``, Eqs. (7.2)-(7.4).
+
+        The chain rule through the cached forward pass ``fwd`` (from :meth:`forward` on this
+        network): a classifier head on the top features hands down ``d(loss)/dx^(L)`` and gets
+        the gradients with respect to the images and to every layer's parameters. With
+        ``top_grad = 1`` this is :meth:`grad_input` / :meth:`grad_params` of ``f`` (Eq. (3.5)).
+
+        Args:
+            fwd: the :class:`Forward` of a batch ``I (M, C, H, W)``.
+            top_grad: ``(M, N_L, H_L, W_L)``, shaped like ``fwd.outputs[-1]``; float, finite,
+                on this network's backend (cast to its dtype).
+            want_input, want_params: which gradients to compute (at least one).
+
+        Returns:
+            ``(d/dI (M, C, H, W) or None, [(dW_1, db_1), ..., (dW_L, db_L)] or None)``; the
+            parameter gradients are summed over the batch.
+        """
+        if not isinstance(fwd, Forward):
+            raise TypeError(f"fwd must be the Forward of this network; got {type(fwd).__name__}")
+        if len(fwd.pre_activations) != self.depth:
+            raise ValueError(
+                f"fwd holds {len(fwd.pre_activations)} layer(s) but this network has {self.depth}"
+            )
+        check_float_array(top_grad, "top_grad")
+        top = fwd.outputs[-1]
+        if tuple(top_grad.shape) != tuple(top.shape):
+            raise ValueError(
+                f"top_grad must have the shape of the top feature map {shape_str(top.shape)}; "
+                f"got {shape_str(top_grad.shape)}"
+            )
+        namespace_of(top_grad, self.layers[0].weight)
+        check_finite(top_grad, "top_grad")
+        if not (want_input or want_params):
+            raise ValueError("backward: ask for want_input, want_params or both")
+        top_grad = top_grad if top_grad.dtype == self.dtype else top_grad.astype(self.dtype)
+        return self._backprop(fwd, top_grad, want_input, want_params)
+
     def _ones_top(self, fwd: Forward):
         top = fwd.outputs[-1]
         return self.xp.ones(top.shape, dtype=top.dtype)
@@ -346,7 +391,10 @@ class ConvNet:
         Only ``delta`` and ``w`` enter, no image: every image of the piece shares them.
 
         Args:
-            pattern: ``[(M, N_l, H_l, W_l), ...]`` as returned by :meth:`activation_pattern`.
+            pattern: ``[(M, N_l, H_l, W_l), ...]`` as returned by :meth:`activation_pattern`:
+                binary (bool, or 0/1 numbers) for ReLU and linear layers, ``h'(z)`` in
+                ``[0, 1]`` for softplus; anything else is refused (``ValueError``), since
+                it is no activation pattern and its "piece" would be meaningless.
             image_shape: ``(C, H, W)`` of the images (the first layer's adjoint needs it).
 
         Returns:
@@ -366,6 +414,7 @@ class ConvNet:
                     f"pattern[{l - 1}] must have shape {shape_str(geom.output_shape)} (layer {l}); "
                     f"got {shape_str(delta.shape)}"
                 )
+            self._check_pattern_values(delta, l)
         # BEGIN SOLUTION lesson 2
         xp = self.xp
         coeff = xp.ones(geoms[-1].output_shape, dtype=self.dtype)  # B^(L)
@@ -377,6 +426,28 @@ class ConvNet:
             coeff = self.conv.adjoint(geoms[l], gated, layer.weight)  # B^(l-1), Eq. (6.7)
         return alpha, coeff
         # END SOLUTION
+
+    def _check_pattern_values(self, delta, l: int):
+        """Layer ``l``'s pattern must be one its activation can produce (see piece_from_pattern)."""
+        if delta.dtype == bool:
+            return
+        kind = self.layers[l - 1].activation
+        if delta.dtype.kind not in "uif":
+            raise TypeError(
+                f"pattern[{l - 1}] must be boolean or real; got dtype {delta.dtype} (layer {l})"
+            )
+        xp = self.xp
+        if kind.piecewise_linear:
+            bad = ~((delta == 0) | (delta == 1))
+            allowed = "0 or 1 (a ReLU or linear unit is off or on)"
+        else:
+            bad = ~((delta >= 0) & (delta <= 1))  # also catches NaN
+            allowed = f"in [0, 1] (h' of {kind.name})"
+        if bool(xp.any(bad)):
+            raise ValueError(
+                f"pattern[{l - 1}] (layer {l}, {kind.name}) must hold values {allowed}; "
+                f"{int(bad.sum())} of its values are not"
+            )
 
     def linear_piece(self, I):
         """``(alpha (M,), B (M, C, H, W))`` of the piece containing each image, Eq. (6.8).

@@ -195,7 +195,8 @@ def exact_distribution(
         event_shape: one image's shape for the scoring function: ``(D,)`` for a prototype
             model (the default, from ``model.scoring.dim``), ``(2, 1, 1)`` for a ConvNet on
             2-channel 1x1 images, etc.
-        radius: integration radius (default :func:`default_radius`).
+        radius: integration radius (default :func:`default_radius`); a smaller one would
+            cut off mass and is refused, as is a non-positive or non-finite one.
         rtol: relative tolerance of the outer adaptive integral (D = 2).
     """
     if not getattr(model.scoring, "piecewise_linear", True):
@@ -210,7 +211,25 @@ def exact_distribution(
         )
     line = LineModel(host_model(model), event_shape)
     sigma = model.sigma
-    radius = default_radius(line, dim, sigma) if radius is None else float(radius)
+    needed = default_radius(line, dim, sigma)
+    if not math.isfinite(needed):
+        raise ValueError(
+            "the scoring function's slopes |B| overflow: the density has no finite support "
+            "radius in float64; scale the weights down"
+        )
+    if radius is None:
+        radius = needed
+    else:
+        radius = float(radius)
+        if not (math.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be a positive finite number; got {radius!r}")
+        if radius < needed:
+            raise ValueError(
+                f"radius {radius:g} is too small to hold the mass: the density is negligible "
+                f"only beyond sigma^2 max|B| + 15 sigma = {needed:g} (default_radius); the mass "
+                "outside would be lost and log Z, the pieces and the samples would be wrong. "
+                "Leave radius=None or pass at least that"
+            )
     log_q_const = -0.5 * dim * math.log(2 * math.pi * sigma * sigma)
     if dim == 1:
         seg = line_segments(line, np.zeros(1), np.ones(1), radius, sigma)
@@ -227,6 +246,12 @@ def exact_distribution(
         shift, keys, masses, firsts, strips = _integrate_plane(line, radius, sigma, rtol)
         segments = None
     total = masses.sum()
+    log_Z = float(math.log(total) + shift + log_q_const) if total > 0 else math.nan
+    if not (math.isfinite(log_Z) and np.isfinite(masses).all() and np.isfinite(firsts).all()):
+        raise ValueError(
+            f"log Z(w) is not finite in float64 (got {log_Z}): the scoring function's offsets "
+            "or slopes are too large for exp(f) to be integrated; scale the weights down"
+        )
     keep = masses > 0
     if strips is not None:  # re-index the strips' pieces after dropping massless ones
         new_row = {old: new for new, old in enumerate(np.nonzero(keep)[0])}
@@ -236,7 +261,7 @@ def exact_distribution(
         ]
     return ExactDistribution(
         line=line,
-        log_Z=float(math.log(total) + shift + log_q_const),
+        log_Z=log_Z,
         keys=keys[keep],
         probs=masses[keep] / total,
         means=firsts[keep] / masses[keep, None],

@@ -5,7 +5,9 @@
 * :mod:`refimpl.learning.optimizers`: the ascent steps (plain, Adam), pure;
 * :mod:`refimpl.learning.trainer`: :class:`Trainer`, the state of a run that composes them;
 * :mod:`refimpl.learning.config`, :mod:`~refimpl.learning.presets`: the settings;
-* :mod:`refimpl.learning.checkpoint`, :mod:`~refimpl.learning.runs`: files and run folders.
+* :mod:`refimpl.learning.checkpoint`: what a checkpoint holds and the checks it must pass;
+* :mod:`refimpl.learning.runs`: training images, run folders (through
+  :mod:`refimpl.run_folder`: lock, atomic files, stops on signals), outputs, resume.
 """
 
 from refimpl.learning import algorithm, optimizers

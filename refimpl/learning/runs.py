@@ -1,42 +1,82 @@
-"""Learning runs on disk: data preparation, run folders, checkpoints, outputs, progress, resume.
+"""Learning runs on disk: training images, run folders, checkpoints, outputs, progress, resume.
 
-A run folder holds:
+A run lives in a folder managed by :mod:`refimpl.run_folder` (locked while a process works
+in it, every file written atomically). The folder holds:
 
-* ``config.json``: the :class:`LearningConfig` (plus the preset name and refimpl's version);
-* ``checkpoint.npz``: written atomically every ``checkpoint_every`` iterations, at the end,
-  and on Ctrl-C; ``--resume FOLDER`` continues from it and reaches the same parameters as
-  an uninterrupted run with the same seed;
-* at the end: ``train.npy`` and ``samples.npy`` (``(M, C, H, W)``, in the training images'
-  intensity scale), ``reconstructions.npy`` (``sigma^2 B_{w,delta(I_obs)}``, the auto-encoding
-  of Proposition 2/3), ``samples.png`` (training images and samples), ``curves.png``
-  (moment mismatch per layer, Eqs. (7.3)-(7.4); mean energies of data and samples;
-  reconstruction error) and ``summary.json``.
+* ``config.json``: the command, the preset, the :class:`LearningConfig`, the SHA-256 of
+  the training images and refimpl's version, written when the run is created;
+* ``train.npy``: the training images ``(M, C, H, W)`` in ``[0, 255]``, written when the run
+  is created; a resumed run reads its images from here, never again from the image file;
+* ``checkpoint.npz``: the state at an iteration boundary (:mod:`refimpl.learning.checkpoint`),
+  written at iteration 0, every ``checkpoint_every`` iterations, at the end, and when the
+  run is stopped by SIGINT or SIGTERM;
+* at the end: ``samples.npy`` (``(M~, C, H, W)``, in the training images' intensity scale),
+  ``reconstructions.npy`` (``sigma^2 B_{w,delta(I_obs)}``, the auto-encoding of Propositions
+  2-3), ``samples.png``, ``curves.png`` (moment mismatch per layer, Eqs. (7.3)-(7.4); mean
+  energies; reconstruction error) and ``summary.json``.
+
+``--resume FOLDER`` continues from the checkpoint and reaches the same parameters, bit for
+bit, as an uninterrupted run: the checkpoint and ``config.json`` must agree, and the
+checkpoint must be a consistent state of its config, or the run is refused with a message
+naming the disagreement.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from scipy.ndimage import zoom
+from tqdm import tqdm
+
 from refimpl import __version__
 from refimpl.backend import to_numpy
-from refimpl.learning.checkpoint import load_checkpoint, save_checkpoint
+from refimpl.conv import conv_output_size
+from refimpl.convnet import ConvNet
+from refimpl.data import (
+    block_average,
+    centre,
+    fit_texture,
+    load_digits,
+    load_image,
+    resolve_image,
+)
+from refimpl.learning import algorithm
+from refimpl.learning.checkpoint import boundary_state, restore
 from refimpl.learning.config import LearningConfig
 from refimpl.learning.trainer import DivergenceError, Trainer
+from refimpl.run_folder import (
+    CHECKPOINT,
+    RECORD,
+    CorruptFile,
+    Interrupted,
+    RunFolder,
+    RunFolderError,
+    StopRequests,
+    check_arrays,
+    to_json,
+)
 
-CHECKPOINT = "checkpoint.npz"
-CONFIG = "config.json"
+CONFIG = RECORD  # the name benchmarks/quality.py and older callers use
+TRAIN = "train.npy"
+SUMMARY = "summary.json"
+# the learning commands and the method each one runs
+METHODS = {"synthesize": "ml", "reconstruct": "cd"}
+METHOD_NAMES = {"ml": "maximum likelihood (Algorithm 1)", "cd": "contrastive divergence"}
+# What the NumPy engine reaches in the learning loop on the 2-core development machine:
+# the texture preset is 4.6 TFLOP by iteration_flops' count and took 204 s (README).
+CPU_FLOPS = 20e9
 
 
-# --- data ---------------------------------------------------------------------------------
+# --- training images --------------------------------------------------------------------------
 
 
 def _resize(images, size: int):
     """Bilinear resize of ``(M, C, h, w)`` host images to ``size x size``."""
-    from scipy.ndimage import zoom
-
     m, c, h, w = images.shape
     if (h, w) == (size, size):
         return images
@@ -44,65 +84,96 @@ def _resize(images, size: int):
 
 
 def load_training_images(config: LearningConfig):
-    """Training images ``(M, C, H, W)`` on the host in ``[0, 255]``, as the config describes."""
-    import numpy as np
+    """Training images ``(M, C, H, W)`` on the host in ``[0, 255]``, as the config describes.
 
-    from refimpl.data import load_digits, load_image, resolve_image
-
-    if config.dataset == "texture":
-        from refimpl.data import load_texture
-
-        image = load_texture(config.image, factor=config.factor)
-        if min(image.shape[1:]) < config.size:
-            raise ValueError(
-                f"image {config.image!r} is {image.shape[1]}x{image.shape[2]} after "
-                f"downsampling by {config.factor}, smaller than the requested size "
-                f"{config.size}; lower --size or the factor"
-            )
-        from refimpl.data import centre_crop
-
-        return centre_crop(image, config.size)[None]
-    if config.dataset == "texture-crops":
-        from refimpl.data import downsample
-
-        image = load_image(resolve_image(config.image))
-        if config.factor > 1:
-            h, w = (np.array(image.shape[1:]) // config.factor) * config.factor
-            image = downsample(image[:, :h, :w], config.factor)
+    Checks, before anything large is allocated, that the run fits in memory
+    (:func:`check_memory`).
+    """
+    if config.dataset in ("texture", "texture-crops"):
+        original = load_image(resolve_image(config.image))
+        check_memory(config, original.shape[0])
+        crop = fit_texture(original, config.image, config.size, config.factor)
+        if config.dataset == "texture":
+            return crop[None]
+        image = block_average(original, config.factor)
         _, h, w = image.shape
-        if min(h, w) < config.size:
-            raise ValueError(
-                f"image {config.image!r} ({h}x{w}) is smaller than the crop size {config.size}"
-            )
         rng = np.random.default_rng(config.seed)
         tops = rng.integers(0, h - config.size + 1, config.images)
         lefts = rng.integers(0, w - config.size + 1, config.images)
         return np.stack(
             [image[:, t : t + config.size, l : l + config.size] for t, l in zip(tops, lefts)]
         )
+    check_memory(config, 1)
     images, labels = load_digits()
     if config.dataset == "digits":
-        chosen = images[labels == config.digit][: config.images]
+        pool = images[labels == config.digit]
+        if config.images > len(pool):
+            raise ValueError(
+                f"images = {config.images} asks for more UCI digits of class {config.digit} "
+                f"than there are ({len(pool)})"
+            )
+        chosen = pool[: config.images]
     else:  # digit-classes: one of each class in turn
-        chosen = np.stack(
-            [
-                images[labels == d][i // 10]
-                for i, d in zip(range(config.images), [i % 10 for i in range(config.images)])
-            ]
-        )
+        pools = [images[labels == d] for d in range(10)]
+        fewest = min(len(p) for p in pools)
+        if config.images > 10 * fewest:
+            raise ValueError(
+                f"images = {config.images} asks for more than the {10 * fewest} UCI digits "
+                f"that one of each class in turn gives (the rarest class has {fewest})"
+            )
+        chosen = np.stack([pools[i % 10][i // 10] for i in range(config.images)])
     return np.clip(_resize(chosen * (255.0 / 16.0), config.size), 0.0, 255.0)
+
+
+def scale_and_centre(config: LearningConfig, raw):
+    """``(data, mean)``: ``raw`` images on the config's scale, per-channel mean removed.
+
+    Refuses images that leave nothing to learn (an image that is 0 after centring, e.g. a
+    constant texture, has an undefined relative mismatch and reconstruction error) and a
+    ``sigma`` so small that the energies ``|I|^2 / (2 sigma^2)`` overflow the run's dtype.
+    """
+    scaled = raw / 127.5 - 1.0 if config.scale == "unit" else raw
+    data, mean = centre(scaled)
+    norms = np.sqrt((data.reshape(len(data), -1) ** 2).sum(axis=1))
+    flat = np.nonzero(norms == 0)[0]
+    if len(flat):
+        value = float(raw[flat[0]].flat[0])
+        which = "the training image" if len(data) == 1 else f"training image {flat[0]}"
+        raise ValueError(
+            f"{which} is constant (every pixel {value:g}): after removing the mean it is 0, so "
+            "there is nothing to learn and the relative moment mismatch and reconstruction "
+            "error are undefined; use an image with some texture"
+        )
+    dtype = np.dtype(config.dtype)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        cast = data.astype(dtype)
+        energy = (cast.reshape(len(data), -1) ** 2).sum(axis=1) / dtype.type(2 * config.sigma**2)
+    if not np.isfinite(energy).all():
+        raise ValueError(
+            f"sigma {config.sigma:g} is too small for these images: the energy |I|^2 / "
+            f"(2 sigma^2) of the training images overflows {config.dtype}. The paper uses "
+            f"sigma = 1 on intensities in [0, 255] (scale '0-255')"
+        )
+    return data, mean
+
+
+def check_architecture(config: LearningConfig, image_shape):
+    """``ValueError`` naming the layer if the final network does not fit images ``(M, C, H, W)``.
+
+    Checked before learning starts: with growing, a deeper layer is built only at its stage.
+    """
+    ConvNet.random(image_shape[1], config.spec, seed=0).geometries(tuple(image_shape))
 
 
 def prepare(config: LearningConfig):
     """``(centred data, mean, raw)``: the training images on the config's scale, mean removed.
 
-    ``raw`` is in ``[0, 255]``; :func:`to_raw` maps model-scale images back to it.
+    ``raw`` is in ``[0, 255]``; :func:`to_raw` maps model-scale images back to it. The final
+    network must fit the images (:func:`check_architecture`).
     """
-    from refimpl.data import centre
-
     raw = load_training_images(config)
-    scaled = raw / 127.5 - 1.0 if config.scale == "unit" else raw
-    data, mean = centre(scaled)
+    data, mean = scale_and_centre(config, raw)
+    check_architecture(config, data.shape)
     return data, mean, raw
 
 
@@ -112,30 +183,148 @@ def to_raw(config: LearningConfig, images, mean):
     return (host + 1.0) * 127.5 if config.scale == "unit" else host
 
 
-# --- progress -----------------------------------------------------------------------------
+def n_images(config: LearningConfig) -> int:
+    """How many training images the config describes (a texture is one)."""
+    return 1 if config.dataset == "texture" else config.images
+
+
+# --- resources --------------------------------------------------------------------------------
+
+
+def _layer_shapes(config: LearningConfig, channels: int, stage: int) -> list:
+    """``[(in_channels, out_channels, kernel, out_side), ...]`` of the network at ``stage``.
+
+    Stops at the first layer that does not fit (the trainer then says which one).
+    """
+    shapes, side = [], config.size
+    for spec in config.spec[: algorithm.active_conv_layers(config, stage)]:
+        out = conv_output_size(side, spec.kernel_size, spec.stride, spec.pad)
+        if out < 1:
+            return shapes
+        shapes.append((channels, spec.out_channels, spec.kernel_size, out))
+        channels, side = spec.out_channels, out
+    if config.top_filter:
+        shapes.append((channels, 1, side, 1))
+    return shapes
+
+
+def memory_estimate(config: LearningConfig, channels: int) -> int:
+    """Bytes a run needs at the least, from sizes alone (nothing is allocated).
+
+    The training images three times on the host in float64 (raw, scaled, centred); on the
+    backend the data, the chains twice (old and new), the Langevin noise of one iteration
+    ``(L, M~, C, H, W)``; and for one forward and backward pass over the larger batch,
+    four arrays per layer of its feature-map size (pre-activations, outputs, pattern,
+    gradient) plus the largest lowered-input (im2col) buffer.
+    """
+    item = np.dtype(config.dtype).itemsize
+    pixels = channels * config.size**2
+    data = n_images(config)
+    chains = data if config.method == "cd" else config.chains
+    total = 3 * data * pixels * 8
+    total += (data + 2 * chains + config.langevin_steps * chains) * pixels * item
+    batch = max(data, chains)
+    shapes = _layer_shapes(config, channels, config.stages)
+    total += sum(4 * batch * out_c * side**2 * item for _, out_c, _, side in shapes)
+    total += max((batch * in_c * k**2 * side**2 * item for in_c, _, k, side in shapes), default=0)
+    return total
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable), else physical memory, else None."""
+    try:
+        with open("/proc/meminfo") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(config: LearningConfig, channels: int):
+    """``ValueError`` if :func:`memory_estimate` exceeds :func:`available_memory` (host)."""
+    needed, available = memory_estimate(config, channels), available_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"a run at size {config.size} needs at least {needed / 1e9:.3g} GB of memory "
+            f"(training images, {config.chains} chains, Langevin noise and one pass through the "
+            f"network) but {available / 1e9:.3g} GB are available; lower the size"
+        )
+
+
+def iteration_flops(config: LearningConfig, channels: int, stage: int) -> float:
+    """Floating-point operations of one learning iteration at growing ``stage``.
+
+    ``F`` = one forward pass of one image, ``2 N_l C_{l-1} k^2 H_l W_l`` summed over the
+    layers. A Langevin step (forward + backward to the image) is about ``2F`` per chain, the
+    parameter gradients of data and chains about ``3F`` per image, the reconstruction
+    error ``2F`` per training image: ``F (2 L M~ + 3 (M + M~) + 2 M)``.
+    """
+    forward = sum(
+        2 * out_c * in_c * k**2 * side**2
+        for in_c, out_c, k, side in _layer_shapes(config, channels, stage)
+    )
+    data = n_images(config)
+    chains = data if config.method == "cd" else config.chains
+    return forward * (2 * config.langevin_steps * chains + 3 * (data + chains) + 2 * data)
+
+
+def run_flops(config: LearningConfig, channels: int = 1) -> float:
+    """Floating-point operations of the whole run (every stage, ``T`` iterations each)."""
+    return sum(
+        config.iterations_per_layer * iteration_flops(config, channels, stage)
+        for stage in range(1, config.stages + 1)
+    )
+
+
+def cpu_seconds(config: LearningConfig, channels: int = 1) -> float:
+    """Rough learning time with NumPy on a 2-core CPU (:data:`CPU_FLOPS`)."""
+    return run_flops(config, channels) / CPU_FLOPS
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+def describe_learning(record: dict) -> str:
+    """The progress text of one learning iteration: stage, mismatch per layer, energies."""
+    return (
+        f"stage {record['stage']}, mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
+        f"energy data/samples {record['energy_data']:.3g}/{record['energy_samples']:.3g}"
+    )
 
 
 class Progress:
-    """A tqdm bar with an ETA on a terminal; plain progress lines otherwise (logs, CI)."""
+    """A tqdm bar with an ETA on a terminal; plain progress lines otherwise (logs, CI).
 
-    def __init__(self, total: int, start: int, label: str, stream=None, every: int | None = None):
+    ``describe(record) -> str`` turns an iteration's record (with an ``"iteration"`` entry)
+    into the text shown beside the bar; the default is the learning runs'.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        start: int,
+        label: str,
+        stream=None,
+        every: int | None = None,
+        describe=describe_learning,
+    ):
         self.stream = stream if stream is not None else sys.stderr
         self.total, self.done, self.label = total, start, label
+        self.describe = describe
         self.every = every or max(1, total // 20)
         self.bar = None
         self.t0 = time.perf_counter()
         if getattr(self.stream, "isatty", lambda: False)():
-            from tqdm import tqdm
-
             self.bar = tqdm(total=total, initial=start, desc=label, file=self.stream, unit="it")
 
     def update(self, record: dict):
         self.done = record["iteration"]
-        text = (
-            f"stage {record['stage']}, "
-            f"mismatch {', '.join(f'{m:.3f}' for m in record['mismatch'])}, "
-            f"energy data/samples {record['energy_data']:.3g}/{record['energy_samples']:.3g}"
-        )
+        text = self.describe(record)
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix_str(text, refresh=False)
@@ -152,23 +341,347 @@ class Progress:
             self.bar.close()
 
 
-# --- outputs ------------------------------------------------------------------------------
+# --- the run ----------------------------------------------------------------------------------
 
 
-def write_outputs(trainer: Trainer, out: Path, mean, raw, seconds: float, command: str) -> dict:
-    """Samples, reconstructions, figures and summary of a finished (or stopped) run."""
-    import numpy as np
+class LearningRun:
+    """A learning run in its run folder, which this process holds locked until :meth:`close`.
 
+    Attributes:
+        trainer: the :class:`Trainer`; mean, raw: the training images' mean and ``[0, 255]``
+            images (:func:`prepare`); folder: the :class:`~refimpl.run_folder.RunFolder`;
+        command: ``"synthesize"`` or ``"reconstruct"``; seconds: learning time of the
+            earlier sessions (the checkpoint's), so that ``summary.json`` has the total.
+    """
+
+    def __init__(self, trainer: Trainer, mean, raw, folder: RunFolder, command: str, seconds=0.0):
+        self.trainer, self.mean, self.raw = trainer, mean, raw
+        self.folder, self.command, self.seconds = folder, command, float(seconds)
+
+    @property
+    def out(self) -> Path:
+        return self.folder.path
+
+    @property
+    def config(self) -> LearningConfig:
+        return self.trainer.config
+
+    def save(self, state: tuple[dict, dict]):
+        """Write a checkpoint of ``state``, an ``(arrays, meta)`` from :func:`boundary_state`."""
+        self.folder.save_checkpoint(*state)
+
+    def close(self):
+        self.folder.close()
+
+    def __enter__(self) -> LearningRun:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+
+def check_method(command: str, config: LearningConfig, preset: str | None = None):
+    """``ValueError`` unless ``command`` runs ``config``'s method (see METHODS)."""
+    if METHODS.get(command) == config.method:
+        return
+    other = next(c for c, m in METHODS.items() if m == config.method)
+    what = f"preset {preset!r}" if preset else "this config"
+    raise ValueError(
+        f"{what} learns by {METHOD_NAMES[config.method]}, which is what "
+        f"`python -m refimpl {other}` does, not `{command}` ({METHOD_NAMES[METHODS[command]]}); "
+        f"use `python -m refimpl {other}`"
+    )
+
+
+def start_run(
+    config: LearningConfig,
+    out,
+    preset: str | None = None,
+    command: str = "synthesize",
+    fresh_name: bool = False,
+) -> LearningRun:
+    """A new run: images prepared and checked, then the folder created and locked.
+
+    Writes ``config.json``, ``train.npy`` and the checkpoint of iteration 0 (so that a run
+    killed in its first seconds can be resumed). Everything that can be wrong with the
+    settings or the images is reported before the folder is touched. ``fresh_name``: if
+    ``out`` holds a run, use ``out-2``, ``out-3``, ... (see :meth:`RunFolder.create`).
+    """
+    check_method(command, config, preset)
+    data, mean, raw = prepare(config)
+    trainer = Trainer(config, data)
+    record = dict(
+        command=command,
+        preset=preset,
+        config=config.to_dict(),
+        train=fingerprint(raw),
+        version=__version__,
+    )
+    folder = RunFolder.create(out, record, fresh_name=fresh_name)
+    try:
+        folder.write_npy(TRAIN, raw)
+        run = LearningRun(trainer, mean, raw, folder, command)
+        run.save(boundary_state(trainer, 0.0))
+    except BaseException:
+        folder.close()
+        raise
+    return run
+
+
+def _record_config(folder: RunFolder) -> tuple[str, LearningConfig]:
+    """The command and config that ``config.json`` records, checked."""
+    path, record = folder.file(RECORD), folder.record
+    command = record.get("command")
+    if command not in METHODS:
+        raise CorruptFile(path, f"'command' must be one of {', '.join(METHODS)}; got {command!r}")
+    if not isinstance(record.get("preset"), (str, type(None))):
+        raise CorruptFile(path, f"'preset' must be a name or null; got {record['preset']!r}")
+    if not isinstance(record.get("train"), str):
+        raise CorruptFile(path, "'train' must hold the SHA-256 of the training images")
+    try:
+        config = LearningConfig.from_dict(record.get("config"))
+    except (TypeError, ValueError) as exc:
+        raise CorruptFile(path, f"its config is invalid: {exc}") from None
+    try:
+        check_method(command, config, record.get("preset"))
+    except ValueError as exc:
+        raise CorruptFile(path, str(exc)) from None
+    return command, config
+
+
+def fingerprint(raw) -> str:
+    """SHA-256 of the training images' bytes (``config.json`` keeps it; resume compares it)."""
+    return hashlib.sha256(np.ascontiguousarray(raw, dtype=np.float64).tobytes()).hexdigest()
+
+
+def _training_images(folder: RunFolder, config: LearningConfig):
+    """The run's ``raw`` training images: ``train.npy``, checked against ``config.json``.
+
+    A folder whose creation was stopped before ``train.npy`` was written (and so before any
+    checkpoint) prepares them again from the config, which gives the same images unless
+    the image file changed, and that the fingerprint tells.
+    """
+    path = folder.file(TRAIN)
+    if folder.has(TRAIN):
+        raw = folder.read_npy(TRAIN)
+        channels = raw.shape[1] if raw.ndim == 4 else 0
+        shape = (n_images(config), channels, config.size, config.size)
+        check_arrays(path, {"train": raw}, {"train": (shape, "float64")})
+    elif folder.has(CHECKPOINT):
+        raise CorruptFile(path, "is missing: the run's training images are gone")
+    else:
+        raw = load_training_images(config)
+    if fingerprint(raw) != folder.record.get("train"):
+        source = f"{config.image!r}" if "texture" in config.dataset else "the bundled digits"
+        raise CorruptFile(
+            path,
+            "the training images differ from those the run was started with (their SHA-256 is "
+            f"in {RECORD}): "
+            + ("the file was changed" if folder.has(TRAIN) else f"{source} changed since")
+            + "; a run continues only on its own images: start a new run",
+        )
+    if not folder.has(TRAIN):
+        folder.write_npy(TRAIN, raw)
+    return raw
+
+
+def _disagreement(folder: RunFolder, config: LearningConfig, meta: dict):
+    """``RunFolderError`` if the checkpoint was made with other settings than ``config.json``'s."""
+    if not isinstance(meta.get("config"), dict):
+        return  # check_checkpoint reports it
+    try:
+        saved = LearningConfig.from_dict(meta["config"])
+    except (TypeError, ValueError):
+        return
+    differences = config.differences(saved)
+    if differences:
+        listed = "; ".join(
+            f"{k}: {RECORD} {a!r}, {CHECKPOINT} {b!r}" for k, (a, b) in differences.items()
+        )
+        raise RunFolderError(
+            f"{folder.path}: {RECORD} and {CHECKPOINT} disagree ({listed}). A run continues "
+            f"only with the settings it was started with: undo the change to {RECORD}, or "
+            "start a new run with the new settings"
+        )
+
+
+def resume_run(folder_path, command: str | None = None) -> LearningRun:
+    """Continue the run in ``folder_path``, locked, checked, from its last checkpoint.
+
+    ``command``, if given, must be the command the run was started with. The training
+    images come from ``train.npy``; a folder whose creation was interrupted before its first
+    checkpoint restarts from iteration 0, which is exactly where it was.
+    """
+    folder = RunFolder.open(folder_path)
+    try:
+        recorded, config = _record_config(folder)
+        if command is not None and command != recorded:
+            raise RunFolderError(
+                f"{folder.path} holds a {recorded} run; continue it with "
+                f"`python -m refimpl {recorded} --resume {folder.path}`"
+            )
+        raw = _training_images(folder, config)
+        data, mean = scale_and_centre(config, raw)
+        if folder.has(CHECKPOINT):
+            arrays, meta = folder.read_checkpoint()
+            _disagreement(folder, config, meta)
+            trainer = restore(folder.file(CHECKPOINT), arrays, meta, data)
+            seconds = meta["seconds"]
+        else:
+            trainer, seconds = Trainer(config, data), 0.0
+        return LearningRun(trainer, mean, raw, folder, recorded, seconds)
+    except BaseException:
+        folder.close()
+        raise
+
+
+def extend(run: LearningRun, iterations_per_layer: int):
+    """Continue ``run`` with ``iterations_per_layer`` iterations per layer instead.
+
+    Allowed when the run so far is also the beginning of a run with the new count (the
+    layers were grown at the same iterations) and it has not passed the new end: then
+    continuing gives exactly the run that had the new count from the start. Otherwise a
+    ``ValueError`` says why. ``config.json`` and the checkpoint are updated.
+    """
+    old, done = run.config, run.trainer.iteration
+    if iterations_per_layer == old.iterations_per_layer:
+        return
+    new = LearningConfig.from_dict(dict(old.to_dict(), iterations_per_layer=iterations_per_layer))
+    if done > new.total_iterations:
+        raise ValueError(
+            f"the run in {run.out} has done {done} iterations, more than the "
+            f"{new.total_iterations} of {iterations_per_layer} per layer"
+        )
+    moved = [t for t in range(done + 1) if old.stage_after(t) != new.stage_after(t)]
+    if moved:
+        raise ValueError(
+            f"the run in {run.out} cannot continue with {iterations_per_layer} iterations per "
+            f"layer: it grew its layers every {old.iterations_per_layer} iterations, and after "
+            f"{moved[0]} iterations it was in stage {old.stage_after(moved[0])}, where a run "
+            f"with {iterations_per_layer} per layer is in stage {new.stage_after(moved[0])}. "
+            "Start a new run, or resume without changing the iterations"
+        )
+    run.trainer.config = new
+    run.save(boundary_state(run.trainer, run.seconds))
+    run.folder.update_record(dict(run.folder.record, config=new.to_dict()))
+
+
+def _say_stopped(run: LearningRun, exc: KeyboardInterrupt, iteration: int, stream, bar):
+    if bar is not None:  # the bar first, so that the message is not drawn over
+        bar.close()
+    name = exc.signal_name if isinstance(exc, Interrupted) else "interrupted"
+    print(
+        f"\n{name}: stopped; checkpoint of iteration {iteration} saved in {run.out}. "
+        f"Continue with:\n  python -m refimpl {run.command} --resume {run.out}",
+        file=stream,
+        flush=True,
+    )
+
+
+def execute(
+    run: LearningRun, progress: bool = True, stream=None, stop_after: int | None = None
+) -> dict:
+    """Learn to the end with checkpoints, progress, stops on signals, and the outputs.
+
+    SIGINT and SIGTERM (:class:`~refimpl.run_folder.StopRequests`): the first stops after
+    the current iteration, a second abandons it; either way the state of the last
+    iteration boundary is saved and :class:`~refimpl.run_folder.Interrupted` is raised
+    (exit status 130 or 143). Any other exception but divergence also saves the last
+    boundary first. :class:`DivergenceError` writes nothing: the last good checkpoint stays.
+
+    ``stop_after`` stops early after that many more iterations (with a checkpoint), e.g. to
+    test resuming. Returns the summary (:func:`write_outputs`).
+    """
+    trainer, config = run.trainer, run.config
+    stream = stream if stream is not None else sys.stderr
+    bar = (
+        Progress(config.total_iterations, trainer.iteration, run.command, stream)
+        if progress
+        else None
+    )
+    target = (
+        config.total_iterations
+        if stop_after is None
+        else min(config.total_iterations, trainer.iteration + stop_after)
+    )
+    start = time.perf_counter()
+
+    def state():
+        return boundary_state(trainer, run.seconds + time.perf_counter() - start)
+
+    try:
+        with StopRequests(stream) as stop:
+            last = state()
+            try:
+                while trainer.iteration < target and not stop.requested:
+                    record = trainer.step()
+                    last = state()
+                    if bar is not None:
+                        bar.update(record)
+                    if trainer.iteration % config.checkpoint_every == 0:
+                        run.save(last)
+                stop.stopping = stop.requested  # stopping: no later signal cuts the save short
+                run.save(last)
+            except DivergenceError:
+                raise
+            except KeyboardInterrupt as exc:  # a second signal (Interrupted), or a plain Ctrl-C
+                stop.stopping = True
+                run.save(last)
+                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
+                raise
+            except Exception:
+                run.save(last)
+                raise
+            if stop.requested:
+                exc = stop.interrupted()
+                _say_stopped(run, exc, last[1]["iteration"], stream, bar)
+                raise exc
+    finally:
+        if bar is not None:
+            bar.close()
+    run.seconds = last[1]["seconds"]
+    return write_outputs(run)
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+def write_outputs(run: LearningRun) -> dict:
+    """Samples, reconstructions, figures and ``summary.json`` of the run as it is now.
+
+    The summary is checked first: if it would hold a non-finite number, nothing is written
+    and :class:`~refimpl.run_folder.NonFiniteValue` names the entry.
+    """
+    # lazy: importing matplotlib costs about half a second of start-up, which only a run that
+    # has something to draw should pay (e.g. not `--help`, not a refused resume)
     from refimpl import plotting
 
-    config = trainer.config
-    samples = to_raw(config, trainer.chains, mean)
-    recon = to_raw(config, trainer.model().piece_mean(trainer.data), mean)
-    np.save(out / "train.npy", raw)
-    np.save(out / "samples.npy", samples)
-    np.save(out / "reconstructions.npy", recon)
+    trainer, folder, config, raw = run.trainer, run.folder, run.config, run.raw
+    history = trainer.history
+
+    def last(key):
+        return history[key][-1] if history[key] else None
+
+    summary = dict(
+        command=run.command,
+        iterations=trainer.iteration,
+        stages=trainer.stage,
+        seconds=run.seconds,
+        final_mismatch=last("mismatch"),
+        final_energy_data=last("energy_data"),
+        final_energy_samples=last("energy_samples"),
+        final_reconstruction_error=last("reconstruction_error"),
+        architecture=[list(s) for s in trainer.net.spec()],
+        version=__version__,
+    )
+    to_json(summary, str(folder.file(SUMMARY)))  # refuses NaN and infinity before any write
+    samples = to_raw(config, trainer.chains, run.mean)
+    recon = to_raw(config, trainer.model().piece_mean(trainer.data), run.mean)
+    folder.write_npy("samples.npy", samples)
+    folder.write_npy("reconstructions.npy", recon)
     clip = lambda a: np.clip(a, 0, 255)
-    if command == "reconstruct":
+    if run.command == "reconstruct":
         n = min(len(raw), 10)
         images = [clip(x) for x in raw[:n]] + [clip(x) for x in recon[:n]]
         titles = [f"train {i}" for i in range(n)] + [f"reconstruction {i}" for i in range(n)]
@@ -182,24 +695,9 @@ def write_outputs(trainer: Trainer, out: Path, mean, raw, seconds: float, comman
             f"sample {i}" for i in range(len(images) - len(shown_train))
         ]
         columns = 4
-    plotting.save(plotting.image_grid(images, titles, columns=columns), out / "samples.png")
-    plotting.save(curves_figure(trainer.history, plotting), out / "curves.png")
-    history = trainer.history
-    summary = dict(
-        command=command,
-        iterations=trainer.iteration,
-        stages=trainer.stage,
-        seconds=seconds,
-        final_mismatch=history["mismatch"][-1] if history["mismatch"] else None,
-        final_energy_data=history["energy_data"][-1] if history["energy_data"] else None,
-        final_energy_samples=history["energy_samples"][-1] if history["energy_samples"] else None,
-        final_reconstruction_error=history["reconstruction_error"][-1]
-        if history["reconstruction_error"]
-        else None,
-        architecture=[list(s) for s in trainer.net.spec()],
-        version=__version__,
-    )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    folder.write_figure("samples.png", plotting.image_grid(images, titles, columns=columns))
+    folder.write_figure("curves.png", curves_figure(trainer.history, plotting))
+    folder.write_json(SUMMARY, summary)
     return summary
 
 
@@ -232,97 +730,3 @@ def curves_figure(history: dict, plotting):
             ax.axvline(its[s], color="gray", lw=0.5, ls=":")
     fig.tight_layout()
     return fig
-
-
-# --- the run --------------------------------------------------------------------------------
-
-
-def start_run(config: LearningConfig, out, preset: str | None = None, command: str = "synthesize"):
-    """A fresh run folder: writes ``config.json``; returns ``(trainer, mean, raw, out)``."""
-    out = Path(out)
-    if (out / CHECKPOINT).exists():
-        raise FileExistsError(
-            f"{out} already holds a run; continue it with --resume {out} or choose another --out"
-        )
-    data, mean, raw = prepare(config)
-    trainer = Trainer(config, data)
-    out.mkdir(parents=True, exist_ok=True)
-    record = dict(config=config.to_dict(), preset=preset, command=command, version=__version__)
-    (out / CONFIG).write_text(json.dumps(record, indent=2))
-    return trainer, mean, raw, out
-
-
-def resume_run(folder):
-    """Continue the run in ``folder``: ``(trainer, mean, raw, out, command)``."""
-    out = Path(folder)
-    if not (out / CONFIG).is_file():
-        raise FileNotFoundError(f"{out} is not a run folder (no {CONFIG})")
-    record = json.loads((out / CONFIG).read_text())
-    config = LearningConfig.from_dict(record["config"])
-    arrays, meta = load_checkpoint(out / CHECKPOINT)
-    data, mean, raw = prepare(config)
-    return (
-        Trainer.from_state(arrays, meta, data),
-        mean,
-        raw,
-        out,
-        record.get("command", "synthesize"),
-    )
-
-
-def checkpoint(trainer: Trainer, out: Path):
-    arrays, meta = trainer.state()
-    save_checkpoint(out / CHECKPOINT, arrays, meta)
-
-
-def execute(
-    trainer: Trainer,
-    mean,
-    raw,
-    out: Path,
-    command: str,
-    progress: bool = True,
-    stream=None,
-    stop_after: int | None = None,
-) -> dict:
-    """Run to the end with checkpoints, progress and outputs; Ctrl-C saves and re-raises.
-
-    ``stop_after`` stops early after that many more iterations (with a checkpoint), e.g. to
-    test resuming. Raises :class:`DivergenceError` after writing nothing (the last good
-    checkpoint stays on disk).
-    """
-    config = trainer.config
-    bar = (
-        Progress(config.total_iterations, trainer.iteration, command, stream) if progress else None
-    )
-    start = time.perf_counter()
-    target = (
-        config.total_iterations
-        if stop_after is None
-        else min(config.total_iterations, trainer.iteration + stop_after)
-    )
-    try:
-        while trainer.iteration < target:
-            record = trainer.step()
-            if bar is not None:
-                bar.update(record)
-            if trainer.iteration % config.checkpoint_every == 0:
-                checkpoint(trainer, out)
-    except KeyboardInterrupt:
-        checkpoint(trainer, out)
-        if bar is not None:
-            bar.close()
-        print(
-            f"\ninterrupted at iteration {trainer.iteration}; checkpoint saved. Continue with:\n"
-            f"  python -m refimpl {command} --resume {out}",
-            file=stream or sys.stderr,
-        )
-        raise
-    except DivergenceError:
-        if bar is not None:
-            bar.close()
-        raise
-    if bar is not None:
-        bar.close()
-    checkpoint(trainer, out)
-    return write_outputs(trainer, out, mean, raw, time.perf_counter() - start, command)

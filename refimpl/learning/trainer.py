@@ -183,12 +183,7 @@ class Trainer:
         self.iteration += 1
         for key in HISTORY_KEYS:
             self.history[key].append(record[key])
-        cfg = self.config
-        if (
-            self.iteration % cfg.iterations_per_layer == 0
-            and self.stage < cfg.stages
-            and not self.finished
-        ):
+        while self.stage < self.config.stage_after(self.iteration):  # the growing schedule
             self.enter_stage(self.stage + 1)
         return record
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from refimpl.backend import namespace_of, resolve_dtype, standard_normal, uniform
@@ -224,7 +225,7 @@ def grade(
 
     Gradient ascent on ``log p`` from every chain of ``I0``; a chain has converged when its
     update is small by :func:`grade_stops` (``||update|| <= tol (||I|| + sigma)``), and then
-    stays put.
+    stays put. ``tol`` must be finite and >= 0 (0: stop only on an exact fixed point).
 
     Returns:
         :class:`SamplerResult`; ``converged (M,)`` bool, ``chain_steps (M,)`` the updates each
@@ -236,6 +237,11 @@ def grade(
     """
     eps = check_step_size(step_size, model.sigma)
     n_steps = _check_steps(n_steps)
+    if isinstance(tol, bool) or not (isinstance(tol, numbers.Real) and 0 <= tol < math.inf):
+        raise ValueError(
+            f"tol must be a finite number >= 0; got {tol!r} (NaN would never stop a chain, "
+            "inf would stop every chain at once)"
+        )
     xp = model.xp
     I = model.scoring.prepare_images(I0).copy()
     moving = xp.ones(I.shape[0], dtype=bool)
