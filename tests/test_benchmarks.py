@@ -75,10 +75,17 @@ def test_quality_benchmark_quick(tmp_path):
     brick = payload["textures"]["brick"]
     assert brick["status"] == "learned" and brick["chains"] == 4
     assert brick["summary"]["iterations"] == 15 and len(brick["summary"]["final_mismatch"]) == 3
-    assert list(brick["rows"]) == ["samples", "white noise", "other crops", "disjoint crop pairs"]
+    assert list(brick["rows"]) == [
+        "samples",
+        "white noise",
+        "phase surrogates",
+        "other crops",
+        "disjoint crop pairs",
+    ]
     for row in brick["rows"].values():
-        assert all(row[m] >= 0 for m in ("marginal", "spectrum", "filters"))
-    assert brick["rows"]["white noise"]["n"] == 16
+        assert all(row[m] >= 0 for m in ("marginal", "spectrum", "filters", "kurtosis", "energy"))
+    assert brick["rows"]["white noise"]["n"] == brick["rows"]["phase surrogates"]["n"] == 16
+    assert "Where the samples sit between the phase surrogates" in text
 
     # a second call reuses the finished run folder instead of learning again
     again = subprocess.run(
