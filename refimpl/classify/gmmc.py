@@ -32,8 +32,9 @@ from __future__ import annotations
 import math
 
 from refimpl.backend import get_namespace, host_rng, namespace_of, resolve_dtype
-from refimpl.classify.heads import Classifier, check_labels, logsumexp, top_gradient
+from refimpl.classify.heads import Classifier, top_gradient
 from refimpl.convnet import ConvNet
+from refimpl.models.discriminative import check_labels, logsumexp
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 __all__ = [

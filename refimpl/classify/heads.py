@@ -37,7 +37,12 @@ import math
 
 from refimpl.backend import get_namespace, host_rng, namespace_of, random_normal, resolve_dtype
 from refimpl.convnet import ConvNet
-from refimpl.models.discriminative import log_softmax
+from refimpl.models.discriminative import (
+    check_labels,
+    log_softmax,
+    logsumexp,
+    one_hot,
+)
 from refimpl.models.reference import GaussianReference
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
@@ -76,41 +81,6 @@ def top_gradient(fwd, feature_grad):
 
 
 # --- small shared pieces ------------------------------------------------------------------
-
-
-def check_labels(labels, n_examples: int, n_classes: int, name: str = "labels"):
-    """Integer labels ``(n_examples,)`` in ``[0, n_classes)``, else a clear error."""
-    kind = getattr(getattr(labels, "dtype", None), "kind", None)
-    if kind not in ("i", "u"):
-        raise TypeError(
-            f"{name} must be an integer array ({n_examples},); got {type(labels).__name__}"
-            + (f" of dtype {labels.dtype}" if hasattr(labels, "dtype") else "")
-        )
-    if tuple(labels.shape) != (n_examples,):
-        raise ValueError(
-            f"{name} must have shape ({n_examples},) (one per example); got "
-            f"{shape_str(labels.shape)}"
-        )
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
-        raise ValueError(
-            f"{name} must lie in [0, {n_classes}); got values in "
-            f"[{int(labels.min())}, {int(labels.max())}]"
-        )
-
-
-def one_hot(labels, n_classes: int, like):
-    """``(M, C)`` indicator ``1(y_m = c)`` in the dtype and namespace of ``like``."""
-    xp = namespace_of(like)
-    out = xp.zeros((labels.shape[0], n_classes), dtype=like.dtype)
-    out[xp.arange(labels.shape[0]), labels] = 1
-    return out
-
-
-def logsumexp(values, axis: int = 1):
-    """``log sum exp`` along ``axis`` without overflow (the largest entry is factored out)."""
-    xp = namespace_of(values)
-    top = values.max(axis=axis, keepdims=True)
-    return (top + xp.log(xp.exp(values - top).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
 def _check_features(phi, name: str = "features"):

@@ -16,8 +16,7 @@ appendix E, Table 10), the gradient of ``log p(x)`` is Eq. (2) of the GMMC paper
 from __future__ import annotations
 
 from refimpl.backend import namespace_of
-from refimpl.classify.heads import check_labels, logsumexp, one_hot
-from refimpl.models.discriminative import log_softmax
+from refimpl.models.discriminative import check_labels, log_softmax, logsumexp, one_hot
 from refimpl.validation import check_finite, check_float_array, check_ndim
 
 __all__ = ["energy", "joint_loss"]

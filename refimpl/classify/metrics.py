@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 
 from refimpl.backend import namespace_of
-from refimpl.classify.heads import check_labels
+from refimpl.models.discriminative import check_labels
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 __all__ = [

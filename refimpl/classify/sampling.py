@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 
 from refimpl.backend import namespace_of, standard_normal
-from refimpl.classify.heads import check_labels
+from refimpl.models.discriminative import check_labels
 from refimpl.models.generative import GenerativeModel
 from refimpl.sampling import SamplerResult, langevin
 from refimpl.validation import shape_str

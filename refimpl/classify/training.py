@@ -43,7 +43,6 @@ from refimpl.classify.heads import (
     class_scores_backward,
     features,
     fit_biases,
-    one_hot,
     top_gradient,
 )
 from refimpl.classify.sampling import (
@@ -60,6 +59,7 @@ from refimpl.models.discriminative import (
     discriminative_score_gradient,
     generative_log_likelihood,
     generative_score_gradient,
+    one_hot,
 )
 
 __all__ = [

@@ -36,11 +36,14 @@ from refimpl.backend import namespace_of
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 __all__ = [
+    "check_labels",
     "discriminative_log_likelihood",
     "discriminative_score_gradient",
     "generative_log_likelihood",
     "generative_score_gradient",
     "log_softmax",
+    "logsumexp",
+    "one_hot",
     "softmax_posterior",
 ]
 
@@ -51,33 +54,47 @@ def _check_scores(scores, name: str = "scores"):
     check_finite(scores, name)
 
 
-def _check_labels(labels, scores):
-    """``labels`` must be integers ``(M,)`` in ``[0, C)`` for scores ``(M, C)``."""
+def check_labels(labels, n_examples: int, n_classes: int, name: str = "labels"):
+    """Integer labels ``(n_examples,)`` in ``[0, n_classes)``, else an error naming ``name``."""
     kind = getattr(getattr(labels, "dtype", None), "kind", None)
     if kind not in ("i", "u"):
         raise TypeError(
-            f"labels must be an integer array (M,); got {type(labels).__name__}"
+            f"{name} must be an integer array ({n_examples},); got {type(labels).__name__}"
             + (f" of dtype {labels.dtype}" if hasattr(labels, "dtype") else "")
         )
-    if tuple(labels.shape) != (scores.shape[0],):
+    if tuple(labels.shape) != (n_examples,):
         raise ValueError(
-            f"labels must have shape ({scores.shape[0]},) to match scores "
-            f"{shape_str(scores.shape)}; got {shape_str(labels.shape)}"
+            f"{name} must have shape ({n_examples},) (one per example); got "
+            f"{shape_str(labels.shape)}"
         )
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= scores.shape[1]):
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
         raise ValueError(
-            f"labels must lie in [0, {scores.shape[1]}) (one per class column of "
-            f"scores {shape_str(scores.shape)}); got values in "
+            f"{name} must lie in [0, {n_classes}) (one per class); got values in "
             f"[{int(labels.min())}, {int(labels.max())}]"
         )
 
 
-def _one_hot(labels, n_classes: int, like):
+def _check_labels(labels, scores):
+    """``labels`` must be integers ``(M,)`` in ``[0, C)`` for scores ``(M, C)``."""
+    check_labels(labels, scores.shape[0], scores.shape[1])
+
+
+def one_hot(labels, n_classes: int, like):
     """``(M, C)`` indicator ``1(y_m = c)`` in the dtype and namespace of ``like``."""
     xp = namespace_of(like)
     onehot = xp.zeros((labels.shape[0], n_classes), dtype=like.dtype)
     onehot[xp.arange(labels.shape[0]), labels] = 1
     return onehot
+
+
+def logsumexp(values, axis: int = 1):
+    """``log sum exp`` along ``axis`` without overflow (the largest entry is factored out).
+
+    ``(M, C) -> (M,)`` for ``axis=1``; the log-normaliser of :func:`log_softmax`.
+    """
+    xp = namespace_of(values)
+    top = values.max(axis=axis, keepdims=True)
+    return (top + xp.log(xp.exp(values - top).sum(axis=axis, keepdims=True))).squeeze(axis)
 
 
 def log_softmax(scores, axis: int = 1):
@@ -174,7 +191,7 @@ def discriminative_score_gradient(scores, labels):
     _check_labels(labels, scores)
     # BEGIN SOLUTION lesson 4
     xp = namespace_of(scores)
-    return _one_hot(labels, scores.shape[1], scores) - xp.exp(log_softmax(scores, axis=1))
+    return one_hot(labels, scores.shape[1], scores) - xp.exp(log_softmax(scores, axis=1))
     # END SOLUTION
 
 
@@ -190,7 +207,7 @@ def generative_score_gradient(scores, labels):
     _check_labels(labels, scores)
     # BEGIN SOLUTION lesson 4
     xp = namespace_of(scores)
-    onehot = _one_hot(labels, scores.shape[1], scores)
+    onehot = one_hot(labels, scores.shape[1], scores)
     counts = onehot.sum(axis=0, keepdims=True)  # n_c, (1, C)
     return onehot - counts * xp.exp(log_softmax(scores, axis=0))
     # END SOLUTION
