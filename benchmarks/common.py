@@ -8,10 +8,12 @@ the same dtype, PyTorch CPU as the outside baseline, and the environment in the 
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import platform
 import resource
+import shlex
 import statistics
 import sys
 import time
@@ -140,6 +142,29 @@ def numpy_blas() -> str:
     text = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     config = blas.get("openblas configuration")
     return f"{text} ({config})" if config else text
+
+
+def machine() -> dict:
+    """What every benchmark's header reports: date, CPU, libraries, threads, command, load."""
+    import scipy
+
+    from refimpl import __version__
+
+    argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
+    threads = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "REFIMPL_THREADS")
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "blas": numpy_blas(),
+        "refimpl": __version__,
+        "thread_settings": {k: os.environ.get(k) for k in threads},
+        "command": shlex.join(argv),
+        "load_average_at_start": load_average(),
+    }
 
 
 def load_torch(enabled: bool):

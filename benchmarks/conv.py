@@ -52,12 +52,8 @@ run whose numbers must not be quoted. Results go to ``benchmarks/results/conv.{m
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import json
-import os
-import platform
-import shlex
 import subprocess
 import sys
 import time
@@ -70,17 +66,15 @@ from common import (  # benchmarks/common.py: shared with benchmarks/learning.py
     SQUARE_SIZE,
     PartClock,
     Timing,
-    cpu_model,
     cpu_usage,
     fmt,
     gflops,
-    load_average,
     load_torch,
+    machine,
     markdown_table,
     maxrss_mb,
     measure_gemm,
     measure_square_gemm,
-    numpy_blas,
     steal_seconds,
     time_call,
     verdict,
@@ -123,22 +117,14 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def environment(args, torch) -> dict:
-    """Everything the header reports: date, machine, library versions, command line."""
+    """Everything the header reports: the machine (``common.machine``) and the settings."""
     if torch is not None:
         torch_text = f"{torch.__version__}, {torch.get_num_threads()} threads"
     else:
         torch_text = "disabled (--no-torch)" if args.no_torch else "absent (import torch failed)"
-    argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
     return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": numpy_blas(),
+        **machine(),
         "torch": torch_text,
-        "command": shlex.join(argv),
-        "load_average_at_start": load_average(),
         "quick": args.quick,
         "batch": args.batch,
         "repeats": args.repeats,

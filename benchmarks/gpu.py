@@ -56,7 +56,7 @@ if str(ROOT) not in sys.path:  # run as a script from a clone: refimpl without i
     sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, when imported
-from common import iteration_flops  # noqa: E402  (shared with benchmarks/learning.py)
+from common import cpu_model, iteration_flops  # noqa: E402  (shared with the other benchmarks)
 
 from refimpl import ConvNet, backend, conv  # noqa: E402
 from refimpl.conv import naive  # noqa: E402
@@ -132,18 +132,6 @@ class Device:
             self.sync()
             return float(self.xp.get_default_memory_pool().total_bytes())
         return None
-
-
-def cpu_model() -> str:
-    """The ``model name`` line of /proc/cpuinfo, or the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class NoDevice(RuntimeError):

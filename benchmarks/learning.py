@@ -36,12 +36,9 @@ column: ``pip install torch==2.13.0``; without it the column is empty). It write
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import multiprocessing
 import os
-import platform
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -49,15 +46,13 @@ from pathlib import Path
 import numpy as np
 from common import (  # benchmarks/common.py: shared with benchmarks/conv.py and gpu.py
     counted_flops,
-    cpu_model,
     fmt,
     gflops,
-    load_average,
     load_torch,
+    machine,
     markdown_table,
     maxrss_mb,
     measure_square_gemm,
-    numpy_blas,
     time_call,
 )
 
@@ -233,18 +228,10 @@ def run_case(preset: str, dtype: str, impl: str, repeats: int, load: int) -> dic
 
 
 def environment(args, torch_version: str) -> dict:
-    argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
     return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": numpy_blas(),
+        **machine(),
         "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
         "torch": torch_version,
-        "command": shlex.join(argv),
-        "load_average_at_start": load_average(),
         "quick": args.quick,
         "repeats": args.repeats,
     }

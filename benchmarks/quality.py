@@ -76,20 +76,16 @@ at stage 3 with 4 chains), one thread is not.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy
+from common import machine  # benchmarks/common.py: the header every benchmark reports
 
-from refimpl import __version__, plotting, texture_stats
+from refimpl import plotting, texture_stats
 from refimpl.data import TEXTURES, load_texture
 from refimpl.learning import runs
 from refimpl.learning.presets import PRESETS, preset_config
@@ -321,21 +317,8 @@ def score(run: dict) -> dict:
 
 
 def environment(args) -> dict:
-    argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except OSError:
-        load = None
     return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "refimpl": __version__,
-        "command": shlex.join(argv),
-        "load_average_at_start": load,
-        "blas_threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+        **machine(),
         "quick": args.quick,
         "preset": PRESET,
         "textures": args.textures,
@@ -359,7 +342,7 @@ def markdown(env: dict, results: dict, total: float) -> str:
         f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, "
         f"scipy {env['scipy']}, "
         f"{env['cpu_count']} CPUs, load average (1 min) at start: {env['load_average_at_start']}, "
-        f"OPENBLAS_NUM_THREADS={env['blas_threads']['OPENBLAS_NUM_THREADS']}",
+        f"thread settings {env['thread_settings']}",
         f"- preset `{env['preset']}`; total wall time {total:.0f} s",
         "",
     ]
