@@ -22,8 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from refimpl.conv import fast
-from refimpl.conv.geometry import ConvGeometry
-from refimpl.convnet.layer import LayerSpec
+from refimpl.learning.runs import iteration_flops  # noqa: F401  (the formula the benchmarks use)
 
 MIN_SAMPLE_SECONDS = 0.01  # calls shorter than this are repeated inside one timing sample
 SQUARE_SIZE = 2048
@@ -249,44 +248,6 @@ def verdict(ok) -> str:
 
 
 # --- FLOP counts ---------------------------------------------------------------------------
-
-
-def stage_geometries(config, stage: int, image_shape) -> list:
-    """The :class:`ConvGeometry` of every layer of growing stage ``stage`` on ``image_shape``."""
-    specs = [LayerSpec.coerce(s) for s in config.spec]
-    active = stage if config.grow else len(specs)
-    geoms, (n, c, h, w) = [], image_shape
-    for s in specs[:active]:
-        g = ConvGeometry(n, c, h, w, s.out_channels, s.kernel_size, s.stride, s.pad)
-        geoms.append(g)
-        n, c, h, w = g.output_shape
-    if config.top_filter:  # experiment 2's fully connected linear top, Eq. (4.2)
-        geoms.append(ConvGeometry(n, c, h, w, 1, h, 1, 0))
-    return geoms
-
-
-def iteration_flops(config, stage: int, image_shape, n_obs: int) -> int:
-    """FLOPs of one learning iteration (Algorithm 1 or CD) at ``stage``, 2 per multiply-add.
-
-    Per layer, forward = adjoint = weight gradient = ``2 N O C k^2 H_out W_out``; with
-    ``F(n)`` the forward pass of ``n`` images and ``f1(n)`` the first layer's share:
-    ``L`` Langevin steps of df/dI (forward + adjoint: ``2 F(M~)``), df/dw of the data and of
-    the chains (forward + weight gradient + adjoint above layer 1: ``3 F - f1``), and the
-    data's reconstruction ``sigma^2 B`` (pattern + top-down pass: ``2 F(M)``). Element-wise
-    work (non-linearities, updates) is not counted.
-    """
-    n_chains = n_obs if config.method == "cd" else config.chains
-    _, c, h, w = image_shape
-
-    def forward(n):
-        return sum(g.flops for g in stage_geometries(config, stage, (n, c, h, w)))
-
-    def first(n):
-        return stage_geometries(config, stage, (n, c, h, w))[0].flops
-
-    langevin = config.langevin_steps * 2 * forward(n_chains)
-    grads = 3 * forward(n_obs) - first(n_obs) + 3 * forward(n_chains) - first(n_chains)
-    return langevin + grads + 2 * forward(n_obs)
 
 
 class FlopCounter:

@@ -365,11 +365,11 @@ def stage_numpy_vs_device(device: Device, quick: bool) -> list:
     """Stage 2: the same network, images and noise on NumPy and on the device."""
     xp = device.xp
     size = 8 if quick else 64
-    config = preset_config("texture", size=size, iterations_per_layer=1)
+    config = preset_config("texture", size=size, iterations_per_layer=1, dtype="float64")
     config.chains = 2 if quick else 16
     data, _, _ = runs.prepare(config)
     host_trainer = Trainer(config, data)
-    config_device = preset_config("texture", size=size, iterations_per_layer=1)
+    config_device = preset_config("texture", size=size, iterations_per_layer=1, dtype="float64")
     config_device.chains, config_device.backend = config.chains, device.name
     dev_trainer = Trainer(config_device, data)
     for trainer in (host_trainer, dev_trainer):  # the full 3-layer network

@@ -21,6 +21,9 @@ from refimpl.learning.presets import PRESETS, preset_config
 from refimpl.learning.trainer import DivergenceError
 from refimpl.run_folder import Interrupted
 
+# the texture preset's image spans 4 crops: 512 x 512 block-averaged by 2, crops of 64
+LEARNING_SPAN = 4
+
 SYNTHESIZE = (
     "synthesize",
     "texture",
@@ -102,7 +105,7 @@ def _add_learning(commands, name: str, default_preset: str, help_text: str, desc
         type=positive_int,
         help="block-average the image by factor x factor before cropping (texture presets). "
         "Default: the preset's for a bundled texture; for an image file, the largest factor "
-        "that keeps its shorter side at least twice --size (1 for a small image)",
+        "that keeps its shorter side at least four times --size (1 for a small image)",
     )
     p.add_argument(
         "--iterations",
@@ -151,7 +154,8 @@ def config_from_args(args):
     )
     if args.factor is None and args.image is not None and args.image not in TEXTURES:
         size = args.size or PRESETS[args.preset]["config"]["size"]
-        overrides["factor"] = default_factor(load_image(resolve_image(args.image)).shape, size)
+        image = load_image(resolve_image(args.image))
+        overrides["factor"] = default_factor(image.shape, size, span=LEARNING_SPAN)
     return preset_config(args.preset, **overrides)
 
 
