@@ -39,22 +39,18 @@ Run ``OPENBLAS_NUM_THREADS=1 python benchmarks/classifiers.py --figures docs/fig
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from common import machine  # benchmarks/common.py: the header every benchmark reports
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from refimpl import __version__  # noqa: E402
 from refimpl.classify.data import OOD_NAMES  # noqa: E402
 from refimpl.classify.experiment import (  # noqa: E402
     SCORES,
@@ -275,23 +271,7 @@ def markdown(summary: dict, env: dict, quick: bool) -> str:
 
 
 def environment(args) -> dict:
-    argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except OSError:
-        load = None
-    return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "refimpl": __version__,
-        "command": shlex.join(argv),
-        "load_average_at_start": load,
-        "blas_threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
-        "quick": args.quick,
-        "seeds": args.seeds,
-    }
+    return {**machine(), "quick": args.quick, "seeds": args.seeds}
 
 
 def main(argv=None) -> int:

@@ -55,11 +55,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from a clone: refimpl without installing
     sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/common.py, when imported
+from common import cpu_model, iteration_flops  # noqa: E402  (shared with the other benchmarks)
+
 from refimpl import ConvNet, backend, conv  # noqa: E402
 from refimpl.conv import naive  # noqa: E402
 from refimpl.conv.geometry import ConvGeometry  # noqa: E402
 from refimpl.convnet import basis_functions, piece_from_basis  # noqa: E402
-from refimpl.convnet.layer import LayerSpec  # noqa: E402
 from refimpl.learning import Trainer, runs  # noqa: E402
 from refimpl.learning.presets import PRESETS, preset_config  # noqa: E402
 from refimpl.models import GenerativeModel  # noqa: E402
@@ -130,18 +132,6 @@ class Device:
             self.sync()
             return float(self.xp.get_default_memory_pool().total_bytes())
         return None
-
-
-def cpu_model() -> str:
-    """The ``model name`` line of /proc/cpuinfo, or the platform's processor string."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class NoDevice(RuntimeError):
@@ -246,44 +236,6 @@ def progress(text: str):
 
 
 # --- FLOP counts (host arithmetic only) ------------------------------------------------------
-
-
-def stage_geometries(config, stage: int, image_shape) -> list:
-    """The :class:`ConvGeometry` of every layer of growing stage ``stage`` on ``image_shape``."""
-    specs = [LayerSpec.coerce(s) for s in config.spec]
-    active = stage if config.grow else len(specs)
-    geoms, (n, c, h, w) = [], image_shape
-    for s in specs[:active]:
-        g = ConvGeometry(n, c, h, w, s.out_channels, s.kernel_size, s.stride, s.pad)
-        geoms.append(g)
-        n, c, h, w = g.output_shape
-    if config.top_filter:  # experiment 2's fully connected linear top, Eq. (4.2)
-        geoms.append(ConvGeometry(n, c, h, w, 1, h, 1, 0))
-    return geoms
-
-
-def iteration_flops(config, stage: int, image_shape, n_obs: int) -> int:
-    """FLOPs of one learning iteration (Algorithm 1 or CD) at ``stage``, 2 per multiply-add.
-
-    Per layer, forward = adjoint = weight gradient = ``2 N O C k^2 H_out W_out``; with
-    ``F(n)`` the forward pass of ``n`` images and ``f1(n)`` the first layer's share:
-    ``L`` Langevin steps of df/dI (forward + adjoint: ``2 F(M~)``), df/dw of the data and of
-    the chains (forward + weight gradient + adjoint above layer 1: ``3 F - f1``), and the
-    data's reconstruction ``sigma^2 B`` (pattern + top-down pass: ``2 F(M)``). Element-wise
-    work (non-linearities, updates) is not counted.
-    """
-    n_chains = n_obs if config.method == "cd" else config.chains
-    _, c, h, w = image_shape
-
-    def forward(n):
-        return sum(g.flops for g in stage_geometries(config, stage, (n, c, h, w)))
-
-    def first(n):
-        return stage_geometries(config, stage, (n, c, h, w))[0].flops
-
-    langevin = config.langevin_steps * 2 * forward(n_chains)
-    grads = 3 * forward(n_obs) - first(n_obs) + 3 * forward(n_chains) - first(n_chains)
-    return langevin + grads + 2 * forward(n_obs)
 
 
 def preset_flops(name: str) -> dict:
@@ -413,11 +365,11 @@ def stage_numpy_vs_device(device: Device, quick: bool) -> list:
     """Stage 2: the same network, images and noise on NumPy and on the device."""
     xp = device.xp
     size = 8 if quick else 64
-    config = preset_config("texture", size=size, iterations_per_layer=1)
+    config = preset_config("texture", size=size, iterations_per_layer=1, dtype="float64")
     config.chains = 2 if quick else 16
     data, _, _ = runs.prepare(config)
     host_trainer = Trainer(config, data)
-    config_device = preset_config("texture", size=size, iterations_per_layer=1)
+    config_device = preset_config("texture", size=size, iterations_per_layer=1, dtype="float64")
     config_device.chains, config_device.backend = config.chains, device.name
     dev_trainer = Trainer(config_device, data)
     for trainer in (host_trainer, dev_trainer):  # the full 3-layer network

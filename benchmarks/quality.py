@@ -21,13 +21,24 @@ three model-independent distances (lower = closer to the training texture):
   orientation sectors (decades; 0.3 = a factor 2 in power);
 * **filter responses**: mean over 27 Gabor / Laplacian-of-Gaussian filters at 3 scales of
   the W1 distance between response histograms, in units of the training crop's response
-  std per filter (FRAME statistics).
+  std per filter (FRAME statistics);
+* **kurtosis**: mean absolute log ratio of the kurtosis of 12 oriented band-pass (Gabor)
+  responses: 3 for any Gaussian field, larger for edges and blobs;
+* **energy correlations**: mean absolute difference of the correlations of band energies
+  across neighbouring orientations and scales (after Portilla & Simoncelli).
+
+A placement table says, per texture and statistic, where the samples sit between the phase
+surrogates (0) and another real patch (1, the disjoint crop pairs).
 
 Rows, each the mean +- std over its images of the distance to the training crop:
 
 * **samples**: the run's synthesised images (``samples.npy``, not clipped);
 * **white noise**: 16 seeded Gaussian images with the training crop's mean and std, the
   floor: no spatial structure at all;
+* **phase surrogates**: 16 seeded phase-randomised surrogates of the training crop
+  (:func:`refimpl.texture_stats.phase_randomised`): its power spectrum exactly, random
+  phases. What a model that captured only second-order statistics would produce; the
+  higher-order statistics below tell it from the real texture;
 * **other crops**: the four corner 64 x 64 crops of the same block-averaged image. The image
   is only 128 x 128, so *every* 64 x 64 window overlaps the centre (training) crop; the
   corners overlap it least, by 32 x 32 pixels (25 %), which flatters this row somewhat;
@@ -65,20 +76,16 @@ at stage 3 with 4 chains), one thread is not.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy
+from common import machine  # benchmarks/common.py: the header every benchmark reports
 
-from refimpl import __version__, plotting, texture_stats
+from refimpl import plotting, texture_stats
 from refimpl.data import TEXTURES, load_texture
 from refimpl.learning import runs
 from refimpl.learning.presets import PRESETS, preset_config
@@ -94,6 +101,7 @@ SAMPLES_SHOWN = 4
 ROW_LABELS = {
     "samples": "samples",
     "white noise": "white noise (mean, std matched)",
+    "phase surrogates": "phase surrogates (spectrum kept)",
     "other crops": "other crops vs train",
     "disjoint crop pairs": "disjoint crop pairs (crop vs crop)",
 }
@@ -275,15 +283,19 @@ def disjoint_pairs_row(crops: np.ndarray, positions: list, size: int) -> dict:
 
 
 def score(run: dict) -> dict:
-    """The texture report of a run: samples, white noise, other crops, disjoint crop pairs."""
+    """The texture report of a run: samples, white noise, phase surrogates, other crops,
+    disjoint crop pairs."""
     config, train, samples = run["config"], run["train"], run["samples"]
     crops, positions, train_at = corner_crops(config)
     expected = load_texture(config.image, config.size, config.factor)
     if expected.shape != train.shape or not np.allclose(expected, train):
         raise RuntimeError(f"{run['folder']}/train.npy is not the centre crop of {config.image}")
     noise = texture_stats.matched_noise(train, NOISE_DRAWS, seed=config.seed)
+    surrogates = texture_stats.phase_randomised(train, NOISE_DRAWS, seed=config.seed)
     rows = texture_stats.texture_report(
-        train, samples, {"white noise": noise, "other crops": crops}
+        train,
+        samples,
+        {"white noise": noise, "phase surrogates": surrogates, "other crops": crops},
     )
     pairs = disjoint_pairs_row(crops, positions, config.size)
     if pairs is not None:
@@ -293,6 +305,7 @@ def score(run: dict) -> dict:
         rows=rows,
         crops=crops,
         noise=noise,
+        surrogates=surrogates,
         crop_positions=[list(p) for p in positions],
         train_position=list(train_at),
         crop_overlap_with_train=overlaps,
@@ -304,21 +317,8 @@ def score(run: dict) -> dict:
 
 
 def environment(args) -> dict:
-    argv = getattr(sys, "orig_argv", [sys.executable, *sys.argv])
-    try:
-        load = round(os.getloadavg()[0], 2)
-    except OSError:
-        load = None
     return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "refimpl": __version__,
-        "command": shlex.join(argv),
-        "load_average_at_start": load,
-        "blas_threads": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
+        **machine(),
         "quick": args.quick,
         "preset": PRESET,
         "textures": args.textures,
@@ -342,7 +342,7 @@ def markdown(env: dict, results: dict, total: float) -> str:
         f"- refimpl {env['refimpl']}, python {env['python']}, numpy {env['numpy']}, "
         f"scipy {env['scipy']}, "
         f"{env['cpu_count']} CPUs, load average (1 min) at start: {env['load_average_at_start']}, "
-        f"OPENBLAS_NUM_THREADS={env['blas_threads']['OPENBLAS_NUM_THREADS']}",
+        f"thread settings {env['thread_settings']}",
         f"- preset `{env['preset']}`; total wall time {total:.0f} s",
         "",
     ]
@@ -350,12 +350,15 @@ def markdown(env: dict, results: dict, total: float) -> str:
         "Distances to the training crop, mean ± std over the row's images (lower = closer). "
         "marginal W1: pixel histograms, intensity units 0..255; spectrum: log10 power in 6 radial "
         "bands x 4 orientations, decades; filter responses: W1 of 27 Gabor/LoG response histograms "
-        "in units of the training crop's response std. See `benchmarks/quality.py` for the rows.",
+        "in units of the training crop's response std; kurtosis: mean |log ratio| of the kurtosis "
+        "of 12 oriented band-pass responses; energy corr.: mean |difference| of the correlations "
+        "of band energies across orientation and scale. See `benchmarks/quality.py` for the rows.",
         "",
     ]
     lines += [
-        "| texture | comparison | n | marginal W1 | spectrum | filter responses |",
-        "|---|---|---|---|---|---|",
+        "| texture | comparison | n | marginal W1 | spectrum | filter responses | kurtosis "
+        "| energy corr. |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for texture, result in results.items():
         if "error" in result:
@@ -368,8 +371,10 @@ def markdown(env: dict, results: dict, total: float) -> str:
                 label += f" ({'/'.join(map(str, share))}% overlap)"
             lines.append(
                 f"| {texture} | {label} | {row['n']} | {cell(row, 'marginal', 2)} | "
-                f"{cell(row, 'spectrum', 3)} | {cell(row, 'filters', 3)} |"
+                f"{cell(row, 'spectrum', 3)} | {cell(row, 'filters', 3)} | "
+                f"{cell(row, 'kurtosis', 3)} | {cell(row, 'energy', 3)} |"
             )
+    lines += ["", *placement_lines(results)]
     depth = max(
         (len(r["summary"]["final_mismatch"] or []) for r in results.values() if "summary" in r),
         default=0,
@@ -406,6 +411,61 @@ def markdown(env: dict, results: dict, total: float) -> str:
     return "\n".join(lines)
 
 
+PLACED = ("spectrum", "filters", "kurtosis", "energy")
+
+
+def placement(rows: dict, metric: str) -> dict | None:
+    """Where the samples sit between the phase surrogates (0) and another real patch (1).
+
+    ``p = (d_sur - d_samples) / (d_sur - d_crop)`` with ``d`` each row's mean distance to
+    the training crop and ``d_crop`` that of the disjoint crop pairs (another independent
+    patch of the texture). ``p > 0.5`` means the samples are closer to where real patches
+    sit than to where the surrogates sit; ``z`` is ``d_sur - d_samples`` in standard errors.
+    None when the surrogates are not farther than the crops (the metric cannot separate them).
+    """
+    crop = rows.get("disjoint crop pairs") or rows.get("other crops")
+    sur, samples = rows.get("phase surrogates"), rows.get("samples")
+    if crop is None or sur is None or samples is None:
+        return None
+    gap = sur[metric] - crop[metric]
+    if gap <= 0:
+        return dict(position=None, separable=False)
+    se = np.hypot(
+        sur[f"{metric}_std"] / np.sqrt(sur["n"]), samples[f"{metric}_std"] / np.sqrt(samples["n"])
+    )
+    return dict(
+        position=float((sur[metric] - samples[metric]) / gap),
+        z=float((sur[metric] - samples[metric]) / se) if se > 0 else None,
+        separable=True,
+    )
+
+
+def placement_lines(results: dict) -> list:
+    lines = [
+        "Where the samples sit between the phase surrogates (0: as far from the training crop as "
+        "a field with its power spectrum and random phases) and another real patch (1: as far as "
+        "a disjoint crop of the same texture); z: how many standard errors the samples are closer "
+        "than the surrogates. '-': the surrogates are not farther than another patch on that "
+        "statistic, which then cannot tell them apart.",
+        "",
+        "| texture | " + " | ".join(PLACED) + " |",
+        "|---|" + "---|" * len(PLACED),
+    ]
+    for texture, result in results.items():
+        if "error" in result:
+            continue
+        cells = []
+        for metric in PLACED:
+            p = placement(result["rows"], metric)
+            if p is None or not p["separable"]:
+                cells.append("-")
+            else:
+                z = "" if p["z"] is None else f" (z {p['z']:.1f})"
+                cells.append(f"{p['position']:.2f}{z}")
+        lines.append(f"| {texture} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def display(ax, image, title: str):
     """One image on the fixed 0..255 gray scale (``plotting.image_grid`` stretches each image
     to its own range, which would hide the contrast differences this figure is about)."""
@@ -423,22 +483,31 @@ def figure(results: dict, quick: bool, path: Path):
     done = {t: r for t, r in results.items() if "error" not in r}
     if not done:
         return None
-    columns = 3 + SAMPLES_SHOWN
+    columns = 4 + SAMPLES_SHOWN
     fig, axes = plotting.figure(
         len(done), columns, figsize=(1.9 * columns, 2.1 * len(done) + 0.4), squeeze=False
     )
     for axes_row, (texture, r) in zip(axes, done.items()):
-        images = [r["train"], r["crops"][0], r["noise"][0], *r["samples"][:SAMPLES_SHOWN]]
-        titles = [f"{texture}: training crop", "other crop (corner)", "white noise"] + [
-            f"sample {i}" for i in range(len(images) - 3)
+        images = [
+            r["train"],
+            r["crops"][0],
+            r["noise"][0],
+            r["surrogates"][0],
+            *r["samples"][:SAMPLES_SHOWN],
         ]
+        titles = [
+            f"{texture}: training crop",
+            "other crop (corner)",
+            "white noise",
+            "phase surrogate",
+        ] + [f"sample {i}" for i in range(len(images) - 4)]
         for ax, image, title in zip(axes_row, images, titles):
             display(ax, image, title)
         for ax in axes_row[len(images) :]:
             ax.axis("off")
     fig.suptitle(
-        "texture preset: training crop, another crop, white noise, samples (gray 0..255, clipped)"
-        + ("  [QUICK RUN]" if quick else ""),
+        "texture preset: training crop, another crop, white noise, a phase-randomised "
+        "surrogate, samples (gray 0..255, clipped)" + ("  [QUICK RUN]" if quick else ""),
         fontsize=9,
     )
     fig.tight_layout()
@@ -446,7 +515,7 @@ def figure(results: dict, quick: bool, path: Path):
 
 
 def jsonable(result: dict) -> dict:
-    skip = ("config", "train", "samples", "crops", "noise")
+    skip = ("config", "train", "samples", "crops", "noise", "surrogates")
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.items() if k not in skip}
     if "config" in result:
         out["config"] = result["config"].to_dict()

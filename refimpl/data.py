@@ -98,16 +98,20 @@ def downsample(image: np.ndarray, factor: int) -> np.ndarray:
     return image.reshape(c, h // factor, factor, w // factor, factor).mean(axis=(2, 4))
 
 
-def default_factor(shape, size: int) -> int:
+def default_factor(shape, size: int, span: int = 2) -> int:
     """The block-averaging factor for an image file of ``shape (C, H, W)`` and crop ``size``.
 
-    The rule: the largest factor that keeps the image's shorter side at least twice ``size``
-    (and 1 if even the full image is shorter than that), so that the crop sees a few
-    repetitions of the texture at the coarsest resolution that still has room for them.
-    For the bundled 512 x 512 textures it gives the factors the CPU presets use (4 for
-    size 64, 8 for size 32).
+    The rule: the largest factor that keeps the image's shorter side at least ``span`` times
+    ``size`` (and 1 if even the full image is shorter than that). The ``pieces`` command
+    uses ``span = 2`` (8 for the bundled 512 x 512 textures at its size 32: a crop that sees
+    much of the image); learning uses ``span = 4`` (2 for them at the preset's size 64, the
+    ``texture`` preset's factor): block-averaging by more smooths the edges away, and the
+    crop's band-pass responses become nearly Gaussian, which a model cannot be told apart by
+    (``benchmarks/quality.py``).
     """
-    return max(1, min(int(shape[-2]), int(shape[-1])) // (2 * int(size)))
+    if int(span) < 1:
+        raise ValueError(f"span must be >= 1; got {span!r}")
+    return max(1, min(int(shape[-2]), int(shape[-1])) // (int(span) * int(size)))
 
 
 def block_average(image: np.ndarray, factor: int) -> np.ndarray:

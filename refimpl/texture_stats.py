@@ -10,7 +10,12 @@ families of statistics that a texture model should reproduce:
   orientation sectors (second order), which keeps scale and orientation;
 * :func:`filter_response_distance`: histograms of responses to a fixed bank of Gabor and
   Laplacian-of-Gaussian filters (the FRAME statistics, Zhu, Wu & Mumford 1998, that the
-  generative ConvNet descends from, with learned filters in place of fixed ones).
+  generative ConvNet descends from, with learned filters in place of fixed ones);
+* :func:`kurtosis_distance` and :func:`energy_correlation_distance`: higher-order
+  statistics (the kurtosis of oriented band-pass responses, and the correlations of band
+  energies across orientation and scale, after Portilla & Simoncelli 2000) that a field
+  with the right power spectrum and random phases (:func:`phase_randomised`) does not
+  have: the baseline that tells "captures the spectrum" from "captures the texture".
 
 :func:`texture_report` averages them over a set of samples and over comparison sets
 (white noise of the same mean and standard deviation, other crops of the same texture) so
@@ -24,7 +29,8 @@ Conventions, shared by all functions:
 * colour (``C > 1``): every statistic is computed **per channel** and the distances are
   averaged over channels; both images must have the same number of channels, while their
   heights and widths may differ (all statistics are normalised per pixel);
-* everything is deterministic (no randomness except :func:`matched_noise`, which takes a seed).
+* everything is deterministic (no randomness except :func:`matched_noise` and
+  :func:`phase_randomised`, which take a seed).
 
 This module analyses host images, so it is allowed to import NumPy (see tests/test_backend.py).
 """
@@ -340,11 +346,168 @@ def filter_response_distance(a, b, reference=None) -> float:
     return float(np.mean(values))
 
 
+# --- 4. beyond the spectrum: phase-randomised surrogates and higher-order statistics ---------
+
+
+def phase_randomised(image, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` surrogates of ``image``: its power spectrum, random phases. ``(count, C, H, W)``.
+
+    Per channel, with ``P`` the :func:`periodic_component`, ``m`` its mean, ``F`` the 2-D DFT
+    and ``Z`` a white-noise image drawn from ``seed``::
+
+        S = m + F^-1( |F(P - m)| * FZ / |FZ| )
+
+    The phases of a real white-noise image are Hermitian-symmetric, so ``S`` is real, and
+    ``|F(S - m)| = |F(P - m)|`` exactly: the surrogate has the texture's power spectrum (and
+    so its autocorrelation) and nothing else; it is close to a Gaussian field with that
+    spectrum. A texture model that captures only second-order statistics produces images
+    like these; the statistics below tell them from the real texture.
+    """
+    x = as_channels(image)
+    rng = np.random.default_rng(seed)
+    out = np.empty((int(count), *x.shape))
+    amplitude = []
+    for c in x:
+        p = periodic_component(c)
+        amplitude.append((p.mean(), np.abs(np.fft.fft2(p - p.mean()))))
+    for n in range(int(count)):
+        for k, (mean, amp) in enumerate(amplitude):
+            noise = np.fft.fft2(rng.standard_normal(amp.shape))
+            phase = noise / np.maximum(np.abs(noise), EPS)
+            out[n, k] = mean + np.real(np.fft.ifft2(amp * phase))
+    return out
+
+
+def _complex_bank() -> list:
+    """``[((sigma, degrees), kernel), ...]``: the Gabor pairs of :func:`filter_bank` as complex
+    kernels ``g_cos + i g_sin`` (scale-major, then orientation)."""
+    named = dict(_BANK)
+    bank = []
+    for sigma in GABOR_SIGMAS:
+        for k in range(ORIENTATIONS):
+            degrees = round(180 * k / ORIENTATIONS)
+            even, odd = (
+                named[f"gabor-cos s{sigma:g} {degrees}"],
+                named[f"gabor-sin s{sigma:g} {degrees}"],
+            )
+            bank.append(((sigma, degrees), even + 1j * odd))
+    return bank
+
+
+_COMPLEX_BANK = _complex_bank()
+
+
+def band_energies(channel) -> np.ndarray:
+    """Local energies ``|I * g_{s,o}|^2`` of the complex Gabor bands.
+
+    Returns ``(scales, orientations, h, w)``.
+
+    All bands on one common grid: the positions where the largest kernel lies inside the
+    image (the finer bands are cropped to the same centred window), so that energies of
+    different bands at one index belong to the same image position.
+    """
+    x = np.asarray(channel, dtype=np.float64)
+    largest = max(k.shape[0] for _, k in _COMPLEX_BANK)
+    if min(x.shape) < largest:
+        raise ValueError(
+            f"band energies need images of at least {largest}x{largest}; got {x.shape}"
+        )
+    h, w = x.shape[0] - largest + 1, x.shape[1] - largest + 1
+    out = np.empty((len(GABOR_SIGMAS), ORIENTATIONS, h, w))
+    for i, (_, kernel) in enumerate(_COMPLEX_BANK):
+        full = fftconvolve(x, kernel, mode="valid")
+        top, left = (full.shape[0] - h) // 2, (full.shape[1] - w) // 2
+        out[i // ORIENTATIONS, i % ORIENTATIONS] = np.abs(full[top : top + h, left : left + w]) ** 2
+    return out
+
+
+def response_kurtosis(channel) -> np.ndarray:
+    """Kurtosis ``E[(r - m)^4] / var(r)^2`` of the even Gabor responses ``r``.
+
+    Returns ``(scales, orientations)``.
+
+    3 for a Gaussian field (whatever its spectrum), more for a texture made of edges and
+    blobs (sparse, heavy-tailed responses). A linear filter of independent pixels with
+    excess kurtosis ``k`` has excess kurtosis ``k sum g^4 / (sum g^2)^2`` (fourth cumulants
+    add), which the tests use as a known answer. Responses at the "valid" positions.
+    """
+    x = np.asarray(channel, dtype=np.float64)
+    out = np.empty((len(GABOR_SIGMAS), ORIENTATIONS))
+    for i, (_, kernel) in enumerate(_COMPLEX_BANK):
+        r = fftconvolve(x, kernel.real, mode="valid").ravel()
+        r = r - r.mean()
+        var = (r * r).mean()
+        out[i // ORIENTATIONS, i % ORIENTATIONS] = (r**4).mean() / var**2 if var > EPS else 3.0
+    return out
+
+
+ENERGY_PAIRS = tuple(
+    [
+        ((s, o), (s, (o + 1) % ORIENTATIONS))
+        for s in range(len(GABOR_SIGMAS))
+        for o in range(ORIENTATIONS)
+    ]
+    + [((s, o), (s + 1, o)) for s in range(len(GABOR_SIGMAS) - 1) for o in range(ORIENTATIONS)]
+)
+"""Band pairs whose energies are correlated: neighbouring orientations at one scale, and one
+orientation at neighbouring scales (the joint statistics of Portilla & Simoncelli, 2000)."""
+
+
+def energy_correlations(channel) -> np.ndarray:
+    """Correlation over positions of the energies of the :data:`ENERGY_PAIRS` bands: ``(pairs,)``.
+
+    For a Gaussian field it is fixed by the filters' overlap alone (Isserlis: with
+    ``a = a_r + i a_i``, ``cov(|a|^2, |b|^2) = 2 sum_{u, v in r, i} cov(a_u, b_v)^2``); an edge
+    excites neighbouring orientations and scales together, so real textures correlate more.
+    """
+    energy = band_energies(channel)
+    out = np.empty(len(ENERGY_PAIRS))
+    for n, (a, b) in enumerate(ENERGY_PAIRS):
+        ea, eb = energy[a].ravel(), energy[b].ravel()
+        ea, eb = ea - ea.mean(), eb - eb.mean()
+        denom = np.sqrt((ea * ea).sum() * (eb * eb).sum())
+        out[n] = (ea * eb).sum() / denom if denom > EPS else 0.0
+    return out
+
+
+def kurtosis_distance(a, b) -> float:
+    """Mean over the 12 Gabor bands of ``|log k_a - log k_b|`` (:func:`response_kurtosis`).
+
+    Logarithms, because kurtosis is a ratio (3 for a Gaussian, 10 and more for sparse
+    responses); 0.1 means the kurtoses differ by about 10 %. Averaged over channels.
+    """
+    a, b = _pair(a, b)
+    return float(
+        np.mean(
+            [
+                np.mean(np.abs(np.log(response_kurtosis(ca)) - np.log(response_kurtosis(cb))))
+                for ca, cb in zip(a, b)
+            ]
+        )
+    )
+
+
+def energy_correlation_distance(a, b) -> float:
+    """Mean over :data:`ENERGY_PAIRS` of ``|c_a - c_b|`` (:func:`energy_correlations`); averaged
+    over channels. Correlations are in [-1, 1]; 0.1 is a tenth of their range."""
+    a, b = _pair(a, b)
+    return float(
+        np.mean(
+            [
+                np.mean(np.abs(energy_correlations(ca) - energy_correlations(cb)))
+                for ca, cb in zip(a, b)
+            ]
+        )
+    )
+
+
 # --- the report ---------------------------------------------------------------------------------
 
-METRICS = ("marginal", "spectrum", "filters")
-"""Keys of the three distances in :func:`texture_report`: marginal W1 (intensity units),
-oriented log-spectrum distance (decades), filter-response distance (training response stds)."""
+METRICS = ("marginal", "spectrum", "filters", "kurtosis", "energy")
+"""Keys of the distances in :func:`texture_report`: marginal W1 (intensity units), oriented
+log-spectrum distance (decades), filter-response distance (training response stds), and the
+two higher-order distances that phase-randomised surrogates fail: band kurtosis (log ratio)
+and band-energy correlations (correlation units)."""
 
 
 class _Reference:
@@ -355,6 +518,8 @@ class _Reference:
         self.spectra = [oriented_spectrum(c) for c in self.image]
         self.responses = [filter_responses(c) for c in self.image]
         self.scales = [[resp.std() for resp in channel] for channel in self.responses]
+        self.kurtosis = [np.log(response_kurtosis(c)) for c in self.image]
+        self.energy = [energy_correlations(c) for c in self.image]
 
     def distances(self, image) -> dict:
         x, _ = _pair(image, self.image)
@@ -364,10 +529,16 @@ class _Reference:
             _filter_distance(filter_responses(c), resp, scales)
             for c, resp, scales in zip(x, self.responses, self.scales)
         ]
+        kurtosis = [
+            np.mean(np.abs(np.log(response_kurtosis(c)) - k)) for c, k in zip(x, self.kurtosis)
+        ]
+        energy = [np.mean(np.abs(energy_correlations(c) - e)) for c, e in zip(x, self.energy)]
         return dict(
             marginal=float(np.mean(marginal)),
             spectrum=float(np.mean(spectrum)),
             filters=float(np.mean(filters)),
+            kurtosis=float(np.mean(kurtosis)),
+            energy=float(np.mean(energy)),
         )
 
 

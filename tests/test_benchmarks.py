@@ -75,10 +75,17 @@ def test_quality_benchmark_quick(tmp_path):
     brick = payload["textures"]["brick"]
     assert brick["status"] == "learned" and brick["chains"] == 4
     assert brick["summary"]["iterations"] == 15 and len(brick["summary"]["final_mismatch"]) == 3
-    assert list(brick["rows"]) == ["samples", "white noise", "other crops", "disjoint crop pairs"]
+    assert list(brick["rows"]) == [
+        "samples",
+        "white noise",
+        "phase surrogates",
+        "other crops",
+        "disjoint crop pairs",
+    ]
     for row in brick["rows"].values():
-        assert all(row[m] >= 0 for m in ("marginal", "spectrum", "filters"))
-    assert brick["rows"]["white noise"]["n"] == 16
+        assert all(row[m] >= 0 for m in ("marginal", "spectrum", "filters", "kurtosis", "energy"))
+    assert brick["rows"]["white noise"]["n"] == brick["rows"]["phase surrogates"]["n"] == 16
+    assert "Where the samples sit between the phase surrogates" in text
 
     # a second call reuses the finished run folder instead of learning again
     again = subprocess.run(
@@ -209,6 +216,60 @@ def test_gpu_check_negative_control_a_device_off_by_1e_9_fails(monkeypatch):
         monkeypatch.setattr(fast, "bias_grad", off_on_the_device)
         checks = {c.name: c for c in gpu.stage_numpy_vs_device(device, quick=True)}
     assert not checks["df/dw"].passed and checks["df/dI"].passed
+
+
+# --- benchmarks/learning.py and the FLOP count of one iteration --------------------------------
+
+LEARNING = Path(__file__).resolve().parent.parent / "benchmarks" / "learning.py"
+
+
+def load_benchmark_common():
+    """``benchmarks/common.py`` as the scripts import it (their folder on ``sys.path``)."""
+    import importlib
+
+    if str(LEARNING.parent) not in sys.path:
+        sys.path.insert(0, str(LEARNING.parent))
+    return importlib.import_module("common")
+
+
+def test_the_flop_formula_equals_the_flops_the_iteration_runs():
+    """``iteration_flops`` (derived per layer from the algorithm) against every convolution one
+    ``Trainer.compute_step`` actually calls, counted as it runs: equal, for ML and CD, with
+    and without the top filter. The negative control: one Langevin step fewer is caught."""
+    import numpy as np
+
+    from refimpl.learning import LearningConfig, Trainer
+
+    common = load_benchmark_common()
+    base = dict(spec=[(3, 3, 2, 1), (4, 3, 1, 1)], grow=False, chains=3, langevin_steps=2)
+    for overrides in (dict(), dict(method="cd"), dict(top_filter=True)):
+        config = LearningConfig(**base, init_std="he", seed=1, **overrides)
+        data = np.random.default_rng(0).standard_normal((2, 1, 10, 10))
+        trainer = Trainer(config, data)
+        counted, calls = common.counted_flops(trainer)
+        formula = common.iteration_flops(config, trainer.stage, data.shape, len(data))
+        assert calls > 0 and counted == formula, overrides
+        fewer = LearningConfig(**{**config.to_dict(), "langevin_steps": 1})
+        assert common.iteration_flops(fewer, trainer.stage, data.shape, len(data)) != counted
+
+
+def test_learning_benchmark_quick_run(tmp_path):
+    command = [
+        sys.executable,
+        str(LEARNING),
+        "--quick",
+        "--no-torch",
+        "--dtypes",
+        "float32",
+        "--out",
+        str(tmp_path),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    payload = json.loads((tmp_path / "learning-quick.json").read_text(encoding="utf-8"))
+    [row] = payload["rows"]
+    assert row["preset"] == "object" and row["dtype"] == "float32" and row["refimpl_gflops"] > 0
+    assert "QUICK RUN" in (tmp_path / "learning-quick.md").read_text(encoding="utf-8")
 
 
 CLASSIFIERS = Path(__file__).resolve().parent.parent / "benchmarks" / "classifiers.py"

@@ -374,9 +374,12 @@ def user_image(path, side):
     return str(path)
 
 
-@pytest.mark.parametrize("side, factor", [(64, 1), (100, 1), (128, 1), (256, 2), (600, 4)])
+@pytest.mark.parametrize(
+    "side, factor", [(64, 1), (100, 1), (128, 1), (256, 1), (512, 2), (600, 2), (1024, 4)]
+)
 def test_a_users_image_gets_a_factor_that_fits(side, factor, tmp_path):
-    """The rule: the largest factor keeping the shorter side >= 2 x --size (64), at least 1."""
+    """The rule: the largest factor keeping the shorter side >= 4 x --size (64), at least 1
+    (512 gives the texture preset's factor 2 for the bundled textures)."""
     image = user_image(tmp_path / "mine.png", side)
     args = build_parser().parse_args(["synthesize", "--image", image])
     args.preset = args.default_preset

@@ -409,7 +409,11 @@ def test_cpu_time_estimate_flags_the_paper_presets():
     assert runs.cpu_seconds(preset_config("object")) < 120
     # by hand: one stage-1 iteration of the texture preset, layer 1 = 32 7x7 filters, stride 2,
     # pad 3 on 64x64 -> 32x32: F = 2 * 32 * 49 * 32^2; (2 L M~ + 3 (M + M~) + 2 M) = 373
-    assert runs.iteration_flops(preset_config("texture"), 1, 1) == 2 * 32 * 49 * 32**2 * 373
+    # stage 1, one layer: F = 2 * 32 * 49 * 32^2 per image; 10 Langevin steps of forward and
+    # adjoint for 16 chains (320 F), forward and weight gradient (no adjoint below layer 1)
+    # for 1 image and 16 chains (34 F), the image's reconstruction (2 F): 356 F
+    shape = (1, 1, 64, 64)
+    assert runs.iteration_flops(preset_config("texture"), 1, shape, 1) == 2 * 32 * 49 * 32**2 * 356
 
 
 def test_digits_not_available_in_that_number():

@@ -19,6 +19,9 @@ from refimpl.data import TEXTURES, default_factor, load_image, resolve_image
 from refimpl.learning import runs
 from refimpl.learning.presets import PRESETS, preset_config
 
+# the texture preset's image spans 4 crops: 512 x 512 block-averaged by 2, crops of 64
+LEARNING_SPAN = 4
+
 SYNTHESIZE = (
     "synthesize",
     "texture",
@@ -100,7 +103,7 @@ def _add_learning(commands, name: str, default_preset: str, help_text: str, desc
         type=positive_int,
         help="block-average the image by factor x factor before cropping (texture presets). "
         "Default: the preset's for a bundled texture; for an image file, the largest factor "
-        "that keeps its shorter side at least twice --size (1 for a small image)",
+        "that keeps its shorter side at least four times --size (1 for a small image)",
     )
     p.add_argument(
         "--iterations",
@@ -149,7 +152,8 @@ def config_from_args(args):
     )
     if args.factor is None and args.image is not None and args.image not in TEXTURES:
         size = args.size or PRESETS[args.preset]["config"]["size"]
-        overrides["factor"] = default_factor(load_image(resolve_image(args.image)).shape, size)
+        image = load_image(resolve_image(args.image))
+        overrides["factor"] = default_factor(image.shape, size, span=LEARNING_SPAN)
     return preset_config(args.preset, **overrides)
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 from refimpl.backend import namespace_of
 from refimpl.conv.geometry import ConvGeometry
 from refimpl.conv.plan import Plan, batch_chunks, make_plan
+from refimpl.threads import map_chunks
 
 # --- layout changes --------------------------------------------------------------------
 
@@ -195,19 +196,18 @@ def forward(geom: ConvGeometry, x, weight, bias=None, plan: str | None = None):
     p = make_plan(geom, plan)
     phases = _to_phases(xp, x, p)
     w_plan = plan_weight(xp, p, weight)
-    chunks, size = batch_chunks(p, xp)
-    s_buf = xp.empty((size, w_plan.shape[1], p.gather_length), dtype=x.dtype)
-    y_buf = None
-    if len(p.out_shifts) > 1:
-        y_buf = xp.empty((size, w_plan.shape[0], p.gather_length), dtype=x.dtype)
     wide = xp.empty((geom.batch, geom.out_channels, geom.out_height * p.wq), dtype=x.dtype)
-    for n0, n1 in chunks:
+
+    def chunk(n0: int, n1: int):
+        s_buf = xp.empty((n1 - n0, w_plan.shape[1], p.gather_length), dtype=x.dtype)
         s = _gather(phases[n0:n1], p, s_buf)
         target = wide[n0:n1, :, : p.length]
         if len(p.out_shifts) == 1:  # nothing to shift: the GEMM writes the output directly
             xp.matmul(w_plan, s, out=target)
         else:
-            _shift_add(xp.matmul(w_plan, s, out=y_buf[: n1 - n0]), p, target)
+            _shift_add(xp.matmul(w_plan, s), p, target)
+
+    map_chunks(chunk, batch_chunks(p, xp))
     y = _from_wide(wide, p)
     if bias is not None:
         y += bias[None, :, None, None]
@@ -224,13 +224,13 @@ def adjoint(geom: ConvGeometry, y, weight, plan: str | None = None):
     p = make_plan(geom, plan)
     w_plan_t = plan_weight(xp, p, weight).T
     phases = xp.zeros((geom.batch, geom.in_channels, geom.stride**2, p.hq * p.wq), y.dtype)
-    chunks, size = batch_chunks(p, xp)
-    dy_buf = xp.zeros((size, w_plan_t.shape[1], _spread_length(p)), dtype=y.dtype)
-    ds_buf = xp.empty((size, w_plan_t.shape[0], p.gather_length), dtype=y.dtype)
-    for n0, n1 in chunks:
+
+    def chunk(n0: int, n1: int):
+        dy_buf = xp.zeros((n1 - n0, w_plan_t.shape[1], _spread_length(p)), dtype=y.dtype)
         dy = _spread(y[n0:n1], p, dy_buf)
-        ds = xp.matmul(w_plan_t, dy, out=ds_buf[: n1 - n0])
-        _scatter_add(ds, p, phases[n0:n1])
+        _scatter_add(xp.matmul(w_plan_t, dy), p, phases[n0:n1])
+
+    map_chunks(chunk, batch_chunks(p, xp))
     return _from_phases(xp, phases, p)
 
 
@@ -245,14 +245,16 @@ def weight_grad(geom: ConvGeometry, x, y, plan: str | None = None):
     phases = _to_phases(xp, x, p)
     rows_m = len(p.out_shifts) * geom.out_channels
     cols_k = len(p.taps) * geom.in_channels
-    w_plan_grad = xp.zeros((rows_m, cols_k), dtype=x.dtype)
-    chunks, size = batch_chunks(p, xp)
-    s_buf = xp.empty((size, cols_k, p.gather_length), dtype=x.dtype)
-    dy_buf = xp.zeros((size, rows_m, _spread_length(p)), dtype=x.dtype)
-    for n0, n1 in chunks:
-        s = _gather(phases[n0:n1], p, s_buf)
-        dy = _spread(y[n0:n1], p, dy_buf)
-        w_plan_grad += xp.matmul(dy, s.transpose(0, 2, 1)).sum(axis=0)
+
+    def chunk(n0: int, n1: int):
+        s = _gather(phases[n0:n1], p, xp.empty((n1 - n0, cols_k, p.gather_length), x.dtype))
+        dy = _spread(y[n0:n1], p, xp.zeros((n1 - n0, rows_m, _spread_length(p)), x.dtype))
+        return xp.matmul(dy, s.transpose(0, 2, 1)).sum(axis=0)
+
+    partial = map_chunks(chunk, batch_chunks(p, xp))
+    w_plan_grad = partial[0]
+    for more in partial[1:]:  # in chunk order, whichever thread computed each
+        w_plan_grad = w_plan_grad + more
     return _weight_from_plan(xp, p, w_plan_grad)
 
 

@@ -32,6 +32,10 @@ PLANS = ("im2col", "rows")
 # device (CuPy) the chunks are larger: one GEMM launch must fill thousands of GPU cores.
 CHUNK_ELEMENTS = {"host": 2**21, "device": 2**27}
 
+# Batches at least this large are split into this many chunks or more, for the worker
+# threads of refimpl.threads (two cores get two chunks each: uneven timing still balances).
+MIN_CHUNKS = 4
+
 # "rows" is only considered when its extra work (output rows computed and dropped,
 # zero-padded kernel rows) costs at most this factor over the true flop count.
 ROWS_MAX_OVERHEAD = 1.25
@@ -148,11 +152,20 @@ def make_plan(geom: ConvGeometry, name: str | None = None) -> Plan:
 
 
 @lru_cache(maxsize=256)
-def batch_chunks(plan: Plan, xp):
-    """Batch ranges ``(n0, n1)`` whose work buffers stay under ``CHUNK_ELEMENTS``."""
+def batch_chunks(plan: Plan, xp) -> list:
+    """Batch ranges ``(n0, n1)``: each chunk's work buffers stay under ``CHUNK_ELEMENTS``, and
+    a batch of ``MIN_CHUNKS`` or more is split into at least that many chunks, so that
+    worker threads (:mod:`refimpl.threads`) have work to share.
+
+    The split does not depend on how many threads run it, so neither does any result: the
+    weight gradient, a sum over the batch, adds its per-chunk sums in chunk order.
+    """
     g = plan.geom
     per_sample = plan.gather_length * (
         g.in_channels * len(plan.taps) + g.out_channels * len(plan.out_shifts)
     )
-    size = max(1, min(g.batch, CHUNK_ELEMENTS["device" if is_device(xp) else "host"] // per_sample))
-    return [(n0, min(n0 + size, g.batch)) for n0 in range(0, g.batch, size)], size
+    device = is_device(xp)
+    size = max(1, min(g.batch, CHUNK_ELEMENTS["device" if device else "host"] // per_sample))
+    if not device:  # on a GPU one launch per chunk wants the chunks large, not many
+        size = min(size, max(1, g.batch // MIN_CHUNKS))
+    return [(n0, min(n0 + size, g.batch)) for n0 in range(0, g.batch, size)]

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from refimpl import __version__
 from refimpl.backend import to_numpy
 from refimpl.conv import conv_output_size
+from refimpl.conv.geometry import ConvGeometry
 from refimpl.convnet import ConvNet
 from refimpl.data import (
     block_average,
@@ -256,27 +257,49 @@ def check_memory(config: LearningConfig, channels: int):
         )
 
 
-def iteration_flops(config: LearningConfig, channels: int, stage: int) -> float:
-    """Floating-point operations of one learning iteration at growing ``stage``.
+def stage_geometries(config: LearningConfig, stage: int, image_shape) -> list:
+    """The :class:`~refimpl.conv.ConvGeometry` of every layer at growing ``stage`` on
+    ``image_shape (N, C, H, W)`` (with the top filter, if the config has one)."""
+    geoms, (n, c, h, w) = [], tuple(int(v) for v in image_shape)
+    for spec in config.spec[: algorithm.active_conv_layers(config, stage)]:
+        g = ConvGeometry(n, c, h, w, spec.out_channels, spec.kernel_size, spec.stride, spec.pad)
+        geoms.append(g)
+        n, c, h, w = g.output_shape
+    if config.top_filter:  # experiment 2's fully connected linear top, Eq. (4.2)
+        geoms.append(ConvGeometry(n, c, h, w, 1, h, 1, 0))
+    return geoms
 
-    ``F`` = one forward pass of one image, ``2 N_l C_{l-1} k^2 H_l W_l`` summed over the
-    layers. A Langevin step (forward + backward to the image) is about ``2F`` per chain, the
-    parameter gradients of data and chains about ``3F`` per image, the reconstruction
-    error ``2F`` per training image: ``F (2 L M~ + 3 (M + M~) + 2 M)``.
+
+def iteration_flops(config: LearningConfig, stage: int, image_shape, n_obs: int) -> int:
+    """FLOPs of one learning iteration (Algorithm 1 or CD) at ``stage``, 2 per multiply-add.
+
+    Per layer, forward = adjoint = weight gradient = ``2 N O C k^2 H_out W_out``; with
+    ``F(n)`` the forward pass of ``n`` images and ``f1(n)`` the first layer's share:
+    ``L`` Langevin steps of df/dI (forward + adjoint: ``2 F(M~)``), df/dw of the data and of
+    the chains (forward + weight gradient + adjoint above layer 1: ``3 F - f1``), and the
+    data's reconstruction ``sigma^2 B`` (pattern + top-down pass: ``2 F(M)``). Element-wise
+    work (non-linearities, updates) is not counted. Exact: ``tests/test_benchmarks.py``
+    checks it against every convolution one iteration calls.
     """
-    forward = sum(
-        2 * out_c * in_c * k**2 * side**2
-        for in_c, out_c, k, side in _layer_shapes(config, channels, stage)
-    )
-    data = n_images(config)
-    chains = data if config.method == "cd" else config.chains
-    return forward * (2 * config.langevin_steps * chains + 3 * (data + chains) + 2 * data)
+    n_chains = n_obs if config.method == "cd" else config.chains
+    _, c, h, w = image_shape
+
+    def forward(n):
+        return sum(g.flops for g in stage_geometries(config, stage, (n, c, h, w)))
+
+    def first(n):
+        return stage_geometries(config, stage, (n, c, h, w))[0].flops
+
+    langevin = config.langevin_steps * 2 * forward(n_chains)
+    grads = 3 * forward(n_obs) - first(n_obs) + 3 * forward(n_chains) - first(n_chains)
+    return langevin + grads + 2 * forward(n_obs)
 
 
 def run_flops(config: LearningConfig, channels: int = 1) -> float:
     """Floating-point operations of the whole run (every stage, ``T`` iterations each)."""
+    shape, n_obs = (1, channels, config.size, config.size), n_images(config)
     return sum(
-        config.iterations_per_layer * iteration_flops(config, channels, stage)
+        config.iterations_per_layer * iteration_flops(config, stage, shape, n_obs)
         for stage in range(1, config.stages + 1)
     )
 

@@ -22,6 +22,7 @@ from refimpl.learning import algorithm, optimizers
 from refimpl.learning.config import LearningConfig
 from refimpl.models import GenerativeModel
 from refimpl.sampling import draw_langevin_noise
+from refimpl.threads import parallel
 
 
 class DivergenceError(RuntimeError):
@@ -133,17 +134,18 @@ class Trainer:
         cfg = self.config
         noise = self.noise() if noise is None else noise
         try:
-            it = algorithm.learning_iteration(
-                self.net,
-                self.data,
-                self.chains,
-                noise,
-                cfg.sigma,
-                cfg.step_size,
-                cfg.method,
-                cfg.normalise_by_area,
-                cfg.clip,
-            )
+            with parallel():  # worker threads over batch chunks, one BLAS thread
+                it = algorithm.learning_iteration(
+                    self.net,
+                    self.data,
+                    self.chains,
+                    noise,
+                    cfg.sigma,
+                    cfg.step_size,
+                    cfg.method,
+                    cfg.normalise_by_area,
+                    cfg.clip,
+                )
         except FloatingPointError as exc:
             raise DivergenceError(self._divergence_hint(f"Langevin chains blew up: {exc}")) from exc
         record = dict(
