@@ -58,6 +58,7 @@ from common import (  # benchmarks/common.py: shared with benchmarks/conv.py and
 
 from refimpl.learning import Trainer, runs
 from refimpl.learning.presets import preset_config
+from refimpl.threads import keep_freed_memory
 
 PRESETS = ("texture", "object", "reconstruct")
 DTYPES = ("float64", "float32")
@@ -151,7 +152,12 @@ def busy_loop():  # pragma: no cover - runs in a child process
 
 
 def measure_case(preset: str, dtype: str, impl: str, repeats: int, load: int) -> dict:
-    """Time one (preset, dtype, implementation) in this process, beside ``load`` busy processes."""
+    """Time one (preset, dtype, implementation) in this process, beside ``load`` busy processes.
+
+    The process keeps its freed memory (:func:`refimpl.threads.keep_freed_memory`), as the
+    learning commands' processes do, for both implementations.
+    """
+    keep_freed_memory()
     trainer = last_stage_trainer(preset, dtype)
     flops, calls = counted_flops(trainer)
     noise = trainer.noise()

@@ -99,6 +99,37 @@ def parallel(n_workers: int | None = None):
         del _local.workers
 
 
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEEP_MMAP_BELOW = 256 * 2**20  # arrays below this come from the heap, not fresh mappings
+KEEP_TRIM_BELOW = 512 * 2**20  # freed memory below this stays with the process
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's allocator to keep freed memory for reuse (the learning commands call this).
+
+    A learning iteration makes and frees hundreds of arrays of a few MB. By default glibc
+    maps large ones afresh and hands freed memory back to the system, so every iteration
+    pays page faults again, and worker threads fault one after another: the texture
+    preset's float32 iteration measured 0.46 s, against 0.24 s with these two settings
+    (``benchmarks/learning.py`` uses them too). The cost: the process keeps its peak
+    memory until it ends, which a learning command does soon after. Returns False where it
+    does not apply (not glibc, e.g. macOS). Process-wide, so the library never calls it on
+    its own; the command line does, for the processes it runs.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_MMAP_BELOW)) and bool(
+        mallopt(M_TRIM_THRESHOLD, KEEP_TRIM_BELOW)
+    )
+
+
 def map_chunks(fn, chunks) -> list:
     """``[fn(n0, n1) for (n0, n1) in chunks]``, on the worker threads when there are several.
 

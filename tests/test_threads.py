@@ -105,3 +105,22 @@ def test_a_bad_thread_count_is_refused(monkeypatch, value):
         threads.default_workers()
     monkeypatch.setenv(threads.ENV_THREADS, "3")
     assert threads.default_workers() == 3  # the control: a valid value is taken
+
+
+def test_keeping_freed_memory_is_asked_of_glibc_in_a_child_process():
+    """In a fresh interpreter (the setting is process-wide): True on glibc, and arrays still
+    compute the same; False where there is no mallopt (the call is then a no-op)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from refimpl.threads import keep_freed_memory; "
+        "ok = keep_freed_memory(); a = np.ones((2000, 2000)); print(ok, float((a @ a)[0, 0]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    ok, value = done.stdout.split()
+    assert value == "2000.0"
+    import ctypes.util
+
+    assert (ok == "True") == (ctypes.util.find_library("c") is not None and sys.platform == "linux")

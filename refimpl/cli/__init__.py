@@ -27,6 +27,7 @@ import sys
 from refimpl.backend import BackendError
 from refimpl.cli import classify, crosscheck, golden, hybrid, learn, pieces, verify
 from refimpl.run_folder import RunFolderError
+from refimpl.threads import keep_freed_memory
 
 COMMANDS = (learn, verify, pieces, classify, hybrid, golden, crosscheck)
 
@@ -56,11 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run a command; ``argv`` None means this process is the program (``python -m refimpl``)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
+    if argv is None:  # the process is ours: let it keep freed memory (2x faster learning)
+        keep_freed_memory()
     # errors of commands with user_errors=False are bugs: show the traceback; a missing
     # backend (CuPy or the GPU) never is
     caught = USER_ERRORS if getattr(args, "user_errors", True) else (BackendError,)
