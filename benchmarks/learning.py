@@ -299,7 +299,8 @@ def load_rows(cases: list) -> list:
                 "best_s": c["best_s"],
                 "median_s": c["median_s"],
                 "slowdown": None if base is None else c["median_s"] / base,
-                "fair_share": (c["load"] + 1) / min(os.cpu_count() or 1, 2),
+                # our threads share the cores with the busy processes: (cores + load) / cores
+                "fair_share": ((os.cpu_count() or 1) + c["load"]) / (os.cpu_count() or 1),
             }
         )
     return rows
