@@ -88,6 +88,7 @@ from common import machine  # benchmarks/common.py: the header every benchmark r
 from refimpl import plotting, texture_stats
 from refimpl.data import TEXTURES, load_texture
 from refimpl.learning import runs
+from refimpl.threads import keep_freed_memory
 from refimpl.learning.presets import PRESETS, preset_config
 from refimpl.learning.trainer import DivergenceError
 
@@ -527,6 +528,7 @@ def jsonable(result: dict) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()  # as `python -m refimpl synthesize` does: the same learning speed
     start = time.perf_counter()
     env = environment(args)
     results, failed = {}, False
