@@ -88,9 +88,9 @@ from common import machine  # benchmarks/common.py: the header every benchmark r
 from refimpl import plotting, texture_stats
 from refimpl.data import TEXTURES, load_texture
 from refimpl.learning import runs
-from refimpl.threads import keep_freed_memory
 from refimpl.learning.presets import PRESETS, preset_config
 from refimpl.learning.trainer import DivergenceError
+from refimpl.threads import keep_freed_memory
 
 PRESET = "texture"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
