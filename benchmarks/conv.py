@@ -83,6 +83,7 @@ from common import (  # benchmarks/common.py: shared with benchmarks/learning.py
 
 from refimpl.conv import conv_geometry, fast, naive
 from refimpl.conv.plan import make_plan
+from refimpl.threads import keep_freed_memory
 
 # name -> (input shape, weight shape, stride); pad is 0 for all of them.
 LAYERS = {
@@ -648,6 +649,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     """Run the benchmark (or, with ``--memory-only``, just the memory probe)."""
     args = parse_args(argv)
+    keep_freed_memory()  # as the learning commands do (refimpl.threads), for both libraries
     if args.memory_only:
         print(json.dumps(memory_probe(args.batch)))
         return 0

@@ -3,7 +3,7 @@
 What is run
 -----------
 For each bundled texture (brick, grass, gravel) the script learns the ``texture`` preset
-(64 x 64 centre crop of the 512 x 512 image block-averaged by 4; three layers grown one
+(64 x 64 centre crop of the 512 x 512 image block-averaged by 2; three layers grown one
 at a time; 16 chains) into a run folder ``<out>/quality/<texture>/`` with
 :func:`refimpl.learning.runs.start_run` / :func:`~refimpl.learning.runs.execute`, as
 ``python -m refimpl synthesize --image <texture>`` would. A finished run folder (one with
@@ -39,9 +39,9 @@ Rows, each the mean +- std over its images of the distance to the training crop:
   (:func:`refimpl.texture_stats.phase_randomised`): its power spectrum exactly, random
   phases. What a model that captured only second-order statistics would produce; the
   higher-order statistics below tell it from the real texture;
-* **other crops**: the four corner 64 x 64 crops of the same block-averaged image. The image
-  is only 128 x 128, so *every* 64 x 64 window overlaps the centre (training) crop; the
-  corners overlap it least, by 32 x 32 pixels (25 %), which flatters this row somewhat;
+* **other crops**: the four corner 64 x 64 crops of the same block-averaged image (256 x 256
+  at the preset's factor 2: disjoint from the centre, training crop; at a factor where the
+  image is smaller they overlap it, and the table gives the overlap);
 * **disjoint crop pairs**: the corner crops scored against each other (12 ordered pairs
   of non-overlapping crops, each in turn the reference), the honest measure of how much
   two independent 64 x 64 patches of this texture differ; not a distance to the training
@@ -67,10 +67,9 @@ values) and ``<out>/quality.png`` (per texture: training crop, another crop, whi
 4 chains) is a smoke run: it writes ``quality-quick.*`` and runs under ``quality-quick/``,
 so it never overwrites the real results, and its output is marked QUICK.
 
-Run ``python benchmarks/quality.py`` (about 3 x 190 s on 2 idle cores). On a machine shared
-with other jobs, run it with ``OPENBLAS_NUM_THREADS=1``: a 2-thread OpenBLAS competing with
-another process for 2 cores was measured ~15x slower per learning iteration (0.34 s -> 5 s
-at stage 3 with 4 chains), one thread is not.
+Run ``python benchmarks/quality.py`` (about 3 x 50 s of learning on 2 cores, 159 s in all).
+The learning loop runs its own worker threads with single-threaded BLAS
+(:mod:`refimpl.threads`), so it shares a busy machine fairly without further settings.
 """
 
 from __future__ import annotations
@@ -117,7 +116,7 @@ def parse_args(argv=None):
         "compare the samples' marginal histogram, oriented power spectrum and Gabor "
         "filter-response histograms with the training crop, against white noise and "
         "other crops of the same texture. Writes quality.{md,json,png} into --out. "
-        "About 3 x 190 s on 2 idle cores; on a shared machine set OPENBLAS_NUM_THREADS=1."
+        "About 3 x 50 s of learning on 2 cores."
     )
     parser.add_argument(
         "--textures",

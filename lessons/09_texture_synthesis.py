@@ -56,14 +56,14 @@ from refimpl.learning.presets import PRESETS, preset_config
 # and 30 3 x 3 filters, $\tilde M = 16$ chains, $L = 10$, $T = 700$ per layer, $\sigma^2 = 1$,
 # intensities in [0, 255] minus the mean (preset `texture-paper`, a GPU job). refimpl's CPU
 # preset `texture` keeps the recipe and shrinks the sizes: a 64 x 64 crop of the bundled
-# brick (block-averaged x4), layers of 32 7x7 stride 2 / 32 5x5 / 16 3x3 filters, all
-# zero-padded, $T = 100$ per layer: about 190 s on 2 cores.
+# brick (block-averaged x2), layers of 32 7x7 stride 2 / 32 5x5 / 16 3x3 filters, all
+# zero-padded, $T = 100$ per layer, float32: about 50 s on 2 cores.
 #
 # To run as a script in about a minute, this lesson shrinks it once more: a **40 x 40**
 # centre crop, **6 chains** and **$T = 60$** per layer (same layers, same step size and
 # learning rates). The samples are rougher than the preset's; for the real run use
 #
-#     python -m refimpl synthesize                     # the texture preset, ~190 s
+#     python -m refimpl synthesize                     # the texture preset, ~50 s
 #     python -m refimpl synthesize --image grass       # another bundled texture
 #     python -m refimpl synthesize --preset texture-paper --backend cupy   # section 8's sizes
 

@@ -29,7 +29,7 @@ SYNTHESIZE = (
     "Learn a generative ConvNet p(I) ~ exp(f(I; w)) N(I; 0, sigma^2) from the training "
     "image(s) by maximum likelihood with persistent Langevin chains (Algorithm 1, section 7), "
     "growing the layers one at a time (section 8), and synthesize new images. Default: the "
-    "bundled brick texture with the CPU preset (a few minutes on 2 cores). Writes a new run "
+    "bundled brick texture with the CPU preset (about a minute on 2 cores). Writes a new run "
     "folder (runs/synthesize-PRESET, or -2, -3, ... if that one holds a run) with "
     "samples.npy, train.npy, samples.png, curves.png, config.json, summary.json and a "
     "checkpoint (every few iterations, and on Ctrl-C or SIGTERM; continue with --resume).",

@@ -68,9 +68,10 @@ SUMMARY = "summary.json"
 # the learning commands and the method each one runs
 METHODS = {"synthesize": "ml", "reconstruct": "cd"}
 METHOD_NAMES = {"ml": "maximum likelihood (Algorithm 1)", "cd": "contrastive divergence"}
-# What the NumPy engine reaches in the learning loop on the 2-core development machine:
-# the texture preset is 4.6 TFLOP by iteration_flops' count and took 204 s (README).
-CPU_FLOPS = 20e9
+# What the NumPy engine sustains in the learning loop on the 2-core development machine in
+# float64, the paper presets' dtype: 47 GFLOP/s at the texture preset's last stage
+# (benchmarks/learning.py); 40e9 leaves room for the smaller early stages.
+CPU_FLOPS = 40e9
 
 
 # --- training images --------------------------------------------------------------------------
