@@ -685,6 +685,24 @@ class RunFolder:
         raise AssertionError("unreachable")
 
     @classmethod
+    def start(
+        cls, path, record: dict, checkpoint, fresh_name: bool = False, npy: dict | None = None
+    ) -> RunFolder:
+        """:meth:`create`, then what a run writes before it learns: the arrays ``npy``
+        (name -> array, e.g. the training images) and the checkpoint of iteration 0
+        (``checkpoint = (arrays, meta)``), so that a run killed in its first seconds can be
+        resumed. If any of that fails the folder is unlocked and the error raised."""
+        folder = cls.create(path, record, fresh_name)
+        try:
+            for name, array in (npy or {}).items():
+                folder.write_npy(name, array)
+            folder.save_checkpoint(*checkpoint)
+        except BaseException:
+            folder.close()
+            raise
+        return folder
+
+    @classmethod
     def _create_one(cls, path: Path, record: dict) -> RunFolder:
         _make_folder(path)
         try:

@@ -120,12 +120,7 @@ def start_run(
         train=split_fingerprint(),
         version=__version__,
     )
-    folder = RunFolder.create(out, record, fresh_name=fresh_name)
-    try:
-        folder.save_checkpoint(*trainer.state())
-    except BaseException:
-        folder.close()
-        raise
+    folder = RunFolder.start(out, record, trainer.state(), fresh_name=fresh_name)
     return ClassifierRun(trainer, folder, evaluation, checkpoint_every)
 
 

@@ -470,12 +470,7 @@ def start_sweep(settings: DigitsSettings, out, fresh_name: bool = False) -> Swee
         train=split_fingerprint(),
         version=__version__,
     )
-    folder = RunFolder.create(out, record, fresh_name=fresh_name)
-    try:
-        folder.save_checkpoint(*sweep.state())
-    except BaseException:
-        folder.close()
-        raise
+    folder = RunFolder.start(out, record, sweep.state(), fresh_name=fresh_name)
     return SweepRun(sweep, folder)
 
 

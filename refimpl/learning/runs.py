@@ -429,15 +429,9 @@ def start_run(
         train=fingerprint(raw),
         version=__version__,
     )
-    folder = RunFolder.create(out, record, fresh_name=fresh_name)
-    try:
-        folder.write_npy(TRAIN, raw)
-        run = LearningRun(trainer, mean, raw, folder, command)
-        run.save(boundary_state(trainer, 0.0))
-    except BaseException:
-        folder.close()
-        raise
-    return run
+    state = boundary_state(trainer, 0.0)
+    folder = RunFolder.start(out, record, state, fresh_name=fresh_name, npy={TRAIN: raw})
+    return LearningRun(trainer, mean, raw, folder, command)
 
 
 def _record_config(folder: RunFolder) -> tuple[str, LearningConfig]:
