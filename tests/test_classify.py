@@ -374,6 +374,10 @@ def test_buffer_draws():
         ReplayBuffer(np.zeros((10, 1, 2, 2)), 3, 0.1)
     with pytest.raises(ValueError, match="distinct"):
         buffer.take(np.array([1, 1]), np.zeros(2, bool), np.zeros((2, 1, 2, 2)))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        buffer.draw(rng, labels=np.array([0, 3]))
+    with pytest.raises(TypeError, match="labels must be an integer array"):
+        buffer.draw(rng, labels=np.array([0.0, 1.0]))
 
 
 # --- metrics -------------------------------------------------------------------------------------

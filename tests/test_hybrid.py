@@ -391,6 +391,9 @@ def test_errors_name_the_argument():
         toy.class_log_joint_vjp(w, data.x_labelled, np.zeros((4, 3)))
     with pytest.raises(TypeError, match="y must be an integer array"):
         obj.joint_log_likelihood(w, data.x_labelled, data.y_labelled.astype(float))
+    # -1 would index the last class silently: a label outside [0, K) is refused, not wrapped
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 2\)"):
+        obj.joint_log_likelihood(w, data.x_labelled, np.array([0, 1, -1, 0]))
     with pytest.raises(ValueError, match=r"y must have shape \(4,\)"):
         obj.conditional_log_likelihood(w, data.x_labelled, data.y_labelled[:3])
     with pytest.raises(

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass
 
 from refimpl.backend import namespace_of, resolve_dtype, uniform
+from refimpl.models.discriminative import check_labels
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 __all__ = ["Draw", "ReplayBuffer"]
@@ -136,11 +137,9 @@ class ReplayBuffer:
 
     def _slots_for(self, rng, labels):
         xp = self.xp
-        kind = getattr(getattr(labels, "dtype", None), "kind", None)
-        if kind not in ("i", "u") or labels.ndim != 1:
+        if getattr(labels, "ndim", None) != 1:
             raise TypeError("labels must be a 1-D integer array")
-        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= self.n_classes):
-            raise ValueError(f"labels must lie in [0, {self.n_classes})")
+        check_labels(labels, labels.shape[0], self.n_classes)
         counts = xp.bincount(labels, minlength=self.n_classes)
         if int(counts.max()) > self.per_class:
             raise ValueError(

@@ -85,6 +85,7 @@ import numpy as np
 
 from refimpl.hybrid.toy import SemiSupervised, class_log_joint, class_log_joint_vjp
 from refimpl.models.discriminative import (
+    check_labels,
     discriminative_log_likelihood,
     discriminative_score_gradient,
 )
@@ -132,16 +133,6 @@ def _check_unit(value, name: str) -> float:
     return float(value)
 
 
-def _check_labels(x, y):
-    if getattr(getattr(y, "dtype", None), "kind", None) not in ("i", "u"):
-        raise TypeError(f"y must be an integer array (M,); got {type(y).__name__}")
-    if y.shape != (x.shape[0],):
-        raise ValueError(
-            f"y must have shape ({x.shape[0]},) to match x {shape_str(x.shape)}; "
-            f"got {shape_str(y.shape)}"
-        )
-
-
 def _check_data(w, data):
     if not isinstance(data, SemiSupervised):
         raise TypeError(f"data must be a SemiSupervised training set; got {type(data).__name__}")
@@ -181,7 +172,7 @@ def joint_log_likelihood(w, x, y):
     with respect to ``S`` is the one-hot matrix ``1(k = y_m)``.
     """
     S = class_log_joint(w, x)
-    _check_labels(x, y)
+    check_labels(y, x.shape[0], S.shape[1], "y")
     # BEGIN SOLUTION lesson 14
     m = np.arange(x.shape[0])
     dS = np.zeros_like(S)
@@ -213,7 +204,7 @@ def conditional_log_likelihood(w, x, y):
     ``dS = 1(k = y_m) - p(k | x_m, w)`` (``discriminative_score_gradient``), both of lesson 4.
     """
     S = class_log_joint(w, x)
-    _check_labels(x, y)
+    check_labels(y, x.shape[0], S.shape[1], "y")
     # BEGIN SOLUTION lesson 14
     value = discriminative_log_likelihood(S, y)
     return float(value), class_log_joint_vjp(w, x, discriminative_score_gradient(S, y))

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr
 
+from refimpl.models.discriminative import check_labels
 from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
 
 __all__ = [
@@ -271,22 +272,11 @@ class SemiSupervised:
                 f"{shape_str(xu.shape)}) but x_labelled has {xl.shape[1]} "
                 f"(shape {shape_str(xl.shape)})"
             )
-        if getattr(getattr(y, "dtype", None), "kind", None) not in ("i", "u"):
-            raise TypeError(f"y_labelled must be an integer array (L,); got {type(y).__name__}")
-        if y.shape != (xl.shape[0],):
-            raise ValueError(
-                f"y_labelled must have shape ({xl.shape[0]},) to match x_labelled "
-                f"{shape_str(xl.shape)}; got {shape_str(y.shape)}"
-            )
         if isinstance(self.n_classes, bool) or not isinstance(self.n_classes, int):
             raise TypeError(f"n_classes must be an integer; got {self.n_classes!r}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2; got {self.n_classes}")
-        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
-            raise ValueError(
-                f"y_labelled must lie in [0, {self.n_classes}); got values in "
-                f"[{int(y.min())}, {int(y.max())}]"
-            )
+        check_labels(y, xl.shape[0], self.n_classes, "y_labelled")
 
     @property
     def dim(self) -> int:
