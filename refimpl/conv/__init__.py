@@ -1,4 +1,4 @@
-"""2-D convolution (cross-correlation, Eq. (2.1)) with stride and zero padding, NCHW.
+"""2-D convolution (cross-correlation, Eq. (2.1)) with stride and zero or circular padding, NCHW.
 
 Public, checked entry points; each validates its arguments (shapes, dtypes, finite values)
 and dispatches to one of two implementations with identical results:
@@ -18,9 +18,15 @@ function                        computes                             shapes
 =============================  ===================================  ===========================
 
 :func:`max_pool2d_adjoint_fast` is arg-max retrieval in fewer Python steps, for large images.
+
+Padding is zeros by default; ``padding_mode="circular"`` treats the image as one period of a
+periodic image (:mod:`refimpl.conv.padding`). The kernels know only zero padding: a
+:class:`Kernels` runs a circular convolution as the unpadded convolution of the wrapped input.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from refimpl.backend import namespace_of
 from refimpl.conv import fast, naive
@@ -32,6 +38,7 @@ from refimpl.conv.geometry import (
     conv_geometry,
     conv_output_size,
 )
+from refimpl.conv.padding import PADDING_MODES, wrap_pad, wrap_pad_adjoint
 from refimpl.conv.pool import (
     max_pool2d,
     max_pool2d_adjoint,
@@ -46,10 +53,45 @@ from refimpl.validation import (
     shape_str,
 )
 
-IMPLEMENTATIONS = {"fast": fast, "naive": naive}
+
+@dataclass(frozen=True)
+class Kernels:
+    """The four kernels of one implementation, for a geometry of either padding mode.
+
+    ``module`` (:mod:`~refimpl.conv.fast` or :mod:`~refimpl.conv.naive`) handles zero
+    padding; a circular geometry runs there as ``pad = 0`` on :func:`wrap_pad`'s output, and
+    its adjoint folds the padded gradient back with :func:`wrap_pad_adjoint`. Unchecked, like
+    the modules: the public functions below validate first.
+    """
+
+    module: object
+
+    def forward(self, geom: ConvGeometry, x, weight, bias=None):
+        if geom.padding_mode == "circular":
+            return self.module.forward(geom.on_padded_input(), wrap_pad(x, geom.pad), weight, bias)
+        return self.module.forward(geom, x, weight, bias)
+
+    def adjoint(self, geom: ConvGeometry, y, weight):
+        if geom.padding_mode == "circular":
+            padded = self.module.adjoint(geom.on_padded_input(), y, weight)
+            return wrap_pad_adjoint(padded, geom.pad)
+        return self.module.adjoint(geom, y, weight)
+
+    def weight_grad(self, geom: ConvGeometry, x, y):
+        if geom.padding_mode == "circular":
+            return self.module.weight_grad(geom.on_padded_input(), wrap_pad(x, geom.pad), y)
+        return self.module.weight_grad(geom, x, y)
+
+    def bias_grad(self, y):
+        return self.module.bias_grad(y)
+
+
+IMPLEMENTATIONS = {"fast": Kernels(fast), "naive": Kernels(naive)}
 
 __all__ = [
     "ConvGeometry",
+    "Kernels",
+    "PADDING_MODES",
     "conv2d",
     "conv2d_adjoint",
     "conv2d_weight_grad",
@@ -65,8 +107,8 @@ __all__ = [
 ]
 
 
-def implementation(impl: str):
-    """The kernel module named ``impl``: :mod:`~refimpl.conv.fast` or :mod:`~refimpl.conv.naive`."""
+def implementation(impl: str) -> Kernels:
+    """The :class:`Kernels` of ``impl``: ``"fast"`` (:mod:`~refimpl.conv.fast`) or ``"naive"``."""
     try:
         return IMPLEMENTATIONS[impl]
     except KeyError:
@@ -97,7 +139,15 @@ def _check_output_grad(y, geom: ConvGeometry, y_name: str):
         )
 
 
-def conv2d(x, weight, bias=None, stride: int = 1, pad: int = 0, impl: str = "fast"):
+def conv2d(
+    x,
+    weight,
+    bias=None,
+    stride: int = 1,
+    pad: int = 0,
+    impl: str = "fast",
+    padding_mode: str = "zeros",
+):
     """Filter ``x`` with ``weight``, Eq. (2.1) before the non-linearity.
 
     ``y[n,o,i,j] = sum_{c,dy,dx} weight[o,c,dy,dx] x_pad[n, c, s i + dy, s j + dx] + bias[o]``
@@ -107,8 +157,9 @@ def conv2d(x, weight, bias=None, stride: int = 1, pad: int = 0, impl: str = "fas
         weight: ``(O, C, k, k)`` filters, same dtype.
         bias: ``(O,)`` or None.
         stride: sub-sampling step ``s >= 1``.
-        pad: zero padding ``p >= 0`` on every side.
+        pad: padding ``p >= 0`` on every side.
         impl: ``"fast"`` or ``"naive"``.
+        padding_mode: ``"zeros"`` (default) or ``"circular"`` (wrap around; ``p <= H, W``).
 
     Returns:
         ``(N, O, H_out, W_out)`` with ``H_out = (H + 2p - k) // s + 1``.
@@ -121,11 +172,19 @@ def conv2d(x, weight, bias=None, stride: int = 1, pad: int = 0, impl: str = "fas
         check_bias(bias, weight.shape[0], weight.shape)
         check_finite(bias, "bias")
     _check_same_dtype(x=x, weight=weight, bias=bias)
-    geom = conv_geometry(x.shape, weight.shape, stride, pad)
+    geom = conv_geometry(x.shape, weight.shape, stride, pad, padding_mode=padding_mode)
     return implementation(impl).forward(geom, x, weight, bias)
 
 
-def conv2d_adjoint(y, weight, input_size, stride: int = 1, pad: int = 0, impl: str = "fast"):
+def conv2d_adjoint(
+    y,
+    weight,
+    input_size,
+    stride: int = 1,
+    pad: int = 0,
+    impl: str = "fast",
+    padding_mode: str = "zeros",
+):
     """Transposed convolution: the adjoint of :func:`conv2d` (without bias) in ``x``.
 
     Satisfies ``<conv2d(x, w), y> = <x, conv2d_adjoint(y, w, x.shape[2:])>`` for all ``x, y``;
@@ -147,12 +206,22 @@ def conv2d_adjoint(y, weight, input_size, stride: int = 1, pad: int = 0, impl: s
     _check_same_dtype(y=y, weight=weight)
     height, width = (int(v) for v in input_size)
     x_shape = (y.shape[0], weight.shape[1], height, width)
-    geom = conv_geometry(x_shape, weight.shape, stride, pad, x_name="input_size")
+    geom = conv_geometry(
+        x_shape, weight.shape, stride, pad, x_name="input_size", padding_mode=padding_mode
+    )
     _check_output_grad(y, geom, "y")
     return implementation(impl).adjoint(geom, y, weight)
 
 
-def conv2d_weight_grad(x, y, kernel_size: int, stride: int = 1, pad: int = 0, impl: str = "fast"):
+def conv2d_weight_grad(
+    x,
+    y,
+    kernel_size: int,
+    stride: int = 1,
+    pad: int = 0,
+    impl: str = "fast",
+    padding_mode: str = "zeros",
+):
     """Gradient of ``<conv2d(x, w), y>`` with respect to ``w``, Eq. (7.3).
 
     ``w_grad[o, c, dy, dx] = sum_{n, i, j} y[n, o, i, j] x_pad[n, c, s i + dy, s j + dx]``.
@@ -171,7 +240,7 @@ def conv2d_weight_grad(x, y, kernel_size: int, stride: int = 1, pad: int = 0, im
     _check_same_dtype(x=x, y=y)
     k = check_positive_int(kernel_size, "kernel_size")
     w_shape = (y.shape[1], x.shape[1], k, k)
-    geom = conv_geometry(x.shape, w_shape, stride, pad)
+    geom = conv_geometry(x.shape, w_shape, stride, pad, padding_mode=padding_mode)
     _check_output_grad(y, geom, "y")
     return implementation(impl).weight_grad(geom, x, y)
 

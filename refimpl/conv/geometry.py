@@ -4,7 +4,8 @@ Convention (Xie et al., Eq. (2.1)): filtering is cross-correlation,
 
     y[n, o, i, j] = sum_{c, dy, dx} w[o, c, dy, dx] * x_pad[n, c, s*i + dy, s*j + dx] + b[o],
 
-with ``x_pad`` the input zero-padded by ``pad`` on every side and ``s`` the stride
+with ``x_pad`` the input padded by ``pad`` on every side (with zeros, or by wrapping around
+for ``padding_mode="circular"``, :mod:`refimpl.conv.padding`) and ``s`` the stride
 (sub-sampling). Arrays are NCHW, filters ``(O, C, k, k)``. The output size along an axis is
 
     out = floor((size + 2*pad - k) / s) + 1,
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from refimpl.conv.padding import check_padding_mode
 from refimpl.validation import check_float_array, check_ndim, check_positive_int, shape_str
 
 
@@ -39,6 +41,25 @@ class ConvGeometry:
     kernel: int
     stride: int
     pad: int
+    padding_mode: str = "zeros"
+
+    def on_padded_input(self) -> ConvGeometry:
+        """The same convolution as an unpadded one (``pad = 0``) of the padded input.
+
+        ``(N, C, H + 2p, W + 2p)`` in, the same output shape: how a circular convolution runs
+        on the zero-padding kernels, after :func:`~refimpl.conv.padding.wrap_pad`.
+        """
+        p = self.pad
+        return ConvGeometry(
+            self.batch,
+            self.in_channels,
+            self.height + 2 * p,
+            self.width + 2 * p,
+            self.out_channels,
+            self.kernel,
+            self.stride,
+            0,
+        )
 
     @property
     def out_height(self) -> int:
@@ -110,10 +131,22 @@ def check_kernel_fits(height: int, width: int, kernel: int, pad: int, where: str
         )
 
 
-def conv_geometry(x_shape, weight_shape, stride: int, pad: int, x_name: str = "x") -> ConvGeometry:
+def check_wrap_fits(height: int, width: int, pad: int, where: str):
+    """Circular padding copies each margin from the opposite side: it needs ``pad <= H, W``."""
+    if pad > height or pad > width:
+        raise ValueError(
+            f"{where}: circular padding {pad} is wider than the input {height}x{width}; a "
+            "margin can wrap around at most once"
+        )
+
+
+def conv_geometry(
+    x_shape, weight_shape, stride: int, pad: int, x_name: str = "x", padding_mode: str = "zeros"
+) -> ConvGeometry:
     """Build the :class:`ConvGeometry` of ``x_shape`` filtered by ``weight_shape``, checking it.
 
-    Raises ``ValueError`` on a channel mismatch or a kernel larger than the padded input.
+    Raises ``ValueError`` on a channel mismatch, a kernel larger than the padded input, or a
+    circular padding wider than the input.
     """
     n, c, h, w = x_shape
     out_c, in_c, k, _ = weight_shape
@@ -122,5 +155,8 @@ def conv_geometry(x_shape, weight_shape, stride: int, pad: int, x_name: str = "x
             f"{x_name} has {c} channel(s) (shape {shape_str(x_shape)}) but weight expects "
             f"{in_c} (shape {shape_str(weight_shape)})"
         )
-    check_kernel_fits(h, w, k, pad, where=f"{x_name} of shape {shape_str(x_shape)}")
-    return ConvGeometry(n, c, h, w, out_c, k, stride, pad)
+    where = f"{x_name} of shape {shape_str(x_shape)}"
+    check_kernel_fits(h, w, k, pad, where=where)
+    if check_padding_mode(padding_mode) == "circular":
+        check_wrap_fits(h, w, pad, where=where)
+    return ConvGeometry(n, c, h, w, out_c, k, stride, pad, padding_mode)

@@ -20,7 +20,9 @@ from refimpl.conv.geometry import (
     check_kernel_fits,
     check_stride_pad,
     check_weight,
+    check_wrap_fits,
 )
+from refimpl.conv.padding import check_padding_mode
 from refimpl.validation import check_finite, shape_str
 
 
@@ -28,8 +30,9 @@ class LayerSpec(NamedTuple):
     """Architecture of one layer, for :meth:`refimpl.ConvNet.random`.
 
     ``out_channels`` filters of size ``kernel_size x kernel_size``, sub-sampling ``stride``,
-    zero padding ``pad``, and the non-linearity ``activation`` (``"relu"``, ``"linear"`` or
-    ``"softplus"``; see :mod:`refimpl.activations`).
+    padding ``pad``, the non-linearity ``activation`` (``"relu"``, ``"linear"`` or
+    ``"softplus"``; see :mod:`refimpl.activations`), and ``padding_mode``: ``"zeros"`` or
+    ``"circular"`` (the image as one period of a periodic texture, :mod:`refimpl.conv.padding`).
     """
 
     out_channels: int
@@ -37,6 +40,7 @@ class LayerSpec(NamedTuple):
     stride: int = 1
     pad: int = 0
     activation: str = "relu"
+    padding_mode: str = "zeros"
 
     @property
     def relu(self) -> bool:
@@ -46,8 +50,8 @@ class LayerSpec(NamedTuple):
     def coerce(cls, spec) -> LayerSpec:
         """A LayerSpec from a LayerSpec, a tuple or a dict.
 
-        The tuple is ``(out_channels, kernel_size[, stride[, pad[, activation]]])``; the dict has
-        those keys.
+        The tuple is ``(out_channels, kernel_size[, stride[, pad[, activation[,
+        padding_mode]]]])``; the dict has those keys.
 
         A boolean in the activation's place (or a dict key ``relu``) is read as older
         configuration files wrote it: True is ``"relu"``, False is ``"linear"``.
@@ -66,11 +70,12 @@ class LayerSpec(NamedTuple):
         else:
             raise TypeError(
                 "each layer spec must be a LayerSpec, a tuple (out_channels, kernel_size[, stride"
-                f"[, pad[, activation]]]) or a dict with those keys; got {spec!r}"
+                f"[, pad[, activation[, padding_mode]]]]) or a dict with those keys; got {spec!r}"
             )
         if isinstance(spec.activation, bool):  # older files: relu True/False
             spec = spec._replace(activation="relu" if spec.activation else "linear")
         get_activation(spec.activation)  # a clear error for an unknown name
+        check_padding_mode(spec.padding_mode)
         return spec
 
 
@@ -82,9 +87,10 @@ class ConvLayer:
             become the layer's.
         bias: ``(N_l,)`` float array of the same dtype.
         stride: sub-sampling step (>= 1).
-        pad: zero padding on every side (>= 0).
+        pad: padding on every side (>= 0).
         activation: name of the non-linearity, ``"relu"`` (default), ``"linear"`` or
             ``"softplus"`` (:mod:`refimpl.activations`).
+        padding_mode: ``"zeros"`` (default) or ``"circular"`` (:mod:`refimpl.conv.padding`).
 
     The arrays are held, not copied: learning updates them in place.
     """
@@ -96,6 +102,7 @@ class ConvLayer:
         stride: int = 1,
         pad: int = 0,
         activation: str = "relu",
+        padding_mode: str = "zeros",
     ):
         check_weight(weight, "weight")
         check_bias(bias, weight.shape[0], weight.shape, "bias")
@@ -110,6 +117,7 @@ class ConvLayer:
                 f"activation must be a name ({', '.join(sorted(ACTIVATIONS))}); got {activation!r}"
             )
         self.activation = get_activation(activation)
+        self.padding_mode = check_padding_mode(padding_mode)
         self.weight = weight
         self.bias = bias
 
@@ -149,7 +157,19 @@ class ConvLayer:
                 f"{shape_str(self.weight.shape)}) but receives {c}"
             )
         check_kernel_fits(h, w, self.kernel_size, self.pad, where=where)
-        return ConvGeometry(n, c, h, w, self.out_channels, self.kernel_size, self.stride, self.pad)
+        if self.padding_mode == "circular":
+            check_wrap_fits(h, w, self.pad, where=where)
+        return ConvGeometry(
+            n,
+            c,
+            h,
+            w,
+            self.out_channels,
+            self.kernel_size,
+            self.stride,
+            self.pad,
+            self.padding_mode,
+        )
 
     def spec(self) -> LayerSpec:
         """The architecture of this layer (without its parameters)."""
@@ -159,11 +179,14 @@ class ConvLayer:
             self.stride,
             self.pad,
             self.activation.name,
+            self.padding_mode,
         )
 
     def with_parameters(self, weight, bias) -> ConvLayer:
         """A layer with the same architecture and new parameters."""
-        return ConvLayer(weight, bias, self.stride, self.pad, activation=self.activation.name)
+        return ConvLayer(
+            weight, bias, self.stride, self.pad, self.activation.name, self.padding_mode
+        )
 
     def to(self, backend=None, dtype=None) -> ConvLayer:
         """A copy on ``backend`` (name or namespace; default: the current) and/or in ``dtype``."""
@@ -174,9 +197,10 @@ class ConvLayer:
         )
 
     def __repr__(self) -> str:
+        mode = f"padding_mode={self.padding_mode!r}, " if self.padding_mode != "zeros" else ""
         return (
             f"ConvLayer({self.out_channels}x{self.in_channels}x"
             f"{self.kernel_size}x{self.kernel_size}, "
             f"stride={self.stride}, pad={self.pad}, activation={self.activation.name!r}, "
-            f"dtype={self.dtype})"
+            f"{mode}dtype={self.dtype})"
         )

@@ -132,7 +132,7 @@ class ConvNet:
                 (s.out_channels, channels, s.kernel_size, s.kernel_size), std, rng, xp, dtype
             )
             bias = random_normal((s.out_channels,), bias_std, rng, xp, dtype)
-            layers.append(ConvLayer(weight, bias, s.stride, s.pad, s.activation))
+            layers.append(ConvLayer(weight, bias, s.stride, s.pad, s.activation, s.padding_mode))
             channels = s.out_channels
         return cls(layers, conv_impl=conv_impl)
 

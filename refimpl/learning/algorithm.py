@@ -252,7 +252,7 @@ def new_layer(
     shape = (spec.out_channels, in_channels, spec.kernel_size, spec.kernel_size)
     weight = random_normal(shape, std, rng, xp, dtype)
     bias = xp.zeros((spec.out_channels,), dtype=weight.dtype)
-    return ConvLayer(weight, bias, spec.stride, spec.pad, spec.activation)
+    return ConvLayer(weight, bias, spec.stride, spec.pad, spec.activation, spec.padding_mode)
 
 
 def active_conv_layers(config, stage: int) -> int:

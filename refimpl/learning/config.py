@@ -41,7 +41,8 @@ class LearningConfig:
     """Everything a learning run depends on.
 
     Architecture:
-        spec: the layers, bottom to top, as ``(out_channels, kernel, stride, pad[, relu])``.
+        spec: the layers, bottom to top, as ``(out_channels, kernel, stride, pad[, activation[,
+            padding_mode]])`` (:class:`~refimpl.convnet.LayerSpec`).
         top_filter: add a single linear filter covering the whole top feature map (experiment
             2's fully connected top, Eq. (4.2)); re-created whenever a layer is grown, since
             its input shape changes.
@@ -262,7 +263,9 @@ class LearningConfig:
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["spec"] = [list(s) for s in self.spec]
+        # zero padding is left implicit, so that files written before padding modes existed
+        # read back and compare equal
+        out["spec"] = [list(s) if s.padding_mode != "zeros" else list(s)[:5] for s in self.spec]
         return out
 
     @classmethod

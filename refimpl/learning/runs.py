@@ -263,7 +263,17 @@ def stage_geometries(config: LearningConfig, stage: int, image_shape) -> list:
     ``image_shape (N, C, H, W)`` (with the top filter, if the config has one)."""
     geoms, (n, c, h, w) = [], tuple(int(v) for v in image_shape)
     for spec in config.spec[: algorithm.active_conv_layers(config, stage)]:
-        g = ConvGeometry(n, c, h, w, spec.out_channels, spec.kernel_size, spec.stride, spec.pad)
+        g = ConvGeometry(
+            n,
+            c,
+            h,
+            w,
+            spec.out_channels,
+            spec.kernel_size,
+            spec.stride,
+            spec.pad,
+            spec.padding_mode,
+        )
         geoms.append(g)
         n, c, h, w = g.output_shape
     if config.top_filter:  # experiment 2's fully connected linear top, Eq. (4.2)

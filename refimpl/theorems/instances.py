@@ -100,7 +100,7 @@ def image_convnet(
         if activation != "relu":
             net = ConvNet(
                 [
-                    ConvLayer(l.weight, l.bias, l.stride, l.pad, activation=activation)
+                    ConvLayer(l.weight, l.bias, l.stride, l.pad, activation, l.padding_mode)
                     for l in net.layers
                 ]
             )
