@@ -21,7 +21,8 @@ from refimpl.learning.config import LearningConfig
 
 
 def circular_by_definition(x, weight, stride, pad):
-    """``y[n,o,i,j] = sum_{c,dy,dx} w[o,c,dy,dx] x[n, c, (s i + dy - p) % H, (s j + dx - p) % W]``."""
+    """The definition: ``y[n,o,i,j] = sum_{c,dy,dx} w[o,c,dy,dx] x[n, c, r, q]``,
+    ``r = (s i + dy - p) mod H``, ``q = (s j + dx - p) mod W``."""
     _, _, h, w = x.shape
     k = weight.shape[2]
     out_h, out_w = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
