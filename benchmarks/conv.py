@@ -1,12 +1,19 @@
-"""Benchmark the convolution kernels of :mod:`refimpl.conv` on the paper's three layers.
+"""Benchmark the convolution kernels of :mod:`refimpl.conv` on the paper's and the preset's layers.
 
 What is measured
 ----------------
-For each layer shape (pad 0, the paper's architecture)::
+For each layer shape, the paper's architecture (pad 0)::
 
     L1: x (16, 3, 224, 224),  w (100, 3, 15, 15), stride 3
     L2: x (16, 100, 70, 70),  w (64, 100, 5, 5),  stride 1
     L3: x (16, 64, 66, 66),   w (30, 64, 3, 3),   stride 1
+
+and the CPU ``texture`` preset's, whose small channel counts and images make the memory
+passes around the GEMM weigh more (16 chains of 64 x 64, padded to keep the size)::
+
+    T1: x (16, 1, 64, 64),    w (32, 1, 7, 7),     stride 2, pad 3
+    T2: x (16, 32, 32, 32),   w (32, 32, 5, 5),    stride 1, pad 2
+    T3: x (16, 32, 32, 32),   w (16, 32, 3, 3),    stride 1, pad 1
 
 each operation (``forward`` = Eq. (2.1), ``grad_input`` = the adjoint / transposed
 convolution, ``grad_weight`` = Eq. (7.3)) and each dtype (float64, float32), the script
@@ -85,13 +92,15 @@ from refimpl.conv import conv_geometry, fast, naive
 from refimpl.conv.plan import make_plan
 from refimpl.threads import keep_freed_memory
 
-# name -> (input shape, weight shape, stride); pad is 0 for all of them.
+# name -> (input shape, weight shape, stride, pad): the paper's layers, then the texture preset's
 LAYERS = {
-    "L1": ((16, 3, 224, 224), (100, 3, 15, 15), 3),
-    "L2": ((16, 100, 70, 70), (64, 100, 5, 5), 1),
-    "L3": ((16, 64, 66, 66), (30, 64, 3, 3), 1),
+    "L1": ((16, 3, 224, 224), (100, 3, 15, 15), 3, 0),
+    "L2": ((16, 100, 70, 70), (64, 100, 5, 5), 1, 0),
+    "L3": ((16, 64, 66, 66), (30, 64, 3, 3), 1, 0),
+    "T1": ((16, 1, 64, 64), (32, 1, 7, 7), 2, 3),
+    "T2": ((16, 32, 32, 32), (32, 32, 5, 5), 1, 2),
+    "T3": ((16, 32, 32, 32), (16, 32, 3, 3), 1, 1),
 }
-PAD = 0
 OPS = ("forward", "grad_input", "grad_weight")
 DTYPES = ("float64", "float32")
 KERNEL_NAME = {"forward": "forward", "grad_input": "adjoint", "grad_weight": "weight_grad"}
@@ -150,9 +159,9 @@ class Problem:
 
 def make_problem(layer: str, dtype: str, batch: int) -> Problem:
     """``layer`` with batch ``batch``: random ``x``, ``w`` and output gradient ``y``."""
-    (_, c, h, w), w_shape, stride = LAYERS[layer]
+    (_, c, h, w), w_shape, stride, pad = LAYERS[layer]
     x_shape = (batch, c, h, w)
-    geom = conv_geometry(x_shape, w_shape, stride, PAD)
+    geom = conv_geometry(x_shape, w_shape, stride, pad)
     rng = np.random.default_rng(0)  # drawn in ``dtype`` directly: no temporary copies
     x = rng.standard_normal(x_shape, dtype=dtype)
     w = rng.standard_normal(w_shape, dtype=dtype)

@@ -85,9 +85,10 @@ import numpy as np
 from common import machine  # benchmarks/common.py: the header every benchmark reports
 
 from refimpl import plotting, texture_stats
+from refimpl.conv import PADDING_MODES
 from refimpl.data import TEXTURES, load_texture
 from refimpl.learning import runs
-from refimpl.learning.presets import PRESETS, preset_config
+from refimpl.learning.presets import PRESETS, preset_config, with_padding
 from refimpl.learning.trainer import DivergenceError
 from refimpl.threads import keep_freed_memory
 
@@ -144,6 +145,13 @@ def parse_args(argv=None):
         "(default: benchmarks/results)",
     )
     parser.add_argument(
+        "--padding",
+        choices=PADDING_MODES,
+        default=None,
+        help="how every layer pads its input (default: the preset's, zeros); circular writes "
+        "quality-circular.* and its runs under quality-circular/",
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         help="learn again even where a finished run folder exists (deletes it)",
@@ -167,7 +175,8 @@ def parse_args(argv=None):
 
 
 def stem(args) -> str:
-    return "quality-quick" if args.quick else "quality"
+    circular = "-circular" if args.padding == "circular" else ""
+    return "quality" + circular + ("-quick" if args.quick else "")
 
 
 # --- learning -------------------------------------------------------------------------------
@@ -184,6 +193,8 @@ def comparable(config: dict) -> dict:
 def learn(texture: str, args) -> dict:
     """Learn (or reuse, or resume) the run for ``texture``; returns its arrays and summary."""
     overrides = dict(image=texture, iterations_per_layer=args.iterations, seed=args.seed)
+    if args.padding is not None:
+        overrides["spec"] = with_padding(PRESETS[PRESET]["config"]["spec"], args.padding)
     if args.quick:
         overrides["chains"] = QUICK_CHAINS
     config = preset_config(PRESET, **overrides)
@@ -321,6 +332,7 @@ def environment(args) -> dict:
         **machine(),
         "quick": args.quick,
         "preset": PRESET,
+        "padding": args.padding or "zeros (the preset's)",
         "textures": args.textures,
         "noise_draws": NOISE_DRAWS,
     }
@@ -343,7 +355,7 @@ def markdown(env: dict, results: dict, total: float) -> str:
         f"scipy {env['scipy']}, "
         f"{env['cpu_count']} CPUs, load average (1 min) at start: {env['load_average_at_start']}, "
         f"thread settings {env['thread_settings']}",
-        f"- preset `{env['preset']}`; total wall time {total:.0f} s",
+        f"- preset `{env['preset']}`, padding {env['padding']}; total wall time {total:.0f} s",
         "",
     ]
     lines += [

@@ -291,6 +291,7 @@ def test_the_command_and_the_method_agree(command, preset, right, tmp_path, caps
         (["--preset", "object", "--image", "brick"], "--image does not apply to preset 'object'"),
         (["--digit", "3"], "--digit does not apply to preset 'texture'"),
         (["--preset", "object", "--factor", "2"], "--factor does not apply"),
+        (["--preset", "object", "--padding", "circular"], "--padding does not apply"),
         (["--preset", "object", "--digit", "42"], "digit must be a digit class 0-9; got 42"),
         (["--preset", "object", "--size", "2"], "size 2 is smaller than the first layer's 3x3"),
         (["--size", "1"], "size 1 is smaller than the first layer's 7x7"),
@@ -440,6 +441,20 @@ def test_resume_refuses_conflicting_options(finished, args, message, capsys):
 def test_resume_accepts_options_that_agree(finished):
     args = ["--seed", "1", "--preset", "object", "--size", "8", "--iterations", "1"]
     assert main(["synthesize", "--resume", str(finished), *args, "--no-progress"]) == 0
+
+
+def test_circular_padding_is_recorded_and_kept_on_resume(tmp_path, capsys):
+    """--padding circular reaches every layer of the recorded spec (and so the network a
+    resumed run rebuilds); resuming with the other mode is refused."""
+    out = tmp_path / "circ"
+    base = ["synthesize", "--size", "16", "--no-progress"]
+    assert main([*base, "--iterations", "1", "--padding", "circular", "--out", str(out)]) == 0
+    spec = json.loads((out / "config.json").read_text())["config"]["spec"]
+    assert [layer[5] for layer in spec] == ["circular"] * 3
+    resume = ["synthesize", "--resume", str(out), "--no-progress"]
+    assert main([*resume, "--padding", "zeros"]) == 2
+    assert "--padding zeros conflicts with the run" in capsys.readouterr().err
+    assert main([*resume, "--padding", "circular"]) == 0  # agrees: accepted
 
 
 def test_resume_with_the_wrong_command(finished, capsys):

@@ -15,9 +15,10 @@ import sys
 
 from refimpl.backend import ENV_BACKEND, available_backends, backend_name, get_namespace
 from refimpl.cli.options import folder, non_negative_int, positive_int, run_to_end
+from refimpl.conv import PADDING_MODES
 from refimpl.data import TEXTURES, default_factor, load_image, resolve_image
 from refimpl.learning import runs
-from refimpl.learning.presets import PRESETS, preset_config
+from refimpl.learning.presets import PRESETS, preset_config, with_padding
 
 # the texture preset's image spans 4 crops: 512 x 512 block-averaged by 2, crops of 64
 LEARNING_SPAN = 4
@@ -47,6 +48,7 @@ RECONSTRUCT = (
 DATASET_OPTIONS = {
     "image": ("texture", "texture-crops"),
     "factor": ("texture", "texture-crops"),
+    "padding": ("texture", "texture-crops"),
     "digit": ("digits",),
 }
 # option -> config field, for the options a resumed run is checked against
@@ -106,6 +108,13 @@ def _add_learning(commands, name: str, default_preset: str, help_text: str, desc
         "that keeps its shorter side at least four times --size (1 for a small image)",
     )
     p.add_argument(
+        "--padding",
+        choices=PADDING_MODES,
+        help="how every layer pads its input (texture presets; default: the preset's, zeros): "
+        "circular treats the image as one period of a periodic texture, so the samples have "
+        "no border frame (README: Quality, measured, says what it costs)",
+    )
+    p.add_argument(
         "--iterations",
         type=positive_int,
         help="learning iterations per layer (T; default: the preset's). With --resume: "
@@ -150,6 +159,8 @@ def config_from_args(args):
         seed=args.seed,
         backend=args.backend,
     )
+    if args.padding is not None:
+        overrides["spec"] = with_padding(PRESETS[args.preset]["config"]["spec"], args.padding)
     if args.factor is None and args.image is not None and args.image not in TEXTURES:
         size = args.size or PRESETS[args.preset]["config"]["size"]
         image = load_image(resolve_image(args.image))
@@ -196,6 +207,13 @@ def check_resume_options(args, run):
             f"--{option} {given} conflicts with the run in {run.out} ({field} = "
             f"{config[field]!r}); a resumed run continues with the settings it was started "
             "with: resume without it, or start a new run"
+        )
+    modes = {s.padding_mode for s in run.config.spec}
+    if args.padding is not None and modes != {args.padding}:
+        raise ValueError(
+            f"--padding {args.padding} conflicts with the run in {run.out} (its layers pad "
+            f"with {', '.join(sorted(modes))}); a resumed run continues with the settings it "
+            "was started with: resume without it, or start a new run"
         )
     if args.iterations is not None:
         runs.extend(run, args.iterations)

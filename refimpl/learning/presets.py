@@ -16,6 +16,7 @@ filters, fade to grey.
 
 from __future__ import annotations
 
+from refimpl.convnet import LayerSpec
 from refimpl.learning.config import LearningConfig
 
 PRESETS = {
@@ -150,6 +151,11 @@ PRESETS = {
         ),
     ),
 }
+
+
+def with_padding(spec, padding_mode: str) -> list:
+    """``spec`` with every layer padded by ``padding_mode`` (``"zeros"`` or ``"circular"``)."""
+    return [LayerSpec.coerce(s)._replace(padding_mode=padding_mode) for s in spec]
 
 
 def preset_config(name: str, **overrides) -> LearningConfig:
