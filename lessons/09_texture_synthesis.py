@@ -290,7 +290,9 @@ save(fig, __file__, "learning_curves")
 #   scale of their input, so the first updates refine it instead of overwriting it; at
 #   $w = 0$, Algorithm 1's literal start, every ReLU sits on its kink and nothing learns.
 # * Zero padding gives border pixels as many filter windows as central ones, so they do not
-#   fade to grey in the samples.
+#   fade to grey in the samples. Those windows still see zeros beyond the border, so a
+#   faint lower-contrast frame remains; circular padding (`padding_mode="circular"`, the
+#   image as one period of a periodic texture) has no border at all.
 # * This lesson's 40 x 40 run is a sketch; `python -m refimpl synthesize` runs the full CPU
 #   preset, `--preset texture-paper` the paper's sizes.
 #
@@ -301,10 +303,15 @@ save(fig, __file__, "learning_curves")
 # 2. Remove the padding (`spec=[(32, 7, 2, 0), (32, 5, 1, 0), (16, 3, 1, 0)]`) and compare
 #    the border of the samples. Compute the full network's window counts per pixel (hint:
 #    `trainer.net.grad_input` of a network with all-ones weights and linear layers).
-# 3. Set `refine_lower=False` (only the newest layer learns; section 8 says both strategies
+# 3. Pad circularly: `spec=[(32, 7, 2, 3, "relu", "circular"), (32, 5, 1, 2, "relu",
+#    "circular"), (16, 3, 1, 1, "relu", "circular")]`. Is the frame gone? Check that
+#    `trainer.net.score` gives the same value (to rounding) for a sample and one rolled by 2
+#    pixels (`np.roll(x, 2, axis=-1)`), and not by 1: why? The README's quality section
+#    measures what circular padding costs on gravel.
+# 4. Set `refine_lower=False` (only the newest layer learns; section 8 says both strategies
 #    work). How do the mismatch curves of the lower layers change?
-# 4. Why does the first layer not need the He scale? (Hint: what are its input and its
+# 5. Why does the first layer not need the He scale? (Hint: what are its input and its
 #    learning rate, and what happens at its first updates?)
-# 5. **Assignment:** `python -m lessons.assign 9 --out assignment9`: write
+# 6. **Assignment:** `python -m lessons.assign 9 --out assignment9`: write
 #    `refimpl.learning.algorithm.grow` from its docstring and this lesson,
 #    then run `python grade.py` in that folder.

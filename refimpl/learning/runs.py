@@ -69,8 +69,9 @@ SUMMARY = "summary.json"
 METHODS = {"synthesize": "ml", "reconstruct": "cd"}
 METHOD_NAMES = {"ml": "maximum likelihood (Algorithm 1)", "cd": "contrastive divergence"}
 # What the NumPy engine sustains in the learning loop on the 2-core development machine in
-# float64, the paper presets' dtype: 47 GFLOP/s at the texture preset's last stage
-# (benchmarks/learning.py); 40e9 leaves room for the smaller early stages.
+# float64, the paper presets' dtype: 59 GFLOP/s at the texture preset's last stage
+# (benchmarks/learning.py); 40e9 leaves room for the smaller early stages and other layer
+# shapes.
 CPU_FLOPS = 40e9
 
 
