@@ -13,7 +13,7 @@ at a time; 16 chains) into a run folder ``<out>/quality/<texture>/`` with
 What is measured
 ----------------
 :func:`refimpl.texture_stats.texture_report` scores image sets against the training crop with
-three model-independent distances (lower = closer to the training texture):
+six model-independent distances (lower = closer to the training texture):
 
 * **marginal W1**: 1-Wasserstein distance between the pixel histograms, intensity units
   (0..255);
@@ -25,7 +25,10 @@ three model-independent distances (lower = closer to the training texture):
 * **kurtosis**: mean absolute log ratio of the kurtosis of 12 oriented band-pass (Gabor)
   responses: 3 for any Gaussian field, larger for edges and blobs;
 * **energy correlations**: mean absolute difference of the correlations of band energies
-  across neighbouring orientations and scales (after Portilla & Simoncelli).
+  across neighbouring orientations and scales (after Portilla & Simoncelli);
+* **relative phase**: mean modulus of the difference of the cross-scale phase coherences
+  (each band against the band an octave coarser with its phase doubled, after Portilla &
+  Simoncelli): ~0 for any Gaussian field, near 1 where edges align the phases of all scales.
 
 A placement table says, per texture and statistic, where the samples sit between the phase
 surrogates (0) and another real patch (1, the disjoint crop pairs).
@@ -378,17 +381,19 @@ def markdown(env: dict, results: dict, total: float) -> str:
         "bands x 4 orientations, decades; filter responses: W1 of 27 Gabor/LoG response histograms "
         "in units of the training crop's response std; kurtosis: mean |log ratio| of the kurtosis "
         "of 12 oriented band-pass responses; energy corr.: mean |difference| of the correlations "
-        "of band energies across orientation and scale. See `benchmarks/quality.py` for the rows.",
+        "of band energies across orientation and scale; relative phase: mean |difference| of the "
+        "complex cross-scale phase coherences (0 for any Gaussian field). See "
+        "`benchmarks/quality.py` for the rows.",
         "",
     ]
     lines += [
         "| texture | comparison | n | marginal W1 | spectrum | filter responses | kurtosis "
-        "| energy corr. |",
-        "|---|---|---|---|---|---|---|---|",
+        "| energy corr. | relative phase |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for texture, result in results.items():
         if "error" in result:
-            lines.append(f"| {texture} | FAILED: {result['error']} | | | | |")
+            lines.append(f"| {texture} | FAILED: {result['error']} | | | | | | | |")
             continue
         for name, row in result["rows"].items():
             label = ROW_LABELS.get(name, name)
@@ -398,7 +403,8 @@ def markdown(env: dict, results: dict, total: float) -> str:
             lines.append(
                 f"| {texture} | {label} | {row['n']} | {cell(row, 'marginal', 2)} | "
                 f"{cell(row, 'spectrum', 3)} | {cell(row, 'filters', 3)} | "
-                f"{cell(row, 'kurtosis', 3)} | {cell(row, 'energy', 3)} |"
+                f"{cell(row, 'kurtosis', 3)} | {cell(row, 'energy', 3)} | "
+                f"{cell(row, 'phase', 3)} |"
             )
     lines += ["", *placement_lines(results)]
     lines += ["", *border_free_lines(results)]
@@ -438,7 +444,7 @@ def markdown(env: dict, results: dict, total: float) -> str:
     return "\n".join(lines)
 
 
-PLACED = ("spectrum", "filters", "kurtosis", "energy")
+PLACED = ("spectrum", "filters", "kurtosis", "energy", "phase")
 
 
 def placement(rows: dict, metric: str) -> dict | None:

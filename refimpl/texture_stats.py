@@ -11,9 +11,10 @@ families of statistics that a texture model should reproduce:
 * :func:`filter_response_distance`: histograms of responses to a fixed bank of Gabor and
   Laplacian-of-Gaussian filters (the FRAME statistics, Zhu, Wu & Mumford 1998, that the
   generative ConvNet descends from, with learned filters in place of fixed ones);
-* :func:`kurtosis_distance` and :func:`energy_correlation_distance`: higher-order
-  statistics (the kurtosis of oriented band-pass responses, and the correlations of band
-  energies across orientation and scale, after Portilla & Simoncelli 2000) that a field
+* :func:`kurtosis_distance`, :func:`energy_correlation_distance` and
+  :func:`relative_phase_distance`: higher-order statistics (the kurtosis of oriented
+  band-pass responses, the correlations of band energies across orientation and scale, and
+  the coherence of phases across scales, after Portilla & Simoncelli 2000) that a field
   with the right power spectrum and random phases (:func:`phase_randomised`) does not
   have: the baseline that tells "captures the spectrum" from "captures the texture".
 
@@ -397,28 +398,64 @@ def _complex_bank() -> list:
 _COMPLEX_BANK = _complex_bank()
 
 
-def band_energies(channel) -> np.ndarray:
-    """Local energies ``|I * g_{s,o}|^2`` of the complex Gabor bands.
+def complex_bands(channel) -> np.ndarray:
+    """Complex Gabor responses ``z = I * (g_cos + i g_sin)`` of every band on one grid.
 
-    Returns ``(scales, orientations, h, w)``.
+    Returns ``(scales, orientations, h, w)`` complex.
 
     All bands on one common grid: the positions where the largest kernel lies inside the
-    image (the finer bands are cropped to the same centred window), so that energies of
+    image (the finer bands are cropped to the same centred window), so that responses of
     different bands at one index belong to the same image position.
     """
     x = np.asarray(channel, dtype=np.float64)
     largest = max(k.shape[0] for _, k in _COMPLEX_BANK)
     if min(x.shape) < largest:
         raise ValueError(
-            f"band energies need images of at least {largest}x{largest}; got {x.shape}"
+            f"band statistics need images of at least {largest}x{largest}; got {x.shape}"
         )
     h, w = x.shape[0] - largest + 1, x.shape[1] - largest + 1
-    out = np.empty((len(GABOR_SIGMAS), ORIENTATIONS, h, w))
+    out = np.empty((len(GABOR_SIGMAS), ORIENTATIONS, h, w), dtype=np.complex128)
     for i, (_, kernel) in enumerate(_COMPLEX_BANK):
         full = fftconvolve(x, kernel, mode="valid")
         top, left = (full.shape[0] - h) // 2, (full.shape[1] - w) // 2
-        out[i // ORIENTATIONS, i % ORIENTATIONS] = np.abs(full[top : top + h, left : left + w]) ** 2
+        out[i // ORIENTATIONS, i % ORIENTATIONS] = full[top : top + h, left : left + w]
     return out
+
+
+def band_energies(channel) -> np.ndarray:
+    """Local energies ``|I * g_{s,o}|^2`` of the complex Gabor bands (:func:`complex_bands`).
+
+    Returns ``(scales, orientations, h, w)``.
+    """
+    return np.abs(complex_bands(channel)) ** 2
+
+
+def relative_phases(channel) -> np.ndarray:
+    """Cross-scale phase coherence of each orientation: ``(scales - 1) * orientations`` complex.
+
+    For a band ``z_f`` and the band an octave coarser at the same orientation, ``z_c``, whose
+    phase advances half as fast, the coarse response with its phase doubled,
+    ``d = z_c^2 / |z_c|``, oscillates like ``z_f``, and
+
+        rho = E[z_f conj(d)] / sqrt(E|z_f|^2 E|d|^2)
+
+    (Portilla & Simoncelli 2000, their relative-phase statistics) is near 1 in modulus where
+    edges and lines align the phases of all scales, and 0 for a Gaussian field whatever its
+    spectrum: flipping the sign of the image flips ``z_f`` and not ``d``, so ``rho(-I) =
+    -rho(I)``, and a Gaussian field is as likely as its negative. A phase-randomised
+    surrogate therefore has ``rho ~ 0`` (up to sampling error) while a texture of edges
+    does not.
+    """
+    z = complex_bands(channel)
+    out = np.empty((len(GABOR_SIGMAS) - 1, ORIENTATIONS), dtype=np.complex128)
+    for s in range(len(GABOR_SIGMAS) - 1):
+        for o in range(ORIENTATIONS):
+            fine, coarse = z[s, o], z[s + 1, o]
+            modulus = np.abs(coarse)
+            doubled = np.where(modulus > EPS, coarse * coarse / np.maximum(modulus, EPS), 0)
+            norm = np.sqrt(np.mean(np.abs(fine) ** 2) * np.mean(np.abs(doubled) ** 2))
+            out[s, o] = np.mean(fine * np.conj(doubled)) / norm if norm > EPS else 0.0
+    return out.ravel()
 
 
 def response_kurtosis(channel) -> np.ndarray:
@@ -487,6 +524,17 @@ def kurtosis_distance(a, b) -> float:
     )
 
 
+def relative_phase_distance(a, b) -> float:
+    """Mean over band pairs of ``|rho_a - rho_b|`` (:func:`relative_phases`, complex modulus);
+    averaged over channels. ``|rho| <= 1``; a Gaussian field has ``rho ~ 0``."""
+    a, b = _pair(a, b)
+    return float(
+        np.mean(
+            [np.mean(np.abs(relative_phases(ca) - relative_phases(cb))) for ca, cb in zip(a, b)]
+        )
+    )
+
+
 def energy_correlation_distance(a, b) -> float:
     """Mean over :data:`ENERGY_PAIRS` of ``|c_a - c_b|`` (:func:`energy_correlations`); averaged
     over channels. Correlations are in [-1, 1]; 0.1 is a tenth of their range."""
@@ -503,11 +551,12 @@ def energy_correlation_distance(a, b) -> float:
 
 # --- the report ---------------------------------------------------------------------------------
 
-METRICS = ("marginal", "spectrum", "filters", "kurtosis", "energy")
+METRICS = ("marginal", "spectrum", "filters", "kurtosis", "energy", "phase")
 """Keys of the distances in :func:`texture_report`: marginal W1 (intensity units), oriented
 log-spectrum distance (decades), filter-response distance (training response stds), and the
-two higher-order distances that phase-randomised surrogates fail: band kurtosis (log ratio)
-and band-energy correlations (correlation units)."""
+three higher-order distances that phase-randomised surrogates fail: band kurtosis (log
+ratio), band-energy correlations (correlation units) and cross-scale relative phase
+(modulus of a complex correlation)."""
 
 
 class _Reference:
@@ -520,6 +569,7 @@ class _Reference:
         self.scales = [[resp.std() for resp in channel] for channel in self.responses]
         self.kurtosis = [np.log(response_kurtosis(c)) for c in self.image]
         self.energy = [energy_correlations(c) for c in self.image]
+        self.phase = [relative_phases(c) for c in self.image]
 
     def distances(self, image) -> dict:
         x, _ = _pair(image, self.image)
@@ -533,12 +583,14 @@ class _Reference:
             np.mean(np.abs(np.log(response_kurtosis(c)) - k)) for c, k in zip(x, self.kurtosis)
         ]
         energy = [np.mean(np.abs(energy_correlations(c) - e)) for c, e in zip(x, self.energy)]
+        phase = [np.mean(np.abs(relative_phases(c) - r)) for c, r in zip(x, self.phase)]
         return dict(
             marginal=float(np.mean(marginal)),
             spectrum=float(np.mean(spectrum)),
             filters=float(np.mean(filters)),
             kurtosis=float(np.mean(kurtosis)),
             energy=float(np.mean(energy)),
+            phase=float(np.mean(phase)),
         )
 
 

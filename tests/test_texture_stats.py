@@ -8,7 +8,8 @@ way) differ only by the rounding of their sums: EXACT, relative (or absolute for
 
 import numpy as np
 import pytest
-from checks import EXACT
+from checks import EXACT, assert_close
+from scipy.signal import fftconvolve
 
 from refimpl import texture_stats as ev
 from refimpl.data import load_texture
@@ -266,9 +267,59 @@ def test_brick_is_told_from_its_phase_randomised_surrogates(brick128):
     assert spec_sur < ev.spectrum_distance(other, train)
 
 
-@pytest.mark.parametrize("name", ["kurtosis_distance", "energy_correlation_distance"])
+@pytest.mark.parametrize(
+    "name", ["kurtosis_distance", "energy_correlation_distance", "relative_phase_distance"]
+)
 def test_higher_order_distances_are_zero_on_identical_images_and_symmetric(brick128, name):
     a, b = brick128[:, :64, :64], brick128[:, 64:128, 64:128]
     distance = getattr(ev, name)
     assert distance(a, a) == 0.0
     assert distance(a, b) == distance(b, a) > 0
+
+
+def _parts(rho):
+    return np.stack([rho.real, rho.imag])
+
+
+def test_relative_phase_is_odd_in_the_image_and_blind_to_contrast(brick128):
+    """rho(-I) = -rho(I): the fine band flips sign and the doubled coarse band does not; and
+    rho(a I + b) = rho(I) for a > 0 (zero-mean kernels, normalised correlation). Both are
+    the same sums computed again: EXACT."""
+    x = brick128[0, :64, :64]
+    rho = ev.relative_phases(x)
+    assert np.abs(rho).max() > 0.5  # the bright mortar lines align the phases of all scales
+    assert_close(_parts(ev.relative_phases(-x)), _parts(-rho))
+    assert_close(_parts(ev.relative_phases(3 * x + 40)), _parts(rho))
+
+
+def test_relative_phase_of_a_bright_line_is_real_and_positive_and_a_dark_one_negative():
+    """A line across a band's direction: the fine response and the doubled coarse one turn
+    together (both phases advance by 2 pi u / (3 sigma_fine) with the distance u from the line),
+    so rho is real and positive, and a dark line (the negative image) gives -rho."""
+    image = np.zeros((64, 64))
+    image[:, 32] = 255.0  # a vertical line: the 0-degree bands vary along x, across it
+    rho = ev.relative_phases(image).reshape(len(ev.GABOR_SIGMAS) - 1, ev.ORIENTATIONS)[:, 0]
+    assert np.all(rho.real > 0.5) and np.all(np.abs(rho.imag) < 0.05 * rho.real)
+    dark = ev.relative_phases(-image).reshape(len(ev.GABOR_SIGMAS) - 1, ev.ORIENTATIONS)[:, 0]
+    assert np.all(dark.real < -0.5)
+
+
+def test_relative_phase_of_gaussian_fields_is_zero():
+    """A Gaussian field is as likely as its negative, so E[rho] = 0 whatever its spectrum:
+    white noise and a smoothed (correlated) field, 24 draws each, within N_SE standard errors
+    estimated from the same draws."""
+    white = _draws(lambda r, s: r.standard_normal(s), seed=2)
+    kernel = np.outer(*2 * [np.exp(-0.5 * (np.arange(-6, 7) / 2.0) ** 2)])
+    smooth = [
+        fftconvolve(x, kernel, mode="same")
+        for x in _draws(lambda r, s: r.standard_normal(s), seed=3)
+    ]
+    for draws in (white, smooth):
+        values = np.array([_parts(ev.relative_phases(x)) for x in draws])
+        mean, se = values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(len(values))
+        assert np.all(np.abs(mean) <= N_SE * se)
+    # negative control: bright lines on noise (not sign-symmetric) are rejected as Gaussian
+    lines = [x + 6.0 * (np.arange(96) % 12 == 0)[None, :] for x in white]
+    values = np.array([_parts(ev.relative_phases(x)) for x in lines])
+    mean, se = values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(len(values))
+    assert np.any(np.abs(mean) > N_SE * se)
