@@ -310,6 +310,19 @@ def test_conv_and_pool_functions_on_strict_equal_numpy():
         conv.conv2d_weight_grad(x, g, 3, 2, 1),
     )
     assert_close(host(conv.conv2d_bias_grad(device(g))), conv.conv2d_bias_grad(g))
+    circular = dict(stride=2, pad=1, padding_mode="circular")  # wrap padding and its fold
+    assert_close(
+        host(conv.conv2d(device(x), device(w), device(b), **circular)),
+        conv.conv2d(x, w, b, **circular),
+    )
+    assert_close(
+        host(conv.conv2d_adjoint(device(g), device(w), (9, 8), **circular)),
+        conv.conv2d_adjoint(g, w, (9, 8), **circular),
+    )
+    assert_close(
+        host(conv.conv2d_weight_grad(device(x), device(g), 3, **circular)),
+        conv.conv2d_weight_grad(x, g, 3, **circular),
+    )
     pooled, winners = conv.max_pool2d(x, 2)
     d_pooled, d_winners = conv.max_pool2d(device(x), 2)
     assert np.array_equal(host(d_pooled), pooled) and np.array_equal(host(d_winners), winners)
