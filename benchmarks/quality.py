@@ -247,6 +247,9 @@ def learn(texture: str, args) -> dict:
         summary=json.loads((folder / "summary.json").read_text()),
         train=np.load(folder / "train.npy")[0],
         samples=np.load(folder / "samples.npy"),
+        # the persistent chains learning kept, before any torus steps (border contrast and
+        # statistics do not depend on the intensity offset these lack)
+        chains=np.load(folder / runs.CHECKPOINT)["chains"],
     )
 
 
@@ -321,6 +324,12 @@ def score(run: dict) -> dict:
     return dict(
         rows=rows,
         border_free_kurtosis=border_free_kurtosis(train, samples, surrogates, crops),
+        border_contrast={
+            "samples": float(np.mean([texture_stats.border_contrast(x) for x in samples])),
+            "chains": float(np.mean([texture_stats.border_contrast(x) for x in run["chains"]])),
+            "training crop": texture_stats.border_contrast(train),
+            "crops": float(np.mean([texture_stats.border_contrast(x) for x in crops])),
+        },
         crops=crops,
         noise=noise,
         surrogates=surrogates,
@@ -515,6 +524,24 @@ def border_free_lines(results: dict) -> list:
         lines.append(
             f"| {texture} | {k['samples']:.3f} | {k['phase surrogates']:.3f} | {k['crops']:.3f} |"
         )
+    lines += [
+        "",
+        "Border contrast: the standard deviation of each image's 4-pixel frame over that of its "
+        "inside (`texture_stats.border_contrast`), mean over the images: about 1 for a "
+        "stationary texture, below 1 for a flat, lower-contrast frame. 'chains': the persistent "
+        "chains learning kept, before the preset's torus steps (`torus_steps`).",
+        "",
+        "| texture | samples | chains | training crop | other crops |",
+        "|---|---|---|---|---|",
+    ]
+    for texture, result in results.items():
+        if "error" in result:
+            continue
+        c = result["border_contrast"]
+        lines.append(
+            f"| {texture} | {c['samples']:.2f} | {c['chains']:.2f} | {c['training crop']:.2f} "
+            f"| {c['crops']:.2f} |"
+        )
     return lines
 
 
@@ -567,7 +594,7 @@ def figure(results: dict, quick: bool, path: Path):
 
 
 def jsonable(result: dict) -> dict:
-    skip = ("config", "train", "samples", "crops", "noise", "surrogates")
+    skip = ("config", "train", "samples", "chains", "crops", "noise", "surrogates")
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.items() if k not in skip}
     if "config" in result:
         out["config"] = result["config"].to_dict()

@@ -549,6 +549,22 @@ def energy_correlation_distance(a, b) -> float:
     )
 
 
+def border_contrast(image, width: int = 4) -> float:
+    """``std(ring) / std(inside)``: the contrast of the ``width``-pixel frame against the rest.
+
+    About 1 for a stationary texture (every position alike); below 1 where the border is
+    flatter than the inside, as in samples of a zero-padded model. Averaged over channels.
+    """
+    x = as_channels(image)
+    h, w = x.shape[1:]
+    if min(h, w) <= 2 * width + 1:
+        raise ValueError(f"border_contrast needs images larger than {2 * width + 1} pixels a side")
+    ring = np.ones((h, w), dtype=bool)
+    ring[width : h - width, width : w - width] = False
+    ratios = [c[ring].std() / c[~ring].std() if c[~ring].std() > EPS else 1.0 for c in x]
+    return float(np.mean(ratios))
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 METRICS = ("marginal", "spectrum", "filters", "kurtosis", "energy", "phase")

@@ -12,17 +12,20 @@ import json
 
 import numpy as np
 import pytest
+from checks import assert_close
 
 from refimpl.learning import (
     DivergenceError,
     LearningConfig,
     Trainer,
+    algorithm,
     load_checkpoint,
     optimizers,
     runs,
     save_checkpoint,
 )
 from refimpl.learning.presets import PRESETS, preset_config
+from refimpl.numerics import relative_error
 
 
 def tiny_texture(**overrides):
@@ -187,6 +190,34 @@ def test_resume_through_the_run_folder(tmp_path):
     samples = np.load(out / "samples.npy")
     assert samples.shape == (config.chains, 1, 16, 16)
     assert np.load(out / "train.npy").shape == (1, 1, 16, 16)
+
+
+def test_on_torus_shares_the_parameters_and_has_no_border():
+    """on_torus: the very parameter arrays, circular padding everywhere, so f is unchanged by
+    a cyclic shift of the image by the total stride; the zero-padded net is not."""
+    net = tiny_trainer(spec=[(4, 3, 2, 1), (4, 3, 1, 1)], init_std=["he", "he"]).net
+    torus = algorithm.on_torus(net)
+    assert all(t.weight is l.weight and t.bias is l.bias for t, l in zip(torus.layers, net.layers))
+    assert all(layer.padding_mode == "circular" for layer in torus.layers)
+    I = np.random.default_rng(0).standard_normal((3, 1, 16, 16)) * 50
+    shifted = np.roll(I, (2, 4), axis=(2, 3))
+    assert_close(torus.score(shifted), torus.score(I))
+    assert relative_error(net.score(shifted), net.score(I)) > 1e-6  # negative control
+
+
+def test_the_written_samples_are_the_chains_continued_on_the_torus(tmp_path):
+    """torus_steps = 0 writes the chains; torus_steps = 6 writes them after 6 Langevin steps
+    of the torus model: other samples from the same learning (the chains it keeps agree)."""
+    chains, written = {}, {}
+    for steps in (0, 6):
+        config = tiny_texture(iterations_per_layer=3, torus_steps=steps)
+        with runs.start_run(config, tmp_path / f"run{steps}") as run:
+            runs.execute(run, progress=False)
+            chains[steps] = runs.to_raw(config, run.trainer.chains, run.mean)
+        written[steps] = np.load(tmp_path / f"run{steps}" / "samples.npy")
+    assert np.array_equal(chains[0], chains[6])
+    assert np.array_equal(written[0], chains[0])
+    assert relative_error(written[6], chains[6]) > 1e-3
 
 
 def test_negative_control_same_run_sees_one_more_iteration():
@@ -440,6 +471,7 @@ def test_config_validation():
         (dict(clip=0), ValueError, "clip must be None or a positive gradient norm"),
         (dict(clip=-1.0), ValueError, "a negative bound would reverse the gradient"),
         (dict(seed=-1), ValueError, "seed must be >= 0"),
+        (dict(torus_steps=-1), ValueError, "torus_steps must be >= 0"),
         (dict(dataset="digits", digit=42), ValueError, "digit must be a digit class 0-9"),
         (dict(dataset="digits"), ValueError, "needs a digit class"),
         (dict(size=2), ValueError, "size 2 is smaller than the first layer's 3x3"),

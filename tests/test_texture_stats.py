@@ -323,3 +323,18 @@ def test_relative_phase_of_gaussian_fields_is_zero():
     values = np.array([_parts(ev.relative_phases(x)) for x in lines])
     mean, se = values.mean(axis=0), values.std(axis=0, ddof=1) / np.sqrt(len(values))
     assert np.any(np.abs(mean) > N_SE * se)
+
+
+def test_border_contrast_of_noise_and_of_a_damped_frame():
+    """White noise is stationary: the 4-pixel ring's std over the inside's is 1 up to sampling
+    error (ring 960 and inside 3136 pixels: relative std errors sqrt(1/(2 n)), 2.3% and 1.3%,
+    so 5 standard errors of the ratio is 0.13). Damping the ring by 1/2 halves it exactly."""
+    x = np.random.default_rng(4).standard_normal((64, 64))
+    assert abs(ev.border_contrast(x) - 1) < 0.13
+    damped = x.copy()
+    ring = np.ones((64, 64), dtype=bool)
+    ring[4:60, 4:60] = False
+    damped[ring] *= 0.5
+    assert abs(ev.border_contrast(damped) - 0.5 * ev.border_contrast(x)) < 1e-12
+    with pytest.raises(ValueError, match="larger than 9 pixels"):
+        ev.border_contrast(np.zeros((9, 9)))

@@ -129,6 +129,30 @@ def synthesize(net: ConvNet, sigma: float, data, chains, method: str, step_size:
     # END SOLUTION
 
 
+def on_torus(net: ConvNet) -> ConvNet:
+    """The same network, sharing its parameter arrays, with circular padding on every layer.
+
+    The stationary extension of a learned energy: every term of ``f`` (Eq. (3.5)) whose
+    window lies inside the image is unchanged, and the terms at the border see the image
+    wrapped around instead of zeros, so its samples have no border (and tile).
+    """
+    layers = [
+        ConvLayer(l.weight, l.bias, l.stride, l.pad, l.activation.name, "circular")
+        for l in net.layers
+    ]
+    return ConvNet(layers, conv_impl=net.conv_impl)
+
+
+def torus_samples(net: ConvNet, sigma: float, chains, n_steps: int, step_size: float, rng):
+    """``chains (M~, C, H, W)`` continued for ``n_steps`` Langevin steps (6.10) on the torus.
+
+    The model is :func:`on_torus` of ``net`` with the reference ``q = N(0, sigma^2 I)``;
+    ``rng`` draws the noise. What a run writes as its samples when ``torus_steps > 0``.
+    """
+    model = GenerativeModel(on_torus(net), sigma)
+    return langevin(model, chains, n_steps, step_size, rng=rng).samples
+
+
 def mean_langevin_step(model, I, step_size: float):
     """``I + (eps^2 / 2)(B - I / sigma^2)``: one Langevin step (7.8) with the noise at its mean 0.
 

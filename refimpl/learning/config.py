@@ -27,6 +27,7 @@ INTEGER_FIELDS = (
     "chains",
     "langevin_steps",
     "seed",
+    "torus_steps",
     "size",
     "factor",
     "images",
@@ -90,6 +91,11 @@ class LearningConfig:
             centred (per-channel mean subtracted) either way, as in section 8.
 
     Run:
+        torus_steps: the samples a run writes at its end are its chains continued for this
+            many Langevin steps on the torus, by the learned network with circular padding
+            on every layer (:func:`~refimpl.learning.algorithm.on_torus`: the stationary
+            extension of the learned energy, with no border and so no border frame); 0
+            writes the chains as they are. The chains that learning keeps are not changed.
         checkpoint_every: save a checkpoint every this many iterations (and at the end).
         energy_limit: stop with a divergence error if the mean energy of the synthesised
             images exceeds this many times the data's (plus 1e3 sigma^-2 per pixel).
@@ -122,6 +128,7 @@ class LearningConfig:
     images: int = 1
     checkpoint_every: int = 50
     energy_limit: float = 1e4
+    torus_steps: int = 0
 
     def __post_init__(self):
         for name in ("spec", "learning_rate", "init_std"):  # a tuple reads as the JSON list
@@ -133,7 +140,7 @@ class LearningConfig:
         if not self.spec:
             raise ValueError("spec must list at least one layer")
         for name in INTEGER_FIELDS:
-            self._integer(name, minimum=0 if name == "seed" else 1)
+            self._integer(name, minimum=0 if name in ("seed", "torus_steps") else 1)
         for name in BOOLEAN_FIELDS:
             self._typed(name, bool)
         for name in REAL_FIELDS:

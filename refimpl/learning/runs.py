@@ -33,7 +33,7 @@ from scipy.ndimage import zoom
 from tqdm import tqdm
 
 from refimpl import __version__
-from refimpl.backend import to_numpy
+from refimpl.backend import derived_seed, make_rng, to_numpy
 from refimpl.conv import conv_output_size
 from refimpl.conv.geometry import ConvGeometry
 from refimpl.convnet import ConvNet
@@ -61,6 +61,7 @@ from refimpl.run_folder import (
     run_loop,
     to_json,
 )
+from refimpl.threads import parallel
 
 CONFIG = RECORD  # the name benchmarks/quality.py and older callers use
 TRAIN = "train.npy"
@@ -655,6 +656,24 @@ def execute(
 # --- outputs ----------------------------------------------------------------------------------
 
 
+# the generator of the torus steps is seeded by (seed, TORUS_STREAM, iteration): no layer index
+# (the other 3-entry seeds, (seed, layer, stage)) comes near it
+TORUS_STREAM = 2**31 - 1
+
+
+def final_samples(trainer: Trainer):
+    """The samples a run writes: the chains, continued for ``config.torus_steps`` Langevin
+    steps on the torus (:func:`algorithm.torus_samples`) when that is positive."""
+    config = trainer.config
+    if not config.torus_steps:
+        return trainer.chains
+    rng = make_rng(derived_seed(config.seed, TORUS_STREAM, trainer.iteration), trainer.xp)
+    with parallel():
+        return algorithm.torus_samples(
+            trainer.net, config.sigma, trainer.chains, config.torus_steps, config.step_size, rng
+        )
+
+
 def write_outputs(run: LearningRun) -> dict:
     """Samples, reconstructions, figures and ``summary.json`` of the run as it is now.
 
@@ -684,7 +703,7 @@ def write_outputs(run: LearningRun) -> dict:
         version=__version__,
     )
     to_json(summary, str(folder.file(SUMMARY)))  # refuses NaN and infinity before any write
-    samples = to_raw(config, trainer.chains, run.mean)
+    samples = to_raw(config, final_samples(trainer), run.mean)
     recon = to_raw(config, trainer.model().piece_mean(trainer.data), run.mean)
     folder.write_npy("samples.npy", samples)
     folder.write_npy("reconstructions.npy", recon)
