@@ -508,41 +508,36 @@ def placement_lines(results: dict) -> list:
     return lines
 
 
-def border_free_lines(results: dict) -> list:
+def summary_table(results: dict, key: str, columns: list, digits: int) -> list:
+    """A markdown table of ``result[key][name]`` per texture, ``columns`` = ``[(label, name)]``."""
     lines = [
+        "| texture | " + " | ".join(label for label, _ in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for texture, result in results.items():
+        if "error" not in result:
+            cells = [f"{result[key][name]:.{digits}f}" for _, name in columns]
+            lines.append(f"| {texture} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def border_free_lines(results: dict) -> list:
+    kurtosis = [(n, n) for n in ("samples", "phase surrogates")] + [("other crops", "crops")]
+    contrast = [(n, n) for n in ("samples", "chains", "training crop")] + [("other crops", "crops")]
+    return [
         f"Band kurtosis distance with a {BORDER}-pixel border cut from every image alike (the "
         "training crop, samples, surrogates and other crops): what the samples score without "
         "their border.",
         "",
-        "| texture | samples | phase surrogates | other crops |",
-        "|---|---|---|---|",
-    ]
-    for texture, result in results.items():
-        if "error" in result:
-            continue
-        k = result["border_free_kurtosis"]
-        lines.append(
-            f"| {texture} | {k['samples']:.3f} | {k['phase surrogates']:.3f} | {k['crops']:.3f} |"
-        )
-    lines += [
+        *summary_table(results, "border_free_kurtosis", kurtosis, 3),
         "",
         "Border contrast: the standard deviation of each image's 4-pixel frame over that of its "
         "inside (`texture_stats.border_contrast`), mean over the images: about 1 for a "
         "stationary texture, below 1 for a flat, lower-contrast frame. 'chains': the persistent "
         "chains learning kept, before the preset's torus steps (`torus_steps`).",
         "",
-        "| texture | samples | chains | training crop | other crops |",
-        "|---|---|---|---|---|",
+        *summary_table(results, "border_contrast", contrast, 2),
     ]
-    for texture, result in results.items():
-        if "error" in result:
-            continue
-        c = result["border_contrast"]
-        lines.append(
-            f"| {texture} | {c['samples']:.2f} | {c['chains']:.2f} | {c['training crop']:.2f} "
-            f"| {c['crops']:.2f} |"
-        )
-    return lines
 
 
 def display(ax, image, title: str):
