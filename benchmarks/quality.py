@@ -249,7 +249,7 @@ def learn(texture: str, args) -> dict:
         samples=np.load(folder / "samples.npy"),
         # the persistent chains learning kept, before any torus steps (border contrast and
         # statistics do not depend on the intensity offset these lack)
-        chains=np.load(folder / runs.CHECKPOINT)["chains"],
+        kept_chains=np.load(folder / runs.CHECKPOINT)["chains"],
     )
 
 
@@ -321,12 +321,13 @@ def score(run: dict) -> dict:
     if pairs is not None:
         rows["disjoint crop pairs"] = pairs
     overlaps = [overlap(p, train_at, config.size) for p in positions]
+    kept = run["kept_chains"]
     return dict(
         rows=rows,
         border_free_kurtosis=border_free_kurtosis(train, samples, surrogates, crops),
         border_contrast={
             "samples": float(np.mean([texture_stats.border_contrast(x) for x in samples])),
-            "chains": float(np.mean([texture_stats.border_contrast(x) for x in run["chains"]])),
+            "chains": float(np.mean([texture_stats.border_contrast(x) for x in kept])),
             "training crop": texture_stats.border_contrast(train),
             "crops": float(np.mean([texture_stats.border_contrast(x) for x in crops])),
         },
@@ -589,7 +590,7 @@ def figure(results: dict, quick: bool, path: Path):
 
 
 def jsonable(result: dict) -> dict:
-    skip = ("config", "train", "samples", "chains", "crops", "noise", "surrogates")
+    skip = ("config", "train", "samples", "kept_chains", "crops", "noise", "surrogates")
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.items() if k not in skip}
     if "config" in result:
         out["config"] = result["config"].to_dict()
