@@ -8,7 +8,7 @@ that only the torus passes.
 
 import numpy as np
 import pytest
-from checks import EXACT, assert_adjoint, assert_close
+from checks import EXACT, assert_adjoint, assert_close, assert_piece_identity
 from gradcheck import assert_gradient, coordinate_gradient
 from hypothesis import assume, given
 from strategies import conv_problems
@@ -154,3 +154,13 @@ def test_the_spec_round_trips_and_zero_padding_stays_implicit():
     written = config.to_dict()["spec"]
     assert written == [[8, 7, 2, 3, "relu", "circular"], [4, 3, 1, 1, "relu"]]
     assert [LayerSpec.coerce(s) for s in written] == config.spec
+
+
+def test_a_circular_convnet_is_piecewise_linear():
+    """Eq. (6.8), f(I) = alpha + <I, B>, holds on the torus too: wrapping is linear, and the
+    top-down pass folds B back onto the pixels the wrapped windows read."""
+    net = _texture_net("circular")
+    I = np.random.default_rng(5).standard_normal((3, 1, 16, 16))
+    alpha, B = net.linear_piece(I)
+    assert_piece_identity(net.score(I), alpha, B, I)
+    assert_close(B, net.grad_input(I))  # the deconvolution is the gradient, Eq. (9.2)
