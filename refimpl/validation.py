@@ -49,6 +49,13 @@ def check_finite(a, name: str):
         )
 
 
+def check_array(a, name: str, ndim: int, layout: str):
+    """Check an array argument: float dtype, ``ndim`` axes (``layout`` names them), finite."""
+    check_float_array(a, name)
+    check_ndim(a, ndim, name, layout)
+    check_finite(a, name)
+
+
 def check_images(a, name: str = "I", channels: int | None = None):
     """Check a batch of images: float dtype, 4-D ``(M, C, H, W)``, finite, non-empty.
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 import math
 
 from refimpl.backend import get_namespace, host_rng, namespace_of, resolve_dtype
-from refimpl.classify.heads import Classifier, top_gradient
+from refimpl.classify.heads import Classifier, check_features, top_gradient
 from refimpl.convnet import ConvNet
 from refimpl.models.discriminative import check_labels, logsumexp
-from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
+from refimpl.validation import check_float_array, shape_str
 
 __all__ = [
     "GMMC",
@@ -47,12 +47,6 @@ __all__ = [
     "mmc_centres",
     "target_energy",
 ]
-
-
-def _check_features(phi, name: str = "features"):
-    check_float_array(phi, name)
-    check_ndim(phi, 2, name, "(M, d)")
-    check_finite(phi, name)
 
 
 def _check_centres(centres, d: int):
@@ -130,7 +124,7 @@ def energies(features, centres, gamma: float = 1.0):
     Computed as the squared norm of the difference, not ``|phi|^2 - 2 <phi, mu> + |mu|^2``,
     which loses every digit of a small distance to cancellation.
     """
-    _check_features(features)
+    check_features(features)
     _check_centres(centres, features.shape[1])
     gamma = _check_gamma(gamma)
     # BEGIN SOLUTION lesson 13
@@ -154,7 +148,7 @@ def estimate_gamma(features, centres, labels) -> float:
     The maximum-likelihood variance of ``N(mu_y, gamma^2 I)`` given the features of the
     (training) examples and their labels.
     """
-    _check_features(features)
+    check_features(features)
     _check_centres(centres, features.shape[1])
     check_labels(labels, features.shape[0], centres.shape[0])
     diff = features - centres[labels]
@@ -167,7 +161,7 @@ def target_energy(features, targets):
     GMMC's samplers pull ``phi(x')`` towards a target ``z_{x'}`` drawn from ``N(mu_y', gamma^2 I)``;
     the ``1 / gamma^2`` of Eq. (8) is absorbed in the step size.
     """
-    _check_features(features)
+    check_features(features)
     if tuple(targets.shape) != tuple(features.shape):
         raise ValueError(
             f"targets must have the shape of the features {shape_str(features.shape)}; got "
@@ -187,7 +181,7 @@ def discriminative_loss(features, centres, labels):
     over the batch: ``|phi - mu_y|^2 / 2``, the centre regression loss of MMC. Its gradient
     is ``(phi_m - mu_{y_m}) / M``.
     """
-    _check_features(features)
+    check_features(features)
     _check_centres(centres, features.shape[1])
     check_labels(labels, features.shape[0], centres.shape[0])
     # BEGIN SOLUTION lesson 13
@@ -212,8 +206,8 @@ def generative_loss(features, labels, sample_features, sample_labels, centres, b
     Returns:
         ``(loss, dloss/dphi (M, d), dloss/dphi' (K, d))``.
     """
-    _check_features(features)
-    _check_features(sample_features, "sample_features")
+    check_features(features)
+    check_features(sample_features, "sample_features")
     _check_centres(centres, features.shape[1])
     check_labels(labels, features.shape[0], centres.shape[0])
     check_labels(sample_labels, sample_features.shape[0], centres.shape[0], "sample_labels")

@@ -44,7 +44,7 @@ from refimpl.models.discriminative import (
     one_hot,
 )
 from refimpl.models.reference import GaussianReference
-from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
+from refimpl.validation import check_array, check_float_array, shape_str
 
 __all__ = [
     "Classifier",
@@ -83,10 +83,9 @@ def top_gradient(fwd, feature_grad):
 # --- small shared pieces ------------------------------------------------------------------
 
 
-def _check_features(phi, name: str = "features"):
-    check_float_array(phi, name)
-    check_ndim(phi, 2, name, "(M, d)")
-    check_finite(phi, name)
+def check_features(phi, name: str = "features"):
+    """Top-layer features must be a finite float array ``(M, d)``."""
+    check_array(phi, name, 2, "(M, d)")
 
 
 # --- the softmax head, Xie et al. Eqs. (2.2)-(2.3) ----------------------------------------
@@ -103,7 +102,7 @@ def class_scores(features, weights, biases=None):
     Returns:
         ``(M, C)`` logits of the softmax (2.3).
     """
-    _check_features(features)
+    check_features(features)
     check_float_array(weights, "weights")
     if weights.ndim != 2 or weights.shape[1] != features.shape[1]:
         raise ValueError(

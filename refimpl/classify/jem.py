@@ -16,21 +16,20 @@ appendix E, Table 10), the gradient of ``log p(x)`` is Eq. (2) of the GMMC paper
 from __future__ import annotations
 
 from refimpl.backend import namespace_of
-from refimpl.models.discriminative import check_labels, log_softmax, logsumexp, one_hot
-from refimpl.validation import check_finite, check_float_array, check_ndim
+from refimpl.models.discriminative import (
+    check_labels,
+    check_scores,
+    log_softmax,
+    logsumexp,
+    one_hot,
+)
 
 __all__ = ["energy", "joint_loss"]
 
 
-def _check_scores(scores, name: str):
-    check_float_array(scores, name)
-    check_ndim(scores, 2, name, "(M, C)")
-    check_finite(scores, name)
-
-
 def energy(scores):
     """``E(x) = -logsumexp_y S_y(x)``, ``(M, C) -> (M,)``: ``p(x) ~ exp(-E(x))``."""
-    _check_scores(scores, "scores")
+    check_scores(scores, "scores")
     return -logsumexp(scores, axis=1)
 
 
@@ -49,8 +48,8 @@ def joint_loss(scores, labels, sample_scores):
     Returns:
         ``(loss, dloss/dS (M, C), dloss/dS' (K, C))``: ``-1(y = .) / M`` and ``softmax(S') / K``.
     """
-    _check_scores(scores, "scores")
-    _check_scores(sample_scores, "sample_scores")
+    check_scores(scores, "scores")
+    check_scores(sample_scores, "sample_scores")
     check_labels(labels, scores.shape[0], scores.shape[1])
     if sample_scores.shape[1] != scores.shape[1]:
         raise ValueError(

@@ -46,9 +46,8 @@ from refimpl.conv.pool import (
     pool_output_size,
 )
 from refimpl.validation import (
+    check_array,
     check_finite,
-    check_float_array,
-    check_ndim,
     check_positive_int,
     shape_str,
 )
@@ -115,12 +114,6 @@ def implementation(impl: str) -> Kernels:
         raise ValueError(f"impl must be one of {sorted(IMPLEMENTATIONS)}; got {impl!r}") from None
 
 
-def _check_tensor(a, name: str, layout: str):
-    check_float_array(a, name)
-    check_ndim(a, 4, name, layout)
-    check_finite(a, name)
-
-
 def _check_same_dtype(**arrays):
     dtypes = {name: a.dtype for name, a in arrays.items() if a is not None}
     if len(set(dtypes.values())) > 1:
@@ -165,7 +158,7 @@ def conv2d(
         ``(N, O, H_out, W_out)`` with ``H_out = (H + 2p - k) // s + 1``.
     """
     stride, pad = check_stride_pad(stride, pad)
-    _check_tensor(x, "x", "(N, C, H, W)")
+    check_array(x, "x", 4, "(N, C, H, W)")
     check_weight(weight)
     check_finite(weight, "weight")
     if bias is not None:
@@ -200,7 +193,7 @@ def conv2d_adjoint(
         ``(N, C, H, W)``.
     """
     stride, pad = check_stride_pad(stride, pad)
-    _check_tensor(y, "y", "(N, O, H_out, W_out)")
+    check_array(y, "y", 4, "(N, O, H_out, W_out)")
     check_weight(weight)
     check_finite(weight, "weight")
     _check_same_dtype(y=y, weight=weight)
@@ -235,8 +228,8 @@ def conv2d_weight_grad(
         ``(O, C, k, k)``.
     """
     stride, pad = check_stride_pad(stride, pad)
-    _check_tensor(x, "x", "(N, C, H, W)")
-    _check_tensor(y, "y", "(N, O, H_out, W_out)")
+    check_array(x, "x", 4, "(N, C, H, W)")
+    check_array(y, "y", 4, "(N, O, H_out, W_out)")
     _check_same_dtype(x=x, y=y)
     k = check_positive_int(kernel_size, "kernel_size")
     w_shape = (y.shape[1], x.shape[1], k, k)
@@ -247,5 +240,5 @@ def conv2d_weight_grad(
 
 def conv2d_bias_grad(y, impl: str = "fast"):
     """Gradient of ``<conv2d(x, w, b), y>`` w.r.t. ``b``: ``sum_{n,i,j} y[n,o,i,j]``, Eq. (7.4)."""
-    _check_tensor(y, "y", "(N, O, H_out, W_out)")
+    check_array(y, "y", 4, "(N, O, H_out, W_out)")
     return implementation(impl).bias_grad(y)

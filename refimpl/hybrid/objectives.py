@@ -89,7 +89,7 @@ from refimpl.models.discriminative import (
     discriminative_log_likelihood,
     discriminative_score_gradient,
 )
-from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
+from refimpl.validation import check_array, shape_str
 
 __all__ = [
     "alpha_of_sigma",
@@ -107,12 +107,6 @@ __all__ = [
 
 
 # --- argument checks -------------------------------------------------------------------------
-
-
-def _check_vector(w, name: str = "w"):
-    check_float_array(w, name)
-    check_ndim(w, 1, name, "(P,)")
-    check_finite(w, name)
 
 
 def _check_positive(value, name: str, allow_none: bool = False):
@@ -136,7 +130,7 @@ def _check_unit(value, name: str) -> float:
 def _check_data(w, data):
     if not isinstance(data, SemiSupervised):
         raise TypeError(f"data must be a SemiSupervised training set; got {type(data).__name__}")
-    _check_vector(w)
+    check_array(w, "w", 1, "(P,)")
     k = (w.size + 1) // (data.dim + 2)
     if k != data.n_classes:
         raise ValueError(
@@ -154,7 +148,7 @@ def gaussian_log_prior(w, scale):
     ``w (P,)``; returns ``(value, grad (P,))``. ``value = -|w|^2 / (2 scale^2) - (P/2) log(2 pi
     scale^2)``: a proper density, so that values can be compared across scales.
     """
-    _check_vector(w)
+    check_array(w, "w", 1, "(P,)")
     scale = _check_positive(scale, "prior_scale", allow_none=True)
     # BEGIN SOLUTION lesson 14
     if scale is None:
@@ -268,8 +262,8 @@ def coupling_log_prior(w_G, w_D, sigma: float):
     ``value = -|w_G - w_D|^2 / (2 sigma^2) - (P/2) log(2 pi sigma^2)``,
     ``grad_G = -(w_G - w_D) / sigma^2 = -grad_D``.
     """
-    _check_vector(w_G, "w_G")
-    _check_vector(w_D, "w_D")
+    check_array(w_G, "w_G", 1, "(P,)")
+    check_array(w_D, "w_D", 1, "(P,)")
     if w_G.shape != w_D.shape:
         raise ValueError(
             f"w_G and w_D must have the same shape; got {shape_str(w_G.shape)} and "

@@ -33,10 +33,11 @@ score is subtracted before exponentiating).
 from __future__ import annotations
 
 from refimpl.backend import namespace_of
-from refimpl.validation import check_finite, check_float_array, check_ndim, shape_str
+from refimpl.validation import check_array, check_float_array, shape_str
 
 __all__ = [
     "check_labels",
+    "check_scores",
     "discriminative_log_likelihood",
     "discriminative_score_gradient",
     "generative_log_likelihood",
@@ -48,10 +49,9 @@ __all__ = [
 ]
 
 
-def _check_scores(scores, name: str = "scores"):
-    check_float_array(scores, name)
-    check_ndim(scores, 2, name, "(M, C)")
-    check_finite(scores, name)
+def check_scores(scores, name: str = "scores"):
+    """Class scores must be a finite float array ``(M, C)``."""
+    check_array(scores, name, 2, "(M, C)")
 
 
 def check_labels(labels, n_examples: int, n_classes: int, name: str = "labels"):
@@ -104,7 +104,7 @@ def log_softmax(scores, axis: int = 1):
     ``axis=0`` normalises each column over the examples, the batch normaliser of ``l_G``.
     Stable: ``S - max`` is exponentiated, so scores of 1e3 or -1e3 are fine.
     """
-    _check_scores(scores)
+    check_scores(scores)
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 (over examples) or 1 (over classes); got {axis!r}")
     # BEGIN SOLUTION lesson 4
@@ -124,7 +124,7 @@ def softmax_posterior(scores, biases=None):
     Returns:
         ``(M, C)`` posterior probabilities; each row sums to 1.
     """
-    _check_scores(scores)
+    check_scores(scores)
     if biases is not None:
         check_float_array(biases, "biases")
         if tuple(biases.shape) != (scores.shape[1],):
@@ -151,7 +151,7 @@ def discriminative_log_likelihood(scores, labels) -> float:
     Returns:
         The sum over the batch, a float (``<= 0``).
     """
-    _check_scores(scores)
+    check_scores(scores)
     _check_labels(labels, scores)
     # BEGIN SOLUTION lesson 4
     xp = namespace_of(scores)
@@ -173,7 +173,7 @@ def generative_log_likelihood(scores, labels) -> float:
     Returns:
         The sum over the batch, a float (``<= 0``).
     """
-    _check_scores(scores)
+    check_scores(scores)
     _check_labels(labels, scores)
     # BEGIN SOLUTION lesson 4
     xp = namespace_of(scores)
@@ -187,7 +187,7 @@ def discriminative_score_gradient(scores, labels):
     The summation in ``l_D``'s normaliser runs over classes with the example fixed, so each
     example's gradient pushes its own class up and every class in proportion to (2.3) down.
     """
-    _check_scores(scores)
+    check_scores(scores)
     _check_labels(labels, scores)
     # BEGIN SOLUTION lesson 4
     xp = namespace_of(scores)
@@ -203,7 +203,7 @@ def generative_score_gradient(scores, labels):
     examples and down at every example in proportion to ``exp f_c``, regardless of the other
     classes.
     """
-    _check_scores(scores)
+    check_scores(scores)
     _check_labels(labels, scores)
     # BEGIN SOLUTION lesson 4
     xp = namespace_of(scores)
