@@ -593,7 +593,12 @@ class _Lock:
 
     def __init__(self, folder: Path):
         path = folder / LOCK
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self.fd = os.open(path, flags, 0o666)
+        except PermissionError:
+            message = f"cannot write in the run folder {folder}: it is read-only"
+            raise RunFolderError(message) from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -705,12 +710,7 @@ class RunFolder:
     @classmethod
     def _create_one(cls, path: Path, record: dict) -> RunFolder:
         _make_folder(path)
-        try:
-            lock = _Lock(path)
-        except PermissionError:
-            raise RunFolderError(
-                f"cannot write in the run folder {path}: it is read-only"
-            ) from None
+        lock = _Lock(path)
         try:
             remove_temporaries(path)
             held = sorted(p.name for p in path.iterdir() if p.name != LOCK)
@@ -747,12 +747,7 @@ class RunFolder:
             raise NotARunFolder(f"{path} is a file, not a run folder")
         if not (path / RECORD).is_file():
             raise NotARunFolder(f"{path} is not a run folder (no {RECORD})")
-        try:
-            lock = _Lock(path)
-        except PermissionError:
-            raise RunFolderError(
-                f"cannot write in the run folder {path}: it is read-only"
-            ) from None
+        lock = _Lock(path)
         try:
             record = read_json(path / RECORD)
             remove_temporaries(path)
