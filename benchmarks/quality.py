@@ -216,7 +216,8 @@ def learn(texture: str, args) -> dict:
         if comparable(record["config"]) != comparable(config.to_dict()):
             raise SystemExit(
                 f"error: {folder} holds a run with another configuration "
-                "(iterations, seed, chains?); pass --force to replace it, or use another --out"
+                "(iterations, seed, chains, padding?); pass --force to replace it, or use "
+                "another --out"
             )
         if (folder / "summary.json").is_file():
             status = "reused"

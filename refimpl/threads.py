@@ -21,6 +21,9 @@ spinning. Outside :func:`parallel` nothing changes.
 The number of workers: ``REFIMPL_THREADS`` if set, else the number of CPUs this process
 may run on. BLAS is limited with ``threadpoolctl``, the standard tool for it (scikit-learn
 uses it).
+
+No equation of the papers lives here: this module changes how fast the kernels run, never
+what they compute (results are bit for bit the same on any number of workers).
 """
 
 from __future__ import annotations
